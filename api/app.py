@@ -1,0 +1,56 @@
+"""The FastAPI application. `create_app(settings)` builds it; nothing happens at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.context import AppContext
+from api.errors import install_error_handlers
+from api.routes import catalog, files, health, v2
+from storage.db import session_scope
+from storage.jobs import utcnow
+from storage.keys import ensure_key
+from storage.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Asynchronous inpainting. Submit an image, a mask and a prompt to `POST /v2/{model}`
+and get a `request_id` at once; poll `status_url`, then fetch `response_url`.
+Masks: white (255) repaints, black (0) keeps. Every route but `/healthz`,
+`/readyz` and signed image links needs the `x-api-key` header.
+"""
+
+
+def bootstrap_key(context: AppContext) -> None:
+    """Create INPAINT_BOOTSTRAP_API_KEY as an admin key if it does not exist yet."""
+    secret = context.settings.bootstrap_api_key
+    if secret is None:
+        return
+    with session_scope(context.sessions) as session:
+        if ensure_key(session, key=secret.get_secret_value(), name="bootstrap", is_admin=True, now=utcnow()):
+            log.info("created the bootstrap API key from INPAINT_BOOTSTRAP_API_KEY")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    context = AppContext.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        bootstrap_key(context)
+        yield
+        context.close()
+
+    app = FastAPI(title="Inpaint Queue", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.context = context
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(catalog.router)
+    app.include_router(v2.router)
+    app.include_router(files.router)
+    return app

@@ -1,0 +1,58 @@
+"""Dependency aliases, so that handlers read like prose: `session: SessionDep, key: CurrentKey`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from api.context import AppContext
+from storage.db import session_scope
+from storage.errors import Unauthorized
+from storage.keys import find_key
+from storage.models import ApiKey
+
+
+def get_context(request: Request) -> AppContext:
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    with session_scope(context.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_current_key(
+    session: SessionDep,
+    x_api_key: Annotated[str | None, Header(description="Your API key.")] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> ApiKey:
+    """The caller's key, from `x-api-key` (or `Authorization: Bearer`). 401 if missing or unknown."""
+    secret = x_api_key
+    if secret is None and authorization and authorization.lower().startswith("bearer "):
+        secret = authorization[7:].strip()
+    if not secret:
+        raise Unauthorized("missing API key: send it in the x-api-key header")
+    key = find_key(session, secret)
+    if key is None:
+        raise Unauthorized("unknown or revoked API key")
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
+
+
+def get_base_url(request: Request, context: ContextDep) -> str:
+    """Base of absolute URLs: INPAINT_PUBLIC_URL, else the URL this request came in on."""
+    return (context.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+BaseUrl = Annotated[str, Depends(get_base_url)]

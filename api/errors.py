@@ -1,0 +1,119 @@
+"""The one place where domain errors become HTTP responses.
+
+Every error body has `error`, a sentence a person can act on. Validation errors
+also carry `errors`: one entry per field with `field`, `message`, `limit` and
+`value`. Nothing here ever echoes a traceback or an internal address.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from storage.errors import (
+    Forbidden,
+    InpaintError,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: list[tuple[type[InpaintError], int]] = [
+    (InvalidInput, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (PayloadTooLarge, 413),
+    (Unavailable, 503),
+]
+
+VALUE_PREVIEW_CHARS = 60
+
+
+def preview(value: Any) -> Any:
+    """The given value as it may be shown back: long strings (base64 images) are cut."""
+    if isinstance(value, str) and len(value) > VALUE_PREVIEW_CHARS:
+        return value[:VALUE_PREVIEW_CHARS] + f"... ({len(value)} characters)"
+    if isinstance(value, dict | list):
+        return f"<{type(value).__name__}>"
+    return value
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def describe_validation_error(err: dict[str, Any]) -> dict[str, Any]:
+    """One pydantic error as {field, message, limit, value}."""
+    field = _field_name(tuple(err.get("loc", ())))
+    ctx = err.get("ctx") or {}
+    kind = err.get("type", "")
+    given = preview(err.get("input"))
+    limit: Any = None
+    if kind == "missing":
+        message = "is required"
+    elif kind == "extra_forbidden":
+        message = "is not a field this endpoint accepts"
+    elif kind in ("less_than_equal", "less_than"):
+        limit = ctx.get("le", ctx.get("lt"))
+        message = f"must be at most {limit}, got {given}" if kind == "less_than_equal" \
+            else f"must be less than {limit}, got {given}"
+    elif kind in ("greater_than_equal", "greater_than"):
+        limit = ctx.get("ge", ctx.get("gt"))
+        message = f"must be at least {limit}, got {given}" if kind == "greater_than_equal" \
+            else f"must be greater than {limit}, got {given}"
+    elif kind == "string_too_short":
+        limit = ctx.get("min_length")
+        message = "must not be empty" if limit == 1 else f"must be at least {limit} characters"
+    elif kind == "string_too_long":
+        limit = ctx.get("max_length")
+        length = len(err["input"]) if isinstance(err.get("input"), str) else "?"
+        message = f"must be at most {limit} characters, got {length}"
+    elif kind == "json_invalid":
+        message = f"the body is not valid JSON ({ctx.get('error', 'parse error')})"
+    else:
+        message = f"{err.get('msg', 'is invalid')}, got {given!r}"
+    return {"field": field, "message": f"{field} {message}", "limit": limit, "value": given}
+
+
+def _error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, **extra})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [describe_validation_error(e) for e in exc.errors()]
+        return _error_response(400, "; ".join(e["message"] for e in errors), errors=errors)
+
+    @app.exception_handler(InvalidInput)
+    async def on_invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        entry = {"field": exc.field, "message": exc.message, "limit": exc.limit, "value": preview(exc.value)}
+        return _error_response(400, exc.message, errors=[entry])
+
+    @app.exception_handler(InpaintError)
+    async def on_domain_error(_: Request, exc: InpaintError) -> JSONResponse:
+        for kind, status in STATUS_BY_ERROR:
+            if isinstance(exc, kind):
+                return _error_response(status, exc.message)
+        log.error("unmapped domain error %s: %s", type(exc).__name__, exc.message)
+        return _error_response(500, "internal error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(500, "internal error; the server log has the details")

@@ -1,0 +1,34 @@
+"""What this server offers: its models and scheduler names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import CurrentKey, SessionDep
+from storage.registry import list_models
+from storage.schedulers import SCHEDULERS
+
+router = APIRouter(prefix="/v2", tags=["catalog"])
+
+
+@router.get("/models", summary="List the model slugs and what each accepts")
+def get_models(session: SessionDep, key: CurrentKey) -> dict[str, Any]:
+    return {
+        "models": [
+            spec.model_dump(mode="json", exclude={"source"}) | {"size_rule": spec.size_rule()}
+            for spec in list_models(session)
+        ]
+    }
+
+
+@router.get("/schedulers", summary="List the scheduler names and the diffusers scheduler of each")
+def get_schedulers(key: CurrentKey) -> dict[str, Any]:
+    return {
+        "schedulers": [
+            {"name": s.name, "class": s.class_name, "options": s.options, "supported": s.unsupported_reason is None,
+             "reason": s.unsupported_reason}
+            for s in SCHEDULERS.values()
+        ]
+    }

@@ -1,0 +1,85 @@
+"""Response bodies of a job, built from its row. Shared by every route that shows a job."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from storage.blobs import BlobStore
+from storage.jobs import count_jobs_ahead
+from storage.models import Job, JobStatus
+
+
+def job_urls(base_url: str, job_id: str) -> dict[str, str]:
+    return {
+        "status_url": f"{base_url}/v2/requests/{job_id}/status",
+        "response_url": f"{base_url}/v2/requests/{job_id}",
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def progress_of(job: Job) -> dict[str, Any]:
+    total = max(job.progress_total, 0)
+    step = min(job.progress_step, total) if total else 0
+    return {"step": step, "total": total, "percent": round(100.0 * step / total, 1) if total else 0.0}
+
+
+def metrics_of(job: Job) -> dict[str, float | None]:
+    queue_time = (job.started_at - job.created_at).total_seconds() if job.started_at else None
+    return {"inference_time": job.inference_time, "queue_time": queue_time}
+
+
+def status_body(session: Session, job: Job, *, base_url: str) -> dict[str, Any]:
+    """GET /v2/requests/{id}/status. QUEUED adds queue_position, PROCESSING adds progress."""
+    body: dict[str, Any] = {
+        "request_id": job.id,
+        "status": job.status,
+        "model": job.model,
+        "created_at": _iso(job.created_at),
+        **job_urls(base_url, job.id),
+    }
+    if job.status == JobStatus.QUEUED:
+        body["queue_position"] = count_jobs_ahead(session, job)
+    elif job.status == JobStatus.PROCESSING:
+        body["progress"] = progress_of(job)
+        body["started_at"] = _iso(job.started_at)
+    else:
+        body["finished_at"] = _iso(job.finished_at)
+        body["expires_at"] = _iso(job.expires_at)
+        body["metrics"] = metrics_of(job)
+    if job.status == JobStatus.FAILED:
+        body["error"] = job.error_message
+        body["error_code"] = job.error_code
+    return body
+
+
+def result_body(
+    job: Job, *, blobs: BlobStore, base_url: str, now: datetime, inline: bool
+) -> dict[str, Any]:
+    """GET /v2/requests/{id} of a COMPLETED job: output URLs (or base64), seed, metrics, expiry."""
+    assert job.expires_at is not None and job.output_keys is not None
+    if inline:
+        output = [base64.b64encode(blobs.get(k)).decode() for k in job.output_keys]
+    else:
+        output = [blobs.url(k, expires_at=job.expires_at, now=now, base_url=base_url) for k in job.output_keys]
+    seeds = list(job.output_seeds or [])
+    return {
+        "request_id": job.id,
+        "status": job.status,
+        "model": job.model,
+        "output": output,
+        "output_format": "base64" if inline else "url",
+        "seed": seeds[0] if seeds else job.params.get("seed"),
+        "seeds": seeds,
+        "metrics": metrics_of(job),
+        "created_at": _iso(job.created_at),
+        "finished_at": _iso(job.finished_at),
+        "expires_at": _iso(job.expires_at),
+        "params": job.params,
+    }

@@ -1,0 +1,168 @@
+"""Image storage: any S3-compatible endpoint, or a local directory for the embedded default.
+
+Keys are derived from the job id alone (`job_key`), so a retried job writes the
+same objects again instead of leaving strays. Links expire with the job:
+presigned GET URLs on S3, HMAC-signed `/files/...` links on the local backend,
+which the API verifies and serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from storage.errors import NotFound, Unavailable
+from storage.settings import Settings
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+def input_key(job_id: str, role: str) -> str:
+    return f"jobs/{job_id}/input/{role}.png"
+
+
+def output_key(job_id: str, index: int) -> str:
+    return f"jobs/{job_id}/output/{index}.png"
+
+
+def job_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes, content_type: str = "image/png") -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str: ...
+    def check(self) -> None: ...
+
+
+def sign_local(key: str, expires: int, signing_key: bytes) -> str:
+    return hmac.new(signing_key, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+class LocalBlobStore:
+    """Files under `root`; links are `/files/{key}?expires=&signature=`, served by the API."""
+
+    def __init__(self, root: Path, signing_key: bytes) -> None:
+        self.root = root
+        self.signing_key = signing_key
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise NotFound("no such file")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str = "image/png") -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)  # readers never see half a file
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound("no such file") from None
+
+    def delete_prefix(self, prefix: str) -> int:
+        path = self.path(prefix)
+        if not path.exists():
+            return 0
+        count = sum(1 for p in path.rglob("*") if p.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+        return count
+
+    def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str:
+        expires = int(expires_at.timestamp())
+        query = urlencode({"expires": expires, "signature": sign_local(key, expires, self.signing_key)})
+        return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
+
+    def verify(self, key: str, expires: int, signature: str, *, now: datetime) -> bool:
+        expected = sign_local(key, expires, self.signing_key)
+        return hmac.compare_digest(expected, signature) and now.timestamp() < expires
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise Unavailable("the image directory is not writable")
+
+
+class S3BlobStore:
+    """Objects in one bucket of any S3-compatible service."""
+
+    def __init__(self, client: Any, bucket: str, presign_client: Any | None = None) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.presign_client = presign_client or client
+
+    def put(self, key: str, data: bytes, content_type: str = "image/png") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise NotFound("no such object") from None
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objects:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+                deleted += len(objects)
+        return deleted
+
+    def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str:
+        seconds = int((expires_at - now).total_seconds())
+        return self.presign_client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=max(1, min(seconds, MAX_PRESIGN_SECONDS)),
+        )
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            raise Unavailable(f"object storage is not reachable ({type(exc).__name__})") from None
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    if settings.storage_backend == "local":
+        return LocalBlobStore(settings.resolved_storage_dir, settings.signing_key)
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        signature_version="s3v4",
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        s3={"addressing_style": "path"},
+    )
+    credentials = {
+        "aws_access_key_id": settings.s3_access_key_id,
+        "aws_secret_access_key": (
+            settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+        ),
+        "region_name": settings.s3_region,
+        "config": config,
+    }
+    client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, **credentials)
+    presign = None
+    if settings.s3_public_endpoint_url:
+        presign = boto3.client("s3", endpoint_url=settings.s3_public_endpoint_url, **credentials)
+    return S3BlobStore(client, settings.s3_bucket, presign)

@@ -1,0 +1,79 @@
+"""The Celery app as both sides see it: queue names, task names and broker settings.
+
+The API only publishes, by task name; it never imports the worker. The worker
+builds on `make_celery` and registers the tasks. A `sqla+sqlite://` broker URL
+(the embedded default) goes through `SQLiteTransport`, which adds WAL, a busy
+timeout and a configurable polling interval to kombu's SQLAlchemy transport.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.transport import sqlalchemy as kombu_sqla
+from sqlalchemy import create_engine, event
+
+from storage.db import SQLITE_BUSY_TIMEOUT_MS, set_sqlite_pragmas
+from storage.settings import Settings
+
+QUEUE_INPAINT = "inpaint"
+QUEUE_MAINTENANCE = "maintenance"
+
+TASK_RUN_JOB = "inpaint.run_job"
+TASK_REAP_EXPIRED = "maintenance.reap_expired"
+
+# Publishing fails fast: the API answers instead of hanging while the broker is down.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.05, "interval_step": 0.1, "interval_max": 0.2}
+
+
+class SQLiteChannel(kombu_sqla.Channel):
+    def _engine_from_config(self) -> Any:
+        options = dict(self.connection.client.transport_options)
+        for name in ("polling_interval", "queue_tablename", "message_tablename", "callback", "errback",
+                     "max_retries", "interval_start", "interval_step", "interval_max", "retry_errors"):
+            options.pop(name, None)
+        options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        engine = create_engine(self.connection.client.hostname, **options)
+        event.listen(engine, "connect", set_sqlite_pragmas)
+        return engine
+
+
+class SQLiteTransport(kombu_sqla.Transport):
+    Channel = SQLiteChannel
+
+
+def make_celery(settings: Settings, *, main: str = "inpaint-queue") -> Celery:
+    app = Celery(main)
+    url = settings.resolved_broker_url
+    transport_options: dict[str, Any] = {}
+    if url.startswith("sqla+sqlite"):
+        url = url.removeprefix("sqla+")
+        app.conf.broker_transport = f"{__name__}:SQLiteTransport"
+        transport_options["polling_interval"] = settings.broker_polling_interval
+    elif url.startswith(("redis://", "rediss://")):
+        # Long inference must not look like a lost message; the job row, not
+        # the broker, is what decides whether a job still needs running.
+        transport_options["visibility_timeout"] = 6 * 3600
+    app.conf.update(
+        broker_url=url,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE_INPAINT,
+        task_routes={TASK_REAP_EXPIRED: {"queue": QUEUE_MAINTENANCE}},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+def publish_job(app: Celery, job_id: str, *, queue: str) -> None:
+    """Send the job's task by name. Messages carry the id, never image bytes."""
+    app.send_task(TASK_RUN_JOB, args=[job_id], queue=queue, retry=True, retry_policy=PUBLISH_RETRY_POLICY)

@@ -1,0 +1,133 @@
+"""`inpaint-admin`: migrations, API keys and the model registry, from the command line.
+
+    inpaint-admin migrate
+    inpaint-admin keys create --name NAME [--admin]
+    inpaint-admin keys first-run          # creates an admin key if there is none; prints it
+    inpaint-admin keys list | revoke ID
+    inpaint-admin models list
+    inpaint-admin models register SLUG SOURCE --family sd15 [--sizes 512,768] [--steps 20:100:25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.db import make_engine, make_session_factory, session_scope
+from storage.jobs import utcnow
+from storage.keys import create_key, list_keys, revoke_key
+from storage.migrate import upgrade
+from storage.models import ApiKey
+from storage.registry import FAMILIES, ModelSpec, Range, list_models, register_model
+from storage.settings import Settings, load_settings
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _range(text: str) -> Range:
+    low, high, default = (float(x) for x in text.split(":"))
+    return Range(min=low, max=high, default=default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inpaint-admin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply the database migrations")
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="create a key and print it (shown once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--admin", action="store_true")
+    keys.add_parser("first-run", help="create an admin key if none exists, and print it")
+    keys.add_parser("list")
+    revoke = keys.add_parser("revoke")
+    revoke.add_argument("id", type=int)
+    models = sub.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
+    models.add_parser("list")
+    register = models.add_parser("register", help="register (or replace) a model slug")
+    register.add_argument("slug")
+    register.add_argument("source", help="Hugging Face hub id or local directory")
+    register.add_argument("--family", required=True, choices=FAMILIES)
+    register.add_argument("--sizes", help="allowed widths/heights, comma-separated (default: multiples of 8)")
+    register.add_argument("--max-side", type=int, default=1024)
+    register.add_argument("--default-size", type=int, default=512)
+    register.add_argument("--steps", type=_range, help="MIN:MAX:DEFAULT")
+    register.add_argument("--scheduler", default="DDIM", help="default scheduler")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    if args.command == "migrate":
+        upgrade(settings.resolved_database_url)
+        _out("database is at the latest migration")
+        return
+    run_command(settings, args)
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> None:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            handler = HANDLERS[(args.command, args.action)]
+            handler(session, args)
+    finally:
+        engine.dispose()
+
+
+def _keys_create(session: Any, args: argparse.Namespace) -> None:
+    new = create_key(session, name=args.name, is_admin=args.admin, now=utcnow())
+    _out(f"created key #{new.record.id} ({'admin' if args.admin else 'user'}): {new.secret}")
+    _out("it is shown this once; only its hash is stored")
+
+
+def _keys_first_run(session: Any, args: argparse.Namespace) -> None:
+    if session.execute(select(ApiKey.id).where(ApiKey.revoked_at.is_(None))).first():
+        _out("API key: one already exists (it was printed when it was created); "
+             "make another with: .venv/bin/inpaint-admin keys create --name NAME")
+        return
+    new = create_key(session, name="first-run", is_admin=True, now=utcnow())
+    _out(f"API key (admin, shown once, only its hash is stored): {new.secret}")
+
+
+def _keys_list(session: Any, args: argparse.Namespace) -> None:
+    for key in list_keys(session):
+        state = "revoked" if key.revoked_at else "active"
+        _out(f"#{key.id}\t{key.prefix}...\t{key.name}\t{'admin' if key.is_admin else 'user'}\t{state}")
+
+
+def _keys_revoke(session: Any, args: argparse.Namespace) -> None:
+    _out("revoked" if revoke_key(session, args.id, now=utcnow()) else f"no active key #{args.id}")
+
+
+def _models_list(session: Any, args: argparse.Namespace) -> None:
+    for spec in list_models(session):
+        _out(f"{spec.slug}\t{spec.family}\t{spec.source or '-'}\t{spec.size_rule()}")
+
+
+def _models_register(session: Any, args: argparse.Namespace) -> None:
+    options: dict[str, Any] = {"max_side": args.max_side, "default_size": args.default_size,
+                               "default_scheduler": args.scheduler}
+    if args.sizes:
+        options["sizes"] = tuple(int(s) for s in args.sizes.split(","))
+    if args.steps:
+        options["steps"] = args.steps
+    spec = ModelSpec(slug=args.slug, family=args.family, source=args.source, **options)
+    register_model(session, spec, now=utcnow())
+    _out(f"registered {spec.slug!r} ({spec.family}) from {spec.source}")
+
+
+HANDLERS = {
+    ("keys", "create"): _keys_create,
+    ("keys", "first-run"): _keys_first_run,
+    ("keys", "list"): _keys_list,
+    ("keys", "revoke"): _keys_revoke,
+    ("models", "list"): _models_list,
+    ("models", "register"): _models_register,
+}

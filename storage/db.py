@@ -1,0 +1,73 @@
+"""Engines and sessions. One engine per process, built from settings and passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine. SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 30)
+        return create_engine(url, **kwargs)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _configure_sqlite)
+    event.listen(engine, "begin", _begin)
+    return engine
+
+
+def _configure_sqlite(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling is off so that "begin" below decides.
+    dbapi_conn.isolation_level = None
+    set_sqlite_pragmas(dbapi_conn, _record)
+
+
+def set_sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """WAL lets readers run beside the one writer; the busy timeout makes writers queue."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _begin(conn: Any) -> None:
+    # A deferred BEGIN: readers never wait. Convention for SQLite's sake: a
+    # transaction that writes issues its write first (the conditional UPDATEs of
+    # storage.jobs do), because a deferred transaction that reads and then writes
+    # gets "database is locked" at once if another writer got in between.
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,120 @@
+"""The model registry: which slugs exist, where their weights come from and what they accept.
+
+Built-in slugs are defined here. Slugs registered at run time (`inpaint-admin
+models register`, or a tiny test pipeline) live in the `models` table, which
+every process reads, and may override a built-in: pointing `sd1.5-inpainting` at
+a local directory is how an offline machine serves it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import RegisteredModel
+
+Family = Literal["sd15", "erase"]
+FAMILIES: tuple[str, ...] = ("sd15", "erase")
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    max: float
+    default: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.min <= self.default <= self.max:
+            raise ValueError(f"need min <= default <= max, got {self.min}, {self.default}, {self.max}")
+        return self
+
+
+class ModelSpec(BaseModel):
+    """What a model slug is and accepts. Ranges follow the seed document of the route."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    family: Family
+    source: str = Field("", description="Hugging Face hub id or local directory; empty for erase.")
+    queue: str = "inpaint"
+    sizes: tuple[int, ...] | None = Field(
+        None, description="Allowed values of width and height; None: any multiple of 8 up to max_side."
+    )
+    max_side: int = 1024
+    default_size: int | None = Field(
+        512, description="Width and height when the request names none and the input's size is not allowed."
+    )
+    steps: Range = Range(min=20, max=100, default=20)
+    guidance_scale: Range = Range(min=0.1, max=25, default=7.5)
+    strength: Range = Range(min=0.1, max=1, default=1)
+    default_scheduler: str = "DDIM"
+    max_samples: int = 4
+
+    def accepts_size(self, side: int) -> bool:
+        if self.sizes is not None:
+            return side in self.sizes
+        return side % 8 == 0 and 8 <= side <= self.max_side
+
+    def size_rule(self) -> str:
+        if self.sizes is not None:
+            return "one of " + ", ".join(str(s) for s in self.sizes)
+        return f"a multiple of 8 from 8 to {self.max_side}"
+
+
+BUILTIN: dict[str, ModelSpec] = {
+    spec.slug: spec
+    for spec in [
+        ModelSpec(
+            slug="sd1.5-inpainting",
+            family="sd15",
+            source="stable-diffusion-v1-5/stable-diffusion-inpainting",
+            sizes=(512, 768),
+        ),
+        ModelSpec(
+            slug="erase",
+            family="erase",
+            sizes=None,
+            max_side=4096,
+            default_size=None,
+            steps=Range(min=1, max=100, default=20),
+        ),
+    ]
+}
+
+
+def find_model(session: Session, slug: str) -> ModelSpec | None:
+    """The spec of this slug: a registered one first, then a built-in; None if unknown."""
+    row = session.get(RegisteredModel, slug)
+    if row is not None:
+        return spec_from_row(row)
+    return BUILTIN.get(slug)
+
+
+def spec_from_row(row: RegisteredModel) -> ModelSpec:
+    return ModelSpec(slug=row.slug, family=row.family, source=row.source, **row.options)  # type: ignore[arg-type]
+
+
+def register_model(session: Session, spec: ModelSpec, *, now: datetime) -> None:
+    """Insert or replace the registration of `spec.slug`."""
+    options = spec.model_dump(mode="json", exclude={"slug", "family", "source"})
+    row = session.get(RegisteredModel, spec.slug)
+    if row is None:
+        session.add(
+            RegisteredModel(slug=spec.slug, family=spec.family, source=spec.source, options=options, created_at=now)
+        )
+    else:
+        row.family, row.source, row.options = spec.family, spec.source, options
+    session.flush()
+
+
+def list_models(session: Session) -> list[ModelSpec]:
+    registered = [spec_from_row(r) for r in session.execute(select(RegisteredModel)).scalars()]
+    names = {s.slug for s in registered}
+    return sorted([*registered, *(s for s in BUILTIN.values() if s.slug not in names)], key=lambda s: s.slug)

@@ -1,0 +1,43 @@
+"""The worker's Celery app: the shared broker settings plus the tasks and the periodic schedule.
+
+Tasks are thin: they hand a job id to `worker.runner`, or call the reaper.
+The context (database, storage, resident pipelines) is built on first use, once
+per process.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from celery import Celery
+
+from storage.broker import QUEUE_MAINTENANCE, TASK_REAP_EXPIRED, TASK_RUN_JOB, make_celery
+from storage.jobs import utcnow
+from storage.retention import reap_expired
+from storage.settings import Settings
+from worker.context import WorkerContext
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    app = make_celery(settings, main="inpaint-worker")
+    app.conf.beat_schedule = {
+        "reap-expired-results": {
+            "task": TASK_REAP_EXPIRED,
+            "schedule": settings.reaper_interval_seconds,
+            "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.reaper_interval_seconds},
+        },
+    }
+    context = functools.cache(lambda: WorkerContext.build(settings))
+
+    @app.task(name=TASK_RUN_JOB, ignore_result=True)
+    def run_job(job_id: str) -> None:
+        from worker.runner import run_job as run
+
+        run(context(), job_id)
+
+    @app.task(name=TASK_REAP_EXPIRED, ignore_result=True)
+    def reap() -> int:
+        ctx = context()
+        return reap_expired(ctx.sessions, ctx.blobs, now=utcnow())
+
+    return app

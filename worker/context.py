@@ -1,0 +1,35 @@
+"""What a worker process builds once and every task uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.blobs import BlobStore, make_blob_store
+from storage.db import make_engine, make_session_factory
+from storage.settings import Settings
+from worker.pipelines import PipelineCache
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    pipelines: PipelineCache
+
+    @classmethod
+    def build(cls, settings: Settings) -> WorkerContext:
+        engine = make_engine(settings.resolved_database_url, pool_size=2, max_overflow=2) \
+            if not settings.resolved_database_url.startswith("sqlite") \
+            else make_engine(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            blobs=make_blob_store(settings),
+            pipelines=PipelineCache(settings.device),
+        )

@@ -1,0 +1,18 @@
+"""Build the diffusers scheduler that a scheduler name maps to (table: storage.schedulers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import diffusers
+
+from storage.schedulers import find_scheduler
+
+
+def build_scheduler(name: str, base_config: Any, **overrides: Any) -> Any:
+    """A fresh scheduler of the named kind, from the pipeline's own scheduler config."""
+    spec = find_scheduler(name)
+    if spec is None or spec.unsupported_reason:
+        raise ValueError(f"scheduler {name!r} cannot be built")
+    cls = getattr(diffusers, spec.class_name)
+    return cls.from_config(base_config, **{**spec.options, **overrides})
