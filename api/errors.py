@@ -83,7 +83,7 @@ def describe_validation_error(err: dict[str, Any]) -> dict[str, Any]:
         message = f"the body is not valid JSON ({ctx.get('error', 'parse error')})"
     else:
         message = f"{err.get('msg', 'is invalid')}, got {given!r}"
-    return {"field": field, "message": f"{field} {message}", "limit": limit, "value": given}
+    return {"field": field, "message": f"{field}: {message}", "limit": limit, "value": given}
 
 
 def _error_response(status: int, message: str, **extra: Any) -> JSONResponse:

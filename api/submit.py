@@ -23,7 +23,7 @@ from storage.images import decode_inline, encode_png, is_url, open_image, to_mas
 from storage.jobs import create_job, fail_job, utcnow
 from storage.models import ApiKey
 from storage.registry import ModelSpec, find_model
-from storage.safe_fetch import FetchError, fetch
+from storage.safe_fetch import FetchError, FetchPolicy, fetch
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,11 @@ class AcceptedJob:
     params: JobParams
 
 
-def load_image(context: AppContext, field: str, value: str) -> Image.Image:
+def load_image(field: str, value: str, *, policy: FetchPolicy, max_bytes: int, max_pixels: int) -> Image.Image:
     """Fetch or decode one input image; every failure is a 400 naming the field."""
     if is_url(value):
         try:
-            result = fetch(value, context.fetch_policy)
+            result = fetch(value, policy)
         except FetchError as exc:
             raise InvalidInput(field, f"could not be fetched: {exc.message}", value=value) from None
         if result.status_code != 200:
@@ -47,11 +47,10 @@ def load_image(context: AppContext, field: str, value: str) -> Image.Image:
         data = result.body
     else:
         data = decode_inline(field, value)
-    limit = context.settings.max_image_bytes
-    if len(data) > limit:
-        raise InvalidInput(field, f"is {len(data)} bytes, more than the limit of {limit}", limit=limit,
+    if len(data) > max_bytes:
+        raise InvalidInput(field, f"is {len(data)} bytes, more than the limit of {max_bytes}", limit=max_bytes,
                            value=len(data))
-    return open_image(field, data, max_pixels=context.settings.max_image_pixels)
+    return open_image(field, data, max_pixels=max_pixels)
 
 
 def lookup_model(context: AppContext, slug: str) -> ModelSpec:
@@ -64,8 +63,10 @@ def lookup_model(context: AppContext, slug: str) -> ModelSpec:
 
 def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest) -> AcceptedJob:
     spec = lookup_model(context, model)
-    image = to_rgb(load_image(context, "image", request.image))
-    mask = to_mask(load_image(context, "mask", request.mask), image.size)
+    limits = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
+              "max_pixels": context.settings.max_image_pixels}
+    image = to_rgb(load_image("image", request.image, **limits))
+    mask = to_mask(load_image("mask", request.mask, **limits), image.size)
     params = resolve_params(request, spec, image_size=image.size, rng=context.rng)
 
     job_id = str(uuid.uuid4())

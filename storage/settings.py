@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, validation_alias=AliasChoices("PORT", "INPAINT_PORT"))
 
-    result_ttl_seconds: int = Field(3600, ge=60, description="How long results are kept after a job ends.")
+    result_ttl_seconds: int = Field(3600, ge=1, description="How long results are kept after a job ends.")
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often expired results are deleted.")
     max_image_pixels: int = Field(
         4096 * 4096, ge=64 * 64, description="Largest input image, in pixels, checked before decoding."

@@ -144,3 +144,45 @@ def production(stack_factory: Any) -> Stack:
 
 def pytest_report_header() -> str:
     return f"python {sys.version.split()[0]} at {sys.executable}"
+
+
+@pytest.fixture
+def http_server() -> Iterator[Any]:
+    from tests.support.http_server import ScriptedServer
+
+    server = ScriptedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 services: dict[str, str]) -> str:
+    """A database of each kind, migrated to head by Alembic (never create_all)."""
+    from storage.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'unit.db'}"
+    else:
+        url = new_postgres_database(services["INPAINT_TEST_POSTGRES_URL"])
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def db(migrated_url: str) -> Iterator[Any]:
+    """A session inside a transaction that is rolled back after the test (SAVEPOINTs inside)."""
+    from sqlalchemy.orm import Session
+
+    from storage.db import make_engine
+
+    engine = make_engine(migrated_url)
+    with engine.connect() as conn:
+        outer = conn.begin()
+        session = Session(bind=conn, join_transaction_mode="create_savepoint")
+        try:
+            yield session
+        finally:
+            session.close()
+            outer.rollback()
+    engine.dispose()

@@ -42,7 +42,7 @@ def load_pretrained(pipeline_cls: Any, spec: ModelSpec, device: torch.device, **
         raise JobFailure("model_unavailable", f"model {spec.slug!r} could not be loaded: its local directory "
                                               "does not exist")
     try:
-        pipe = pipeline_cls.from_pretrained(spec.source, torch_dtype=dtype_for(device), **kwargs)
+        pipe = pipeline_cls.from_pretrained(spec.source, dtype=dtype_for(device), **kwargs)
     except (OSError, ValueError, EnvironmentError) as exc:
         log.error("loading %s from %s failed: %s", spec.slug, spec.source, exc)
         raise JobFailure(
@@ -94,9 +94,19 @@ class DiffusersInpainter:
         return list(result.images)
 
 
+def quiet_loaders() -> None:
+    """No tqdm bars from diffusers and transformers in the worker's log."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_sd15(spec: ModelSpec, device: torch.device) -> DiffusersInpainter:
     from diffusers import StableDiffusionInpaintPipeline
 
+    quiet_loaders()
     pipe = load_pretrained(
         StableDiffusionInpaintPipeline, spec, device, safety_checker=None, requires_safety_checker=False
     )

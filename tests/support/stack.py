@@ -32,6 +32,7 @@ class Stack:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Any] = field(default_factory=dict)
     admin_key: str = ""
     user_key: str = ""
 
@@ -52,7 +53,7 @@ class Stack:
         return result.stdout
 
     def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        log = self.logs[name] = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=self.process_env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
@@ -60,16 +61,18 @@ class Stack:
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
         try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=timeout)
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         except ProcessLookupError:
             pass
+        finally:
+            if name in self.logs:
+                self.logs.pop(name).close()
 
     def start_api(self) -> None:
         self.start("api", "inpaint-api")

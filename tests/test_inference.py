@@ -1,0 +1,65 @@
+"""The pure inference function on the tiny diffusers pipeline, loaded through the real loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storage.contract import JobParams
+from storage.registry import ModelSpec, Range
+from storage.schedulers import SUPPORTED_NAMES
+from tests.support.images import box_mask, scene
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path):
+    from worker.pipelines import PipelineCache
+
+    spec = ModelSpec(slug="tiny", family="sd15", source=str(tiny_model_dir), sizes=None, max_side=128,
+                     default_size=64, steps=Range(min=1, max=50, default=2))
+    cache = PipelineCache("cpu")
+    inpainter = cache.get(spec)
+    assert cache.get(spec) is inpainter, "a second get must not load again"
+    return inpainter
+
+
+def params(**overrides: object) -> JobParams:
+    base = dict(prompt="a cat", negative_prompt=None, samples=1, scheduler="DDIM", num_inference_steps=2,
+                guidance_scale=7.5, strength=1.0, seed=3, width=64, height=64)
+    return JobParams(**{**base, **overrides})
+
+
+@pytest.mark.parametrize("name", SUPPORTED_NAMES)
+def test_every_scheduler_runs_on_the_tiny_pipeline(tiny, name: str) -> None:
+    from worker.inference import inpaint
+
+    steps: list[tuple[int, int]] = []
+    images = inpaint(tiny, params(scheduler=name, num_inference_steps=3), scene(), box_mask(),
+                     on_step=lambda s, t: steps.append((s, t)))
+    assert len(images) == 1 and images[0].size == (64, 64)
+    assert steps and steps[-1][0] == steps[-1][1], f"progress did not reach the end: {steps}"
+    out = np.asarray(images[0])
+    keep = np.asarray(box_mask()) < 128
+    assert np.array_equal(out[keep], np.asarray(scene())[keep])
+    assert np.isfinite(out.astype(float)).all() and out[~keep].std() > 0, "the masked area is blank"
+
+
+def test_resize_to_the_job_size(tiny) -> None:
+    from worker.inference import inpaint
+
+    images = inpaint(tiny, params(width=48, height=32), scene((96, 64)), box_mask((96, 64)),
+                     on_step=lambda s, t: None)
+    assert images[0].size == (48, 32)
+
+
+def test_erase_is_deterministic_and_keeps_pixels() -> None:
+    from worker.erase import EraseInpainter
+    from worker.inference import inpaint
+
+    images = inpaint(EraseInpainter(), params(samples=2), scene(), box_mask(), on_step=lambda s, t: None)
+    a, b = (np.asarray(i) for i in images)
+    assert np.array_equal(a, b)
+    keep = np.asarray(box_mask()) < 128
+    assert np.array_equal(a[keep], np.asarray(scene())[keep])
