@@ -1,0 +1,40 @@
+"""Keys from configuration and from the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from storage.migrate import upgrade
+from storage.settings import load_settings
+from tests.support.stack import BIN
+
+
+def test_bootstrap_key_from_configuration(tmp_path) -> None:
+    settings = load_settings(data_dir=tmp_path, bootstrap_api_key="iq_bootstrap-key-for-the-test")
+    upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v2/models", headers={"x-api-key": "iq_bootstrap-key-for-the-test"}).status_code == 200
+        assert client.get("/v2/models", headers={"x-api-key": "iq_other"}).status_code == 401
+    with TestClient(create_app(settings)) as client:  # a second start finds it and does not fail
+        assert client.get("/v2/models", headers={"x-api-key": "iq_bootstrap-key-for-the-test"}).status_code == 200
+
+
+def test_first_run_creates_one_key_once(tmp_path) -> None:
+    env = {**os.environ, "INPAINT_DATA_DIR": str(tmp_path)}
+
+    def admin(*args: str) -> str:
+        return subprocess.run([str(BIN / "inpaint-admin"), *args], env=env, capture_output=True, text=True,
+                              check=True).stdout
+
+    admin("migrate")
+    first = admin("keys", "first-run")
+    assert "iq_" in first
+    second = admin("keys", "first-run")
+    assert "iq_" not in second and "already exists" in second
+    listing = admin("keys", "list")
+    assert "first-run" in listing and first.split("iq_")[1][:6] in listing
+    assert first.split(": ")[-1].strip() not in listing, "the full key is printed again"
