@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import catalog, files, health, v2
+from api.routes import catalog, files, health, v2, webhooks
 from storage.db import session_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
@@ -31,8 +31,10 @@ def bootstrap_key(context: AppContext) -> None:
     secret = context.settings.bootstrap_api_key
     if secret is None:
         return
+    hook_secret = context.settings.bootstrap_webhook_secret
     with session_scope(context.sessions) as session:
-        if ensure_key(session, key=secret.get_secret_value(), name="bootstrap", is_admin=True, now=utcnow()):
+        if ensure_key(session, key=secret.get_secret_value(), name="bootstrap", is_admin=True, now=utcnow(),
+                      webhook_secret=hook_secret.get_secret_value() if hook_secret else None):
             log.info("created the bootstrap API key from INPAINT_BOOTSTRAP_API_KEY")
 
 
@@ -52,5 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(catalog.router)
     app.include_router(v2.router)
+    app.include_router(webhooks.router)
     app.include_router(files.router)
     return app

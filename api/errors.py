@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.errors import (
+    Conflict,
     Forbidden,
     InpaintError,
     InvalidInput,
@@ -32,6 +33,7 @@ STATUS_BY_ERROR: list[tuple[type[InpaintError], int]] = [
     (Unauthorized, 401),
     (Forbidden, 403),
     (NotFound, 404),
+    (Conflict, 409),
     (PayloadTooLarge, 413),
     (Unavailable, 503),
 ]

@@ -7,6 +7,7 @@ is published, so a worker never receives a task for a row it cannot read.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from storage.images import decode_inline, encode_png, is_url, open_image, to_mas
 from storage.jobs import create_job, fail_job, utcnow
 from storage.models import ApiKey
 from storage.registry import ModelSpec, find_model
-from storage.safe_fetch import FetchError, FetchPolicy, fetch
+from storage.safe_fetch import FetchError, FetchPolicy, fetch, is_public, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,21 @@ def load_image(field: str, value: str, *, policy: FetchPolicy, max_bytes: int, m
     return open_image(field, data, max_pixels=max_pixels)
 
 
+def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
+    """http(s) and well formed; an IP-literal host must be public. Names are checked again at delivery."""
+    try:
+        parsed = parse_url(url)
+    except FetchError as exc:
+        raise InvalidInput("webhook", exc.message, value=url) from None
+    try:
+        literal = ipaddress.ip_address(parsed.host)
+    except ValueError:
+        return url
+    if not is_public(literal, allow_loopback=allow_loopback):
+        raise InvalidInput("webhook", "must point at a public address", value=url)
+    return url
+
+
 def lookup_model(context: AppContext, slug: str) -> ModelSpec:
     with session_scope(context.sessions) as session:
         spec = find_model(session, slug)
@@ -61,8 +77,11 @@ def lookup_model(context: AppContext, slug: str) -> ModelSpec:
     return spec
 
 
-def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest) -> AcceptedJob:
+def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest,
+               base_url: str) -> AcceptedJob:
     spec = lookup_model(context, model)
+    if request.webhook is not None:
+        check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)
     limits = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
               "max_pixels": context.settings.max_image_pixels}
     image = to_rgb(load_image("image", request.image, **limits))
@@ -86,6 +105,10 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
             input_keys=keys,
             base64_output=request.base64,
             now=now,
+            base_url=base_url,
+            webhook_url=request.webhook,
+            track_id=request.track_id,
+            webhook_events=request.webhook_events,
         )
     try:
         publish_job(context.celery, job_id, queue=spec.queue)

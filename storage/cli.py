@@ -3,7 +3,7 @@
     inpaint-admin migrate
     inpaint-admin keys create --name NAME [--admin]
     inpaint-admin keys first-run          # creates an admin key if there is none; prints it
-    inpaint-admin keys list | revoke ID
+    inpaint-admin keys list | revoke ID | rotate-webhook-secret ID
     inpaint-admin models list
     inpaint-admin models register SLUG SOURCE --family sd15 [--sizes 512,768] [--steps 20:100:25]
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from storage.migrate import upgrade
 from storage.models import ApiKey
 from storage.registry import FAMILIES, ModelSpec, Range, list_models, register_model
 from storage.settings import Settings, load_settings
+from storage.webhook_store import rotate_secret
 
 
 def _out(text: str) -> None:
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("list")
     revoke = keys.add_parser("revoke")
     revoke.add_argument("id", type=int)
+    rotate = keys.add_parser("rotate-webhook-secret", help="new webhook secret; the old one signs too for a while")
+    rotate.add_argument("id", type=int)
     models = sub.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
     models.add_parser("list")
     register = models.add_parser("register", help="register (or replace) a model slug")
@@ -75,8 +79,8 @@ def run_command(settings: Settings, args: argparse.Namespace) -> None:
     engine = make_engine(settings.resolved_database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            handler = HANDLERS[(args.command, args.action)]
-            handler(session, args)
+            args.settings = settings
+            HANDLERS[(args.command, args.action)](session, args)
     finally:
         engine.dispose()
 
@@ -84,7 +88,8 @@ def run_command(settings: Settings, args: argparse.Namespace) -> None:
 def _keys_create(session: Any, args: argparse.Namespace) -> None:
     new = create_key(session, name=args.name, is_admin=args.admin, now=utcnow())
     _out(f"created key #{new.record.id} ({'admin' if args.admin else 'user'}): {new.secret}")
-    _out("it is shown this once; only its hash is stored")
+    _out(f"webhook signing secret: {new.webhook_secret}")
+    _out("the key is shown this once; only its hash is stored")
 
 
 def _keys_first_run(session: Any, args: argparse.Namespace) -> None:
@@ -94,6 +99,7 @@ def _keys_first_run(session: Any, args: argparse.Namespace) -> None:
         return
     new = create_key(session, name="first-run", is_admin=True, now=utcnow())
     _out(f"API key (admin, shown once, only its hash is stored): {new.secret}")
+    _out(f"Webhook signing secret of that key: {new.webhook_secret}")
 
 
 def _keys_list(session: Any, args: argparse.Namespace) -> None:
@@ -104,6 +110,18 @@ def _keys_list(session: Any, args: argparse.Namespace) -> None:
 
 def _keys_revoke(session: Any, args: argparse.Namespace) -> None:
     _out("revoked" if revoke_key(session, args.id, now=utcnow()) else f"no active key #{args.id}")
+
+
+def _keys_rotate(session: Any, args: argparse.Namespace) -> None:
+    key = session.get(ApiKey, args.id)
+    if key is None:
+        _out(f"no key #{args.id}")
+        return
+    overlap = timedelta(seconds=args.settings.webhook_secret_overlap_seconds)
+    secret = rotate_secret(session, key, now=utcnow(), overlap=overlap)
+    _out(f"new webhook signing secret of key #{key.id}: {secret}")
+    until = key.webhook_secret_previous_until
+    _out(f"deliveries carry the old secret's signature too until {until:%Y-%m-%d %H:%M} UTC")
 
 
 def _models_list(session: Any, args: argparse.Namespace) -> None:
@@ -128,6 +146,7 @@ HANDLERS = {
     ("keys", "first-run"): _keys_first_run,
     ("keys", "list"): _keys_list,
     ("keys", "revoke"): _keys_revoke,
+    ("keys", "rotate-webhook-secret"): _keys_rotate,
     ("models", "list"): _models_list,
     ("models", "register"): _models_register,
 }

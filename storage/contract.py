@@ -10,8 +10,9 @@ the worker reads back. Nothing here mutates a request in a validator.
 from __future__ import annotations
 
 import random
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 from storage.errors import InvalidInput
 from storage.registry import ModelSpec, Range
@@ -19,6 +20,13 @@ from storage.schedulers import SUPPORTED_NAMES, find_scheduler
 
 MAX_SEED = 999_999_999_999_999
 MAX_PROMPT_CHARS = 4000
+MAX_TRACK_ID_CHARS = 256
+MAX_URL_CHARS = 2048
+
+TrackId = Annotated[str, StringConstraints(max_length=MAX_TRACK_ID_CHARS)] | Annotated[
+    int, Field(ge=-(2**63), le=2**63 - 1)
+]
+WebhookEvent = Literal["progress", "completed", "failed"]
 
 
 class InpaintRequest(BaseModel):
@@ -46,6 +54,16 @@ class InpaintRequest(BaseModel):
         None, ge=8, validation_alias=AliasChoices("img_height", "height"), description="Output height."
     )
     base64: bool = Field(False, description="Return the images inline as base64 instead of URLs.")
+    webhook: str | None = Field(
+        None, max_length=MAX_URL_CHARS, description="http(s) URL to POST the job's outcome to, signed."
+    )
+    track_id: TrackId | None = Field(
+        None, description="Your id for this job, returned as given (string or integer) in every webhook."
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        None, max_length=3,
+        description='Extra events: ["progress"] adds throttled progress events. Terminal events are always sent.',
+    )
 
 
 class JobParams(BaseModel):

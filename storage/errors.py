@@ -39,6 +39,10 @@ class Forbidden(InpaintError):
     pass
 
 
+class Conflict(InpaintError):
+    """The request is valid but the resource is not in a state that allows it."""
+
+
 class Unavailable(InpaintError):
     """A dependency (database, broker, storage) cannot be reached right now."""
 

@@ -63,6 +63,10 @@ def create_job(
     input_keys: dict[str, str],
     base64_output: bool,
     now: datetime,
+    base_url: str | None = None,
+    webhook_url: str | None = None,
+    track_id: Any = None,
+    webhook_events: list[str] | None = None,
 ) -> Job:
     job = Job(
         id=job_id,
@@ -77,6 +81,11 @@ def create_job(
         progress_step=0,
         progress_total=0,
         attempts=0,
+        base_url=base_url,
+        webhook_url=webhook_url,
+        track_id=track_id,
+        webhook_events=webhook_events,
+        webhook_state="pending" if webhook_url else None,
     )
     session.add(job)
     session.flush()

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from storage.models import ApiKey
+from storage.webhook_signing import generate_secret
 
 KEY_PREFIX = "iq_"
 
@@ -23,6 +24,7 @@ KEY_PREFIX = "iq_"
 class NewKey:
     record: ApiKey
     secret: str
+    webhook_secret: str
 
 
 def hash_key(key: str) -> str:
@@ -33,8 +35,9 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def create_key(session: Session, *, name: str, is_admin: bool, now: datetime, key: str | None = None) -> NewKey:
-    """Store a new key (generated unless given) and return it with its one-time secret."""
+def create_key(session: Session, *, name: str, is_admin: bool, now: datetime, key: str | None = None,
+               webhook_secret: str | None = None) -> NewKey:
+    """Store a new key (generated unless given) and return it with its one-time secrets."""
     secret = key or generate_key()
     record = ApiKey(
         name=name,
@@ -42,10 +45,11 @@ def create_key(session: Session, *, name: str, is_admin: bool, now: datetime, ke
         key_hash=hash_key(secret),
         is_admin=is_admin,
         created_at=now,
+        webhook_secret=webhook_secret or generate_secret(),
     )
     session.add(record)
     session.flush()
-    return NewKey(record=record, secret=secret)
+    return NewKey(record=record, secret=secret, webhook_secret=record.webhook_secret)
 
 
 def find_key(session: Session, key: str) -> ApiKey | None:
@@ -54,12 +58,13 @@ def find_key(session: Session, key: str) -> ApiKey | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
-def ensure_key(session: Session, *, key: str, name: str, is_admin: bool, now: datetime) -> bool:
+def ensure_key(session: Session, *, key: str, name: str, is_admin: bool, now: datetime,
+               webhook_secret: str | None = None) -> bool:
     """Create this exact key unless it exists. True when it was created."""
     exists = session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(key))).first()
     if exists:
         return False
-    create_key(session, name=name, is_admin=is_admin, now=now, key=key)
+    create_key(session, name=name, is_admin=is_admin, now=now, key=key, webhook_secret=webhook_secret)
     return True
 
 

@@ -13,10 +13,10 @@ import secrets
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
@@ -67,11 +67,36 @@ class Settings(BaseSettings):
         None, description="A key to create at start-up if it does not exist yet (admin)."
     )
 
+    webhook_timeout_seconds: float = Field(15.0, gt=0, le=60, description="Deadline of one webhook delivery attempt.")
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        [5, 60, 300, 1800, 7200, 21600, 43200, 86400],
+        description="Seconds to wait before each retry of a failed terminal event (comma-separated).",
+    )
+    webhook_progress_interval_seconds: float = Field(
+        1.0, ge=0, description="Least time between two progress events of one job."
+    )
+    webhook_dispatch_interval_seconds: float = Field(
+        1.0, gt=0, description="How often due webhook deliveries are looked for."
+    )
+    webhook_secret_overlap_seconds: int = Field(
+        86400, ge=0, description="After a rotation, how long deliveries also carry the old secret's signature."
+    )
+    bootstrap_webhook_secret: SecretStr | None = Field(
+        None, description="Webhook signing secret (whsec_...) of the bootstrap key; generated if unset."
+    )
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress_interval_seconds: float = Field(
         0.25, ge=0, description="Least time between two progress writes of one job."
     )
     log_level: str = "INFO"
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(v) for v in value.strip("[] ").split(",") if v.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

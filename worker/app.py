@@ -1,33 +1,64 @@
 """The worker's Celery app: the shared broker settings plus the tasks and the periodic schedule.
 
-Tasks are thin: they hand a job id to `worker.runner`, or call the reaper.
-The context (database, storage, resident pipelines) is built on first use, once
-per process.
+Tasks are thin: they hand an id to `worker.runner` or `worker.webhooks`, or call the
+reaper. The context (database, storage, resident pipelines) is built on first
+use, once per process.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 from celery import Celery
 
-from storage.broker import QUEUE_MAINTENANCE, TASK_REAP_EXPIRED, TASK_RUN_JOB, make_celery
+from storage.broker import (
+    QUEUE_MAINTENANCE,
+    QUEUE_WEBHOOKS,
+    TASK_REAP_EXPIRED,
+    TASK_RUN_JOB,
+    TASK_WEBHOOK_DELIVER,
+    TASK_WEBHOOK_DISPATCH,
+    TASK_WEBHOOK_JOB_FINISHED,
+    TASK_WEBHOOK_PROGRESS,
+    make_celery,
+    publish_task,
+)
 from storage.jobs import utcnow
 from storage.retention import reap_expired
 from storage.settings import Settings
+from worker import webhooks
 from worker.context import WorkerContext
 
+log = logging.getLogger(__name__)
 
-def create_worker_app(settings: Settings) -> Celery:
-    app = make_celery(settings, main="inpaint-worker")
-    app.conf.beat_schedule = {
+
+def periodic_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    return {
         "reap-expired-results": {
             "task": TASK_REAP_EXPIRED,
             "schedule": settings.reaper_interval_seconds,
             "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.reaper_interval_seconds},
         },
+        "dispatch-webhooks": {
+            "task": TASK_WEBHOOK_DISPATCH,
+            "schedule": settings.webhook_dispatch_interval_seconds,
+            "options": {"queue": QUEUE_WEBHOOKS, "expires": settings.webhook_dispatch_interval_seconds * 5},
+        },
     }
-    context = functools.cache(lambda: WorkerContext.build(settings))
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    app = make_celery(settings, main="inpaint-worker")
+    app.conf.beat_schedule = periodic_schedule(settings)
+
+    def publish(name: str, *args: object) -> None:
+        try:
+            publish_task(app, name, *args)
+        except Exception:  # the periodic dispatcher is the safety net
+            log.warning("could not publish %s%r; the dispatcher will pick it up", name, args)
+
+    context = functools.cache(lambda: WorkerContext.build(settings, publish=publish))
 
     @app.task(name=TASK_RUN_JOB, ignore_result=True)
     def run_job(job_id: str) -> None:
@@ -39,5 +70,23 @@ def create_worker_app(settings: Settings) -> Celery:
     def reap() -> int:
         ctx = context()
         return reap_expired(ctx.sessions, ctx.blobs, now=utcnow())
+
+    @app.task(name=TASK_WEBHOOK_DISPATCH, ignore_result=True)
+    def dispatch_webhooks() -> int:
+        return webhooks.dispatch(context(), lambda delivery_id: publish(TASK_WEBHOOK_DELIVER, delivery_id))
+
+    @app.task(name=TASK_WEBHOOK_DELIVER, ignore_result=True)
+    def deliver_webhook(delivery_id: str) -> str | None:
+        return webhooks.attempt(context(), delivery_id)
+
+    @app.task(name=TASK_WEBHOOK_JOB_FINISHED, ignore_result=True)
+    def job_finished(job_id: str) -> str | None:
+        delivery_id = webhooks.write_terminal_event(context(), job_id)
+        return webhooks.attempt(context(), delivery_id) if delivery_id else None
+
+    @app.task(name=TASK_WEBHOOK_PROGRESS, ignore_result=True)
+    def job_progress(job_id: str, step: int, total: int) -> str | None:
+        delivery_id = webhooks.write_progress_event(context(), job_id, step, total)
+        return webhooks.attempt(context(), delivery_id) if delivery_id else None
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -20,9 +21,11 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     pipelines: PipelineCache
+    publish: Callable[..., None]
+    """publish(task_name, *args): send a task by name; never raises."""
 
     @classmethod
-    def build(cls, settings: Settings) -> WorkerContext:
+    def build(cls, settings: Settings, *, publish: Callable[..., None]) -> WorkerContext:
         engine = make_engine(settings.resolved_database_url, pool_size=2, max_overflow=2) \
             if not settings.resolved_database_url.startswith("sqlite") \
             else make_engine(settings.resolved_database_url)
@@ -32,4 +35,5 @@ class WorkerContext:
             sessions=make_session_factory(engine),
             blobs=make_blob_store(settings),
             pipelines=PipelineCache(settings.device),
+            publish=publish,
         )

@@ -43,7 +43,7 @@ def load_pretrained(pipeline_cls: Any, spec: ModelSpec, device: torch.device, **
                                               "does not exist")
     try:
         pipe = pipeline_cls.from_pretrained(spec.source, dtype=dtype_for(device), **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         log.error("loading %s from %s failed: %s", spec.slug, spec.source, exc)
         raise JobFailure(
             "model_unavailable",

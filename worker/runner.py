@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from storage.blobs import output_key
+from storage.broker import TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS
 from storage.contract import JobParams
 from storage.db import session_scope
 from storage.errors import JobFailure
@@ -32,22 +33,32 @@ class ClaimedJob:
     spec: ModelSpec
     params: JobParams
     input_keys: dict[str, str]
+    progress_events: bool
 
 
 class ProgressRecorder:
-    """on_step for a job: writes progress at most once per `interval` seconds, and the last step."""
+    """on_step for a job: writes progress at most once per `interval` seconds, and the last step.
 
-    def __init__(self, ctx: WorkerContext, job_id: str, interval: float) -> None:
-        self.ctx, self.job_id, self.interval = ctx, job_id, interval
-        self._last = 0.0
+    With progress events asked for, it also publishes one at most every `event_interval`
+    seconds; the light webhook worker sends it, so inference never waits on a receiver.
+    """
+
+    def __init__(self, ctx: WorkerContext, job: ClaimedJob) -> None:
+        self.ctx, self.job = ctx, job
+        self.interval = ctx.settings.progress_interval_seconds
+        self.event_interval = ctx.settings.webhook_progress_interval_seconds
+        self._last_write = self._last_event = 0.0
 
     def __call__(self, step: int, total: int) -> None:
         now = time.monotonic()
-        if step < total and now - self._last < self.interval:
+        if step < total and now - self._last_write < self.interval:
             return
-        self._last = now
+        self._last_write = now
         with session_scope(self.ctx.sessions) as session:
-            record_progress(session, self.job_id, step=step, total=total)
+            record_progress(session, self.job.job_id, step=step, total=total)
+        if self.job.progress_events and step < total and now - self._last_event >= self.event_interval:
+            self._last_event = now
+            self.ctx.publish(TASK_WEBHOOK_PROGRESS, self.job.job_id, step, total)
 
 
 def run_job(ctx: WorkerContext, job_id: str) -> None:
@@ -68,8 +79,11 @@ def run_job(ctx: WorkerContext, job_id: str) -> None:
     with session_scope(ctx.sessions) as session:
         done = complete_job(session, job_id, output_keys=keys, output_seeds=claimed.params.seeds(),
                             inference_time=seconds, now=utcnow(), ttl=ctx.settings.result_ttl)
-    log.info("job completed in %.3f s" % seconds if done else "job was finished elsewhere; result not recorded",
-             extra={"request_id": job_id})
+    if done:
+        log.info("job completed in %.3f s", seconds, extra={"request_id": job_id})
+        announce_end(ctx, job_id)
+    else:
+        log.info("job was finished elsewhere; result not recorded", extra={"request_id": job_id})
 
 
 def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
@@ -87,9 +101,11 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
         record_progress(session, job_id, step=0, total=params.num_inference_steps)
         spec = find_model(session, job.model)
         model, input_keys = job.model, dict(job.input_keys)
+        progress_events = bool(job.webhook_url and "progress" in (job.webhook_events or []))
     if spec is None:
         raise JobFailure("model_unavailable", f"model {model!r} is no longer registered")
-    return ClaimedJob(job_id=job_id, spec=spec, params=params, input_keys=input_keys)
+    return ClaimedJob(job_id=job_id, spec=spec, params=params, input_keys=input_keys,
+                      progress_events=progress_events)
 
 
 def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], float]:
@@ -97,7 +113,7 @@ def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], float
     image = decode_png(ctx.blobs.get(job.input_keys["image"])).convert("RGB")
     mask = decode_png(ctx.blobs.get(job.input_keys["mask"])).convert("L")
     inpainter = ctx.pipelines.get(job.spec)
-    recorder = ProgressRecorder(ctx, job.job_id, ctx.settings.progress_interval_seconds)
+    recorder = ProgressRecorder(ctx, job)
     started = time.perf_counter()
     images = inpaint(inpainter, job.params, image, mask, on_step=recorder)
     return images, round(time.perf_counter() - started, 4)
@@ -113,5 +129,16 @@ def store_outputs(ctx: WorkerContext, job_id: str, images: list[Image.Image]) ->
 
 def record_failure(ctx: WorkerContext, job_id: str, code: str, message: str) -> None:
     with session_scope(ctx.sessions) as session:
-        fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl)
+        failed = fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl)
     log.warning("job failed: %s: %s", code, message, extra={"request_id": job_id})
+    if failed:
+        announce_end(ctx, job_id)
+
+
+def announce_end(ctx: WorkerContext, job_id: str) -> None:
+    """Nudge the webhook worker to send the terminal event now (the dispatcher would, within a second)."""
+    with session_scope(ctx.sessions) as session:
+        job = get_job(session, job_id)
+        wants = job is not None and job.webhook_url is not None
+    if wants:
+        ctx.publish(TASK_WEBHOOK_JOB_FINISHED, job_id)

@@ -30,7 +30,7 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
 @router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED")
 def submit(model: str, body: InpaintRequest, key: CurrentKey, context: ContextDep,
            base_url: BaseUrl) -> dict[str, Any]:
-    accepted = accept_job(context, key=key, model=model, request=body)
+    accepted = accept_job(context, key=key, model=model, request=body, base_url=base_url)
     return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id)}
 
 
