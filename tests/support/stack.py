@@ -131,7 +131,7 @@ class Stack:
         assert response.status_code == 200, response.text
         return str(response.json()["request_id"])
 
-    def wait(self, job_id: str, *, timeout: float = 120, key: str | None = None,
+    def wait(self, job_id: str, *, timeout: float = 300, key: str | None = None,
              until: set[str] = TERMINAL) -> dict[str, Any]:
         """Poll the status route until the job reaches one of `until`; return that status body."""
         deadline = time.monotonic() + timeout
