@@ -13,15 +13,16 @@ import uuid
 from dataclasses import dataclass
 
 from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.context import AppContext
-from storage.blobs import input_key
+from storage.blobs import input_key, job_prefix, with_retries
 from storage.broker import publish_job
 from storage.contract import InpaintRequest, JobParams, resolve_params
 from storage.db import session_scope
 from storage.errors import InvalidInput, NotFound, Unavailable
 from storage.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
-from storage.jobs import create_job, fail_job, utcnow
+from storage.jobs import create_job, mark_published, utcnow
 from storage.models import ApiKey
 from storage.registry import ModelSpec, find_model
 from storage.safe_fetch import FetchError, FetchPolicy, fetch, is_public, parse_url
@@ -89,10 +90,37 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     params = resolve_params(request, spec, image_size=image.size, rng=context.rng)
 
     job_id = str(uuid.uuid4())
-    keys = {"image": input_key(job_id, "image"), "mask": input_key(job_id, "mask")}
-    context.blobs.put(keys["image"], encode_png(image))
-    context.blobs.put(keys["mask"], encode_png(mask))
+    keys = store_inputs(context, job_id, {"image": encode_png(image), "mask": encode_png(mask)})
+    try:
+        record_job(context, job_id, key=key, spec=spec, request=request, params=params, keys=keys, base_url=base_url)
+    except SQLAlchemyError:
+        discard_inputs(context, job_id)  # no half-written job: its inputs go too
+        raise
+    publish_or_defer(context, job_id, spec.queue)
+    return AcceptedJob(job_id=job_id, params=params)
 
+
+def store_inputs(context: AppContext, job_id: str, data: dict[str, bytes]) -> dict[str, str]:
+    """Put the re-encoded inputs; keys by role. Unavailable (503) if storage is away for 2 s."""
+    keys = {role: input_key(job_id, role) for role in data}
+    try:
+        for role, key in keys.items():
+            with_retries(lambda k=key, d=data[role]: context.blobs.put(k, d), budget=2.0, what="storing inputs")
+    except Unavailable:
+        discard_inputs(context, job_id)
+        raise Unavailable("object storage cannot be reached right now; nothing was queued, try again") from None
+    return keys
+
+
+def discard_inputs(context: AppContext, job_id: str) -> None:
+    try:
+        context.blobs.delete_prefix(job_prefix(job_id))
+    except Exception:  # noqa: BLE001 - best effort; the objects have no row and are never served
+        log.warning("could not delete the inputs of a job that was not recorded", extra={"request_id": job_id})
+
+
+def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec, request: InpaintRequest,
+               params: JobParams, keys: dict[str, str], base_url: str) -> None:
     now = utcnow()
     with session_scope(context.sessions) as session:
         create_job(
@@ -110,12 +138,18 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
             track_id=request.track_id,
             webhook_events=request.webhook_events,
         )
+
+
+def publish_or_defer(context: AppContext, job_id: str, queue: str) -> None:
+    """Send the task. The row is committed, so the job is accepted either way: if the broker is
+    away, the sweeper publishes it once the broker is back."""
     try:
-        publish_job(context.celery, job_id, queue=spec.queue)
-    except Exception:
-        log.exception("could not publish job", extra={"request_id": job_id})
-        with session_scope(context.sessions) as session:
-            fail_job(session, job_id, code="broker_unavailable", message="the job queue could not be reached",
-                     now=utcnow(), ttl=context.settings.result_ttl)
-        raise Unavailable("the job queue cannot be reached right now; nothing was queued, try again") from None
-    return AcceptedJob(job_id=job_id, params=params)
+        publish_job(context.celery, job_id, queue=queue)
+    except Exception:  # noqa: BLE001 - any broker failure is deferred, never lost
+        log.warning("could not publish job; the sweeper will", exc_info=True, extra={"request_id": job_id})
+        try:
+            with session_scope(context.sessions) as session:
+                mark_published(session, [job_id], at=None)
+        except SQLAlchemyError:
+            log.warning("could not mark the job unpublished; the sweeper's queue-depth check will find it",
+                        extra={"request_id": job_id})

@@ -10,26 +10,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlencode
 
 from storage.errors import NotFound, Unavailable
 from storage.settings import Settings
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def input_key(job_id: str, role: str) -> str:
     return f"jobs/{job_id}/input/{role}.png"
 
 
-def output_key(job_id: str, index: int) -> str:
-    return f"jobs/{job_id}/output/{index}.png"
+def output_key(job_id: str, attempt: int, index: int) -> str:
+    """Deterministic per attempt: a run that lost its claim can never overwrite the winner's images."""
+    return f"jobs/{job_id}/output/{attempt}-{index}.png"
 
 
 def job_prefix(job_id: str) -> str:
@@ -42,6 +48,26 @@ class BlobStore(Protocol):
     def delete_prefix(self, prefix: str) -> int: ...
     def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str: ...
     def check(self) -> None: ...
+
+
+def with_retries(action: Callable[[], T], *, budget: float, what: str) -> T:
+    """Run a storage call, retrying with exponential backoff for up to `budget` seconds.
+
+    A missing object is an answer, not a fault, and is never retried. When the
+    budget runs out, Unavailable says what could not be done."""
+    deadline = time.monotonic() + budget
+    delay = 0.25
+    while True:
+        try:
+            return action()
+        except NotFound:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other storage error may be passing
+            if time.monotonic() + delay > deadline:
+                raise Unavailable(f"{what}: object storage was unavailable for {budget:g} s") from exc
+            log.warning("%s failed (%s); retrying in %.2f s", what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def sign_local(key: str, expires: int, signing_key: bytes) -> str:

@@ -23,6 +23,7 @@ QUEUE_WEBHOOKS = "webhooks"
 
 TASK_RUN_JOB = "inpaint.run_job"
 TASK_REAP_EXPIRED = "maintenance.reap_expired"
+TASK_SWEEP = "maintenance.sweep"
 TASK_WEBHOOK_DELIVER = "webhooks.deliver"
 TASK_WEBHOOK_DISPATCH = "webhooks.dispatch"
 TASK_WEBHOOK_JOB_FINISHED = "webhooks.job_finished"
@@ -75,6 +76,7 @@ def make_celery(settings: Settings, *, main: str = "inpaint-queue") -> Celery:
         task_default_queue=QUEUE_INPAINT,
         task_routes={
             TASK_REAP_EXPIRED: {"queue": QUEUE_MAINTENANCE},
+            TASK_SWEEP: {"queue": QUEUE_MAINTENANCE},
             **{name: {"queue": QUEUE_WEBHOOKS} for name in WEBHOOK_TASKS},
         },
         worker_hijack_root_logger=False,
@@ -88,6 +90,16 @@ def publish_job(app: Celery, job_id: str, *, queue: str) -> None:
     app.send_task(TASK_RUN_JOB, args=[job_id], queue=queue, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
 
 
-def publish_task(app: Celery, name: str, *args: object) -> None:
-    """Send any task by name to its routed queue."""
-    app.send_task(name, args=list(args), retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+def queue_depth(app: Celery, queue: str) -> int | None:
+    """Messages waiting in the broker for `queue` (not counting those a worker holds), or None."""
+    try:
+        with app.connection_for_read() as conn:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+    except Exception:  # noqa: BLE001 - unknown is an answer the sweeper handles
+        return None
+
+
+def publish_task(app: Celery, name: str, *args: object, queue: str | None = None) -> None:
+    """Send any task by name, to `queue` or its routed queue."""
+    options = {"queue": queue} if queue else {}
+    app.send_task(name, args=list(args), retry=True, retry_policy=PUBLISH_RETRY_POLICY, **options)

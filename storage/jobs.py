@@ -86,6 +86,7 @@ def create_job(
         track_id=track_id,
         webhook_events=webhook_events,
         webhook_state="pending" if webhook_url else None,
+        published_at=now,
     )
     session.add(job)
     session.flush()
@@ -93,54 +94,89 @@ def create_job(
 
 
 def claim_job(session: Session, job_id: str, *, now: datetime) -> bool:
-    """QUEUED → PROCESSING. False when someone else has it, it is already over, or it does not exist."""
+    """QUEUED → PROCESSING, starting a new attempt. False when someone else has it, it is already
+    over, or it does not exist. The attempt number (`attempts` after the claim) is the claimer's
+    token: every later write of this run is conditional on it."""
     return _move(
         session,
         job_id,
         [JobStatus.QUEUED],
         JobStatus.PROCESSING,
         started_at=now,
+        heartbeat_at=now,
         progress_step=0,
         attempts=Job.attempts + 1,
     )
 
 
-def record_progress(session: Session, job_id: str, *, step: int, total: int) -> bool:
-    """Not a transition: only a PROCESSING job's progress moves."""
+def _is_mine(job_id: str, attempt: int) -> Any:
+    return (Job.id == job_id) & (Job.status == JobStatus.PROCESSING.value) & (Job.attempts == attempt)
+
+
+def record_progress(session: Session, job_id: str, *, attempt: int, step: int, total: int) -> bool:
+    """Not a transition. False when the job is no longer this attempt's: cancelled, timed out or requeued."""
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
-        .values(progress_step=step, progress_total=total)
+        update(Job).where(_is_mine(job_id, attempt)).values(progress_step=step, progress_total=total)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def beat_heartbeat(session: Session, job_id: str, *, attempt: int, now: datetime) -> bool:
+    """The worker running this attempt is alive. False when the job is no longer this attempt's."""
+    result = session.execute(
+        update(Job).where(_is_mine(job_id, attempt)).values(heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def requeue_job(session: Session, job_id: str, *, attempt: int | None, now: datetime, refund: bool = False) -> bool:
+    """PROCESSING → QUEUED, to run again. `attempt` None: whichever attempt holds it (the sweeper).
+    refund: the attempt does not count against the limit (a graceful shutdown)."""
+    check_transition(JobStatus.PROCESSING, JobStatus.QUEUED)
+    condition = _is_mine(job_id, attempt) if attempt is not None else \
+        (Job.id == job_id) & (Job.status == JobStatus.PROCESSING.value)
+    values: dict[str, Any] = {"status": JobStatus.QUEUED.value, "heartbeat_at": None, "progress_step": 0,
+                              "published_at": now}
+    if refund:
+        values["attempts"] = Job.attempts - 1
+    result = session.execute(update(Job).where(condition).values(**values)
+                             .execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_published(session: Session, job_ids: list[str], *, at: datetime | None) -> None:
+    """When the job's task was last sent to the broker (None: the send failed)."""
+    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED.value)
+                    .values(published_at=at).execution_options(synchronize_session=False))
 
 
 def complete_job(
     session: Session,
     job_id: str,
     *,
+    attempt: int,
     output_keys: list[str],
     output_seeds: list[int],
     inference_time: float,
     now: datetime,
     ttl: timedelta,
 ) -> bool:
-    """PROCESSING → COMPLETED, with its results. A job is never COMPLETED without output."""
+    """PROCESSING → COMPLETED with this attempt's results, only if the job is still this attempt's:
+    a job is never completed twice, and never COMPLETED without output."""
     if not output_keys:
         raise IllegalTransition("a job cannot complete without output")
-    return _move(
-        session,
-        job_id,
-        [JobStatus.PROCESSING],
-        JobStatus.COMPLETED,
-        output_keys=output_keys,
-        output_seeds=output_seeds,
-        inference_time=inference_time,
-        finished_at=now,
-        expires_at=now + ttl,
-        progress_step=Job.progress_total,
+    check_transition(JobStatus.PROCESSING, JobStatus.COMPLETED)
+    result = session.execute(
+        update(Job)
+        .where(_is_mine(job_id, attempt))
+        .values(status=JobStatus.COMPLETED.value, output_keys=output_keys, output_seeds=output_seeds,
+                inference_time=inference_time, finished_at=now, expires_at=now + ttl,
+                progress_step=Job.progress_total, heartbeat_at=None)
+        .execution_options(synchronize_session=False)
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def fail_job(
@@ -152,8 +188,19 @@ def fail_job(
     now: datetime,
     ttl: timedelta,
     srcs: Iterable[JobStatus] = (JobStatus.QUEUED, JobStatus.PROCESSING),
+    attempt: int | None = None,
 ) -> bool:
-    """QUEUED or PROCESSING → FAILED, with a code and a message safe to show."""
+    """QUEUED or PROCESSING → FAILED, with a code and a message safe to show.
+    With `attempt`, only if the job is still that attempt's."""
+    if attempt is not None:
+        check_transition(JobStatus.PROCESSING, JobStatus.FAILED)
+        result = session.execute(
+            update(Job).where(_is_mine(job_id, attempt))
+            .values(status=JobStatus.FAILED.value, error_code=code, error_message=message, finished_at=now,
+                    expires_at=now + ttl, heartbeat_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
     return _move(
         session,
         job_id,
@@ -163,6 +210,7 @@ def fail_job(
         error_message=message,
         finished_at=now,
         expires_at=now + ttl,
+        heartbeat_at=None,
     )
 
 
@@ -197,6 +245,38 @@ def list_expired(session: Session, *, now: datetime, limit: int) -> list[Job]:
         .order_by(Job.expires_at)
         .limit(limit)
     )
+    return list(session.execute(stmt).scalars())
+
+
+def stale_processing(session: Session, *, heartbeat_before: datetime, limit: int) -> list[Job]:
+    """PROCESSING jobs whose worker stopped beating."""
+    stmt = select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.heartbeat_at < heartbeat_before) \
+        .limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def overdue_processing(session: Session, *, started_before: datetime, limit: int) -> list[Job]:
+    """PROCESSING jobs running longer than the time limit."""
+    stmt = select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.started_at < started_before).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def unpublished_queued(session: Session, *, created_before: datetime, limit: int) -> list[tuple[str, str]]:
+    """(id, queue) of QUEUED jobs whose task was never sent (the publish failed)."""
+    stmt = select(Job.id, Job.queue).where(Job.status == JobStatus.QUEUED.value, Job.published_at.is_(None),
+                                           Job.created_at < created_before).order_by(Job.created_at).limit(limit)
+    return [(row.id, row.queue) for row in session.execute(stmt)]
+
+
+def published_queued(session: Session, *, queue: str, published_before: datetime, limit: int) -> list[str]:
+    """QUEUED jobs of a queue whose task was sent before a moment, oldest first."""
+    stmt = select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.queue == queue,
+                                Job.published_at < published_before).order_by(Job.created_at).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def queues_with_waiting_jobs(session: Session) -> list[str]:
+    stmt = select(Job.queue).where(Job.status == JobStatus.QUEUED.value).distinct()
     return list(session.execute(stmt).scalars())
 
 

@@ -104,7 +104,11 @@ class Job(Base):
     inference_time: Mapped[float | None] = mapped_column(Float)
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, comment="Claims so far; the current one's token.")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(comment="Last sign of life of the attempt running it.")
+    published_at: Mapped[datetime | None] = mapped_column(
+        comment="When its task was last sent to the broker; None: the send failed."
+    )
 
     base_url: Mapped[str | None] = mapped_column(String(300), comment="Base of URLs made for this job.")
     webhook_url: Mapped[str | None] = mapped_column(Text)

@@ -85,17 +85,32 @@ class Settings(BaseSettings):
         None, description="Webhook signing secret (whsec_...) of the bootstrap key; generated if unset."
     )
 
+    heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its job alive.")
+    heartbeat_timeout_seconds: float = Field(
+        30.0, gt=0, description="A PROCESSING job with no heartbeat for this long has lost its worker."
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Runs of a job before a lost worker fails it for good.")
+    job_time_limit_seconds: int = Field(900, ge=1, description="A job running longer than this ends FAILED.")
+    sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper repairs lost jobs.")
+    storage_retry_seconds: float = Field(
+        30.0, ge=0, description="How long a worker retries object storage before failing the job."
+    )
+
+    warmup_models: Annotated[list[str], NoDecode] = Field(
+        [], description="Model slugs an inference worker loads at start, before taking jobs (comma-separated)."
+    )
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress_interval_seconds: float = Field(
         0.25, ge=0, description="Least time between two progress writes of one job."
     )
     log_level: str = "INFO"
 
-    @field_validator("webhook_retry_schedule", mode="before")
+    @field_validator("webhook_retry_schedule", "warmup_models", mode="before")
     @classmethod
-    def _split_schedule(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [float(v) for v in value.strip("[] ").split(",") if v.strip()]
+            return [v.strip().strip("'\"") for v in value.strip("[] ").split(",") if v.strip()]
         return value
 
     @model_validator(mode="after")

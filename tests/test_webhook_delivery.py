@@ -33,7 +33,7 @@ def finished_job(ctx: WorkerContext, url: str) -> str:
                    input_keys={}, base64_output=False, now=utcnow(), webhook_url=url, track_id=7)
     with session_scope(ctx.sessions) as session:
         claim_job(session, "job-1", now=utcnow())
-        complete_job(session, "job-1", output_keys=["jobs/job-1/output/0.png"], output_seeds=[1],
+        complete_job(session, "job-1", attempt=1, output_keys=["jobs/job-1/output/1-0.png"], output_seeds=[1],
                      inference_time=0.1, now=utcnow(), ttl=timedelta(hours=1))
     return "job-1"
 

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 from celery import Celery
+from celery.signals import worker_shutting_down
 
 from storage.broker import (
     QUEUE_MAINTENANCE,
     QUEUE_WEBHOOKS,
     TASK_REAP_EXPIRED,
     TASK_RUN_JOB,
+    TASK_SWEEP,
     TASK_WEBHOOK_DELIVER,
     TASK_WEBHOOK_DISPATCH,
     TASK_WEBHOOK_JOB_FINISHED,
     TASK_WEBHOOK_PROGRESS,
     make_celery,
+    publish_job,
     publish_task,
+    queue_depth,
 )
 from storage.jobs import utcnow
 from storage.retention import reap_expired
 from storage.settings import Settings
+from storage.sweeper import sweep
 from worker import webhooks
 from worker.context import WorkerContext
 
@@ -40,6 +46,11 @@ def periodic_schedule(settings: Settings) -> dict[str, dict[str, object]]:
             "schedule": settings.reaper_interval_seconds,
             "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.reaper_interval_seconds},
         },
+        "sweep-jobs": {
+            "task": TASK_SWEEP,
+            "schedule": settings.sweep_interval_seconds,
+            "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.sweep_interval_seconds * 2},
+        },
         "dispatch-webhooks": {
             "task": TASK_WEBHOOK_DISPATCH,
             "schedule": settings.webhook_dispatch_interval_seconds,
@@ -49,16 +60,25 @@ def periodic_schedule(settings: Settings) -> dict[str, dict[str, object]]:
 
 
 def create_worker_app(settings: Settings) -> Celery:
+    return build_worker(settings)[0]
+
+
+def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext]]:
+    """The Celery app with its tasks, and the (lazily built, cached) context they share."""
     app = make_celery(settings, main="inpaint-worker")
     app.conf.beat_schedule = periodic_schedule(settings)
 
-    def publish(name: str, *args: object) -> None:
+    def publish(name: str, *args: object, queue: str | None = None) -> None:
         try:
-            publish_task(app, name, *args)
-        except Exception:  # the periodic dispatcher is the safety net
-            log.warning("could not publish %s%r; the dispatcher will pick it up", name, args)
+            publish_task(app, name, *args, queue=queue)
+        except Exception:  # the sweeper and the webhook dispatcher are the safety nets
+            log.warning("could not publish %s%r; the periodic sweep will", name, args)
 
     context = functools.cache(lambda: WorkerContext.build(settings, publish=publish))
+
+    @worker_shutting_down.connect(weak=False)
+    def stop_running_job(**_: object) -> None:
+        context().stopping.set()
 
     @app.task(name=TASK_RUN_JOB, ignore_result=True)
     def run_job(job_id: str) -> None:
@@ -70,6 +90,14 @@ def create_worker_app(settings: Settings) -> Celery:
     def reap() -> int:
         ctx = context()
         return reap_expired(ctx.sessions, ctx.blobs, now=utcnow())
+
+    @app.task(name=TASK_SWEEP, ignore_result=True)
+    def sweep_jobs() -> dict[str, int]:
+        ctx = context()
+        report = sweep(ctx.sessions, settings, now=utcnow(),
+                       publish=lambda job_id, queue: publish_job(app, job_id, queue=queue),
+                       queue_depth=lambda queue: queue_depth(app, queue))
+        return {name: len(ids) for name, ids in vars(report).items()}
 
     @app.task(name=TASK_WEBHOOK_DISPATCH, ignore_result=True)
     def dispatch_webhooks() -> int:
@@ -89,4 +117,4 @@ def create_worker_app(settings: Settings) -> Celery:
         delivery_id = webhooks.write_progress_event(context(), job_id, step, total)
         return webhooks.attempt(context(), delivery_id) if delivery_id else None
 
-    return app
+    return app, context

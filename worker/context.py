@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +23,9 @@ class WorkerContext:
     blobs: BlobStore
     pipelines: PipelineCache
     publish: Callable[..., None]
-    """publish(task_name, *args): send a task by name; never raises."""
+    """publish(task_name, *args, queue=None): send a task by name; never raises."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the worker is asked to shut down: a running job is given back at its next step."""
 
     @classmethod
     def build(cls, settings: Settings, *, publish: Callable[..., None]) -> WorkerContext:

@@ -40,10 +40,14 @@ def main(argv: list[str] | None = None) -> None:
         write_tiny_model(settings, args.directory, slug=args.register)
         return
 
-    from worker.app import create_worker_app
+    from worker.app import build_worker
 
-    app = create_worker_app(settings)
+    app, context = build_worker(settings)
     level = settings.log_level.upper()
+    if args.command == "run" and settings.warmup_models and QUEUE_INPAINT in args.queues.split(","):
+        from worker.warmup import warm_up
+
+        warm_up(settings, context())
     if args.command == "run":
         name = args.name or f"{args.queues.replace(',', '+')}@{socket.gethostname()}"
         app.worker_main(["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency), "-n", name,

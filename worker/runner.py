@@ -1,25 +1,38 @@
 """Running one job: claim it, run `inpaint`, store the images, record the outcome.
 
-This is the only code that moves a job through PROCESSING. A duplicate delivery
-loses the claim and does nothing. Any failure ends the job FAILED with a code
-and a message safe to show; the traceback goes to the log.
+This is the only code that moves a job through PROCESSING. A claim starts an
+attempt; every later write of the run is conditional on that attempt still
+holding the job, so a duplicate delivery, a run the sweeper gave up on, or a
+cancelled job stops at the next step boundary and records nothing. While it
+runs, a heartbeat thread marks the job alive. Any failure ends the job FAILED
+with a code and a message safe to show; the traceback goes to the log.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
 from PIL import Image
 
-from storage.blobs import output_key
-from storage.broker import TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS
+from storage.blobs import output_key, with_retries
+from storage.broker import TASK_RUN_JOB, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS
 from storage.contract import JobParams
 from storage.db import session_scope
-from storage.errors import JobFailure
+from storage.errors import JobFailure, Unavailable
 from storage.images import decode_png, encode_png
-from storage.jobs import claim_job, complete_job, fail_job, get_job, record_progress, utcnow
+from storage.jobs import (
+    beat_heartbeat,
+    claim_job,
+    complete_job,
+    fail_job,
+    get_job,
+    record_progress,
+    requeue_job,
+    utcnow,
+)
 from storage.registry import ModelSpec, find_model
 from worker.context import WorkerContext
 from worker.inference import inpaint
@@ -27,9 +40,19 @@ from worker.inference import inpaint
 log = logging.getLogger(__name__)
 
 
+class Superseded(Exception):
+    """The job is no longer this attempt's (cancelled, timed out, requeued): stop quietly."""
+
+
+class ShuttingDown(Exception):
+    """The worker was asked to stop: give the job back to the queue."""
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     job_id: str
+    attempt: int
+    queue: str
     spec: ModelSpec
     params: JobParams
     input_keys: dict[str, str]
@@ -39,8 +62,10 @@ class ClaimedJob:
 class ProgressRecorder:
     """on_step for a job: writes progress at most once per `interval` seconds, and the last step.
 
-    With progress events asked for, it also publishes one at most every `event_interval`
-    seconds; the light webhook worker sends it, so inference never waits on a receiver.
+    Each write is also the check that the job is still ours, and the place where a
+    shutdown is noticed: both end the run at a step boundary. With progress events
+    asked for, it publishes one at most every `event_interval` seconds; the light
+    webhook worker sends it, so inference never waits on a receiver.
     """
 
     def __init__(self, ctx: WorkerContext, job: ClaimedJob) -> None:
@@ -50,40 +75,83 @@ class ProgressRecorder:
         self._last_write = self._last_event = 0.0
 
     def __call__(self, step: int, total: int) -> None:
+        if self.ctx.stopping.is_set() and step < total:
+            raise ShuttingDown()
         now = time.monotonic()
         if step < total and now - self._last_write < self.interval:
             return
         self._last_write = now
         with session_scope(self.ctx.sessions) as session:
-            record_progress(session, self.job.job_id, step=step, total=total)
+            ours = record_progress(session, self.job.job_id, attempt=self.job.attempt, step=step, total=total)
+        if not ours:
+            raise Superseded()
         if self.job.progress_events and step < total and now - self._last_event >= self.event_interval:
             self._last_event = now
             self.ctx.publish(TASK_WEBHOOK_PROGRESS, self.job.job_id, step, total)
 
 
+class Heartbeat:
+    """Marks the job alive every `interval` seconds from a side thread, until stopped."""
+
+    def __init__(self, ctx: WorkerContext, job: ClaimedJob) -> None:
+        self.ctx, self.job = ctx, job
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ctx.settings.heartbeat_interval_seconds):
+            try:
+                with session_scope(self.ctx.sessions) as session:
+                    beat_heartbeat(session, self.job.job_id, attempt=self.job.attempt, now=utcnow())
+            except Exception:  # noqa: BLE001 - a missed beat is survivable; the next one may succeed
+                log.warning("heartbeat write failed", exc_info=True, extra={"request_id": self.job.job_id})
+
+
 def run_job(ctx: WorkerContext, job_id: str) -> None:
     try:
         claimed = claim(ctx, job_id)
-        if claimed is None:
-            return
-        log.info("job started", extra={"request_id": job_id})
-        images, seconds = infer(ctx, claimed)
-        keys = store_outputs(ctx, job_id, images)
     except JobFailure as exc:
-        record_failure(ctx, job_id, exc.code, exc.message)
+        record_failure(ctx, job_id, exc.code, exc.message, attempt=None)
+        return
+    if claimed is None:
+        return
+    log.info("job started (attempt %d)", claimed.attempt, extra={"request_id": job_id})
+    try:
+        with Heartbeat(ctx, claimed):
+            images, seconds = infer(ctx, claimed)
+            keys = store_outputs(ctx, claimed, images)
+    except Superseded:
+        log.info("job was taken away (cancelled, timed out or requeued); stopped", extra={"request_id": job_id})
+        return
+    except ShuttingDown:
+        give_back(ctx, claimed)
+        return
+    except (JobFailure, Unavailable) as exc:
+        code = exc.code if isinstance(exc, JobFailure) else "storage_unavailable"
+        record_failure(ctx, job_id, code, exc.message, attempt=claimed.attempt)
         return
     except Exception as exc:
         log.exception("job crashed", extra={"request_id": job_id})
-        record_failure(ctx, job_id, "internal_error", f"the worker hit an unexpected error ({type(exc).__name__})")
+        record_failure(ctx, job_id, "internal_error", f"the worker hit an unexpected error ({type(exc).__name__})",
+                       attempt=claimed.attempt)
         return
     with session_scope(ctx.sessions) as session:
-        done = complete_job(session, job_id, output_keys=keys, output_seeds=claimed.params.seeds(),
-                            inference_time=seconds, now=utcnow(), ttl=ctx.settings.result_ttl)
+        done = complete_job(session, job_id, attempt=claimed.attempt, output_keys=keys,
+                            output_seeds=claimed.params.seeds(), inference_time=seconds, now=utcnow(),
+                            ttl=ctx.settings.result_ttl)
     if done:
         log.info("job completed in %.3f s", seconds, extra={"request_id": job_id})
         announce_end(ctx, job_id)
     else:
-        log.info("job was finished elsewhere; result not recorded", extra={"request_id": job_id})
+        log.info("job was finished elsewhere; this run's result is not recorded", extra={"request_id": job_id})
 
 
 def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
@@ -98,20 +166,21 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
         job = get_job(session, job_id)
         assert job is not None
         params = JobParams.model_validate(job.params)
-        record_progress(session, job_id, step=0, total=params.num_inference_steps)
+        record_progress(session, job_id, attempt=job.attempts, step=0, total=params.num_inference_steps)
         spec = find_model(session, job.model)
-        model, input_keys = job.model, dict(job.input_keys)
-        progress_events = bool(job.webhook_url and "progress" in (job.webhook_events or []))
-    if spec is None:
-        raise JobFailure("model_unavailable", f"model {model!r} is no longer registered")
-    return ClaimedJob(job_id=job_id, spec=spec, params=params, input_keys=input_keys,
-                      progress_events=progress_events)
+        if spec is None:
+            raise JobFailure("model_unavailable", f"model {job.model!r} is no longer registered")
+        return ClaimedJob(job_id=job_id, attempt=job.attempts, queue=job.queue, spec=spec, params=params,
+                          input_keys=dict(job.input_keys),
+                          progress_events=bool(job.webhook_url and "progress" in (job.webhook_events or [])))
 
 
 def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], float]:
     """Load the inputs and the resident pipeline, run inference. Returns the images and seconds taken."""
-    image = decode_png(ctx.blobs.get(job.input_keys["image"])).convert("RGB")
-    mask = decode_png(ctx.blobs.get(job.input_keys["mask"])).convert("L")
+    budget = ctx.settings.storage_retry_seconds
+    image_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["image"]), budget=budget, what="reading inputs")
+    mask_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["mask"]), budget=budget, what="reading inputs")
+    image, mask = decode_png(image_bytes).convert("RGB"), decode_png(mask_bytes).convert("L")
     inpainter = ctx.pipelines.get(job.spec)
     recorder = ProgressRecorder(ctx, job)
     started = time.perf_counter()
@@ -119,17 +188,29 @@ def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], float
     return images, round(time.perf_counter() - started, 4)
 
 
-def store_outputs(ctx: WorkerContext, job_id: str, images: list[Image.Image]) -> list[str]:
-    """PNG under keys derived from the job id: a retry overwrites, it never adds."""
-    keys = [output_key(job_id, i) for i in range(len(images))]
+def store_outputs(ctx: WorkerContext, job: ClaimedJob, images: list[Image.Image]) -> list[str]:
+    """PNG under keys derived from the job and attempt, retried while storage is briefly away."""
+    keys = [output_key(job.job_id, job.attempt, i) for i in range(len(images))]
     for key, image in zip(keys, images, strict=True):
-        ctx.blobs.put(key, encode_png(image))
+        data = encode_png(image)
+        with_retries(lambda k=key, d=data: ctx.blobs.put(k, d), budget=ctx.settings.storage_retry_seconds,
+                     what="storing results")
     return keys
 
 
-def record_failure(ctx: WorkerContext, job_id: str, code: str, message: str) -> None:
+def give_back(ctx: WorkerContext, job: ClaimedJob) -> None:
+    """On shutdown: PROCESSING → QUEUED (the attempt does not count) and publish it again."""
     with session_scope(ctx.sessions) as session:
-        failed = fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl)
+        requeued = requeue_job(session, job.job_id, attempt=job.attempt, now=utcnow(), refund=True)
+    if requeued:
+        ctx.publish(TASK_RUN_JOB, job.job_id, queue=job.queue)
+        log.info("worker stopping: job given back to the queue", extra={"request_id": job.job_id})
+
+
+def record_failure(ctx: WorkerContext, job_id: str, code: str, message: str, *, attempt: int | None) -> None:
+    with session_scope(ctx.sessions) as session:
+        failed = fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl,
+                          attempt=attempt)
     log.warning("job failed: %s: %s", code, message, extra={"request_id": job_id})
     if failed:
         announce_end(ctx, job_id)
