@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import catalog, files, health, v2, webhooks
+from api.routes import batch, catalog, files, health, requests, v1, v2, webhooks
 from storage.db import session_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
@@ -53,7 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(catalog.router)
+    app.include_router(batch.router)  # before v2: POST /v2/batch is not a model
+    app.include_router(requests.router)
     app.include_router(v2.router)
     app.include_router(webhooks.router)
+    app.include_router(v1.router)
     app.include_router(files.router)
     return app

@@ -13,7 +13,8 @@ import uuid
 from dataclasses import dataclass
 
 from PIL import Image
-from sqlalchemy.exc import SQLAlchemyError
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from api.context import AppContext
 from storage.blobs import input_key, job_prefix, with_retries
@@ -21,6 +22,7 @@ from storage.broker import publish_job
 from storage.contract import InpaintRequest, JobParams, resolve_params
 from storage.db import session_scope
 from storage.errors import InvalidInput, NotFound, Unavailable
+from storage.idempotency import find_previous, request_hash, reserve
 from storage.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
 from storage.jobs import create_job, mark_published, utcnow
 from storage.models import ApiKey
@@ -33,7 +35,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AcceptedJob:
     job_id: str
-    params: JobParams
+    replayed: bool = False
+    """True when an Idempotency-Key matched an earlier identical request: no new job was made."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str
+    digest: str
 
 
 def load_image(field: str, value: str, *, policy: FetchPolicy, max_bytes: int, max_pixels: int) -> Image.Image:
@@ -78,8 +87,10 @@ def lookup_model(context: AppContext, slug: str) -> ModelSpec:
     return spec
 
 
-def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest,
-               base_url: str) -> AcceptedJob:
+def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest, base_url: str,
+               idempotency: Idempotency | None = None, batch_id: str | None = None) -> AcceptedJob:
+    if idempotency is not None and (previous := previous_result(context, key, idempotency)):
+        return AcceptedJob(job_id=previous, replayed=True)
     spec = lookup_model(context, model)
     if request.webhook is not None:
         check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)
@@ -92,12 +103,31 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     job_id = str(uuid.uuid4())
     keys = store_inputs(context, job_id, {"image": encode_png(image), "mask": encode_png(mask)})
     try:
-        record_job(context, job_id, key=key, spec=spec, request=request, params=params, keys=keys, base_url=base_url)
+        record_job(context, job_id, key=key, spec=spec, request=request, params=params, keys=keys, base_url=base_url,
+                   idempotency=idempotency, batch_id=batch_id)
+    except IntegrityError:
+        discard_inputs(context, job_id)
+        if idempotency is not None and (previous := previous_result(context, key, idempotency)):
+            return AcceptedJob(job_id=previous, replayed=True)  # an identical request won the race
+        raise
     except SQLAlchemyError:
         discard_inputs(context, job_id)  # no half-written job: its inputs go too
         raise
     publish_or_defer(context, job_id, spec.queue)
-    return AcceptedJob(job_id=job_id, params=params)
+    return AcceptedJob(job_id=job_id)
+
+
+def idempotency_of(header: str | None, route: str, body: BaseModel) -> Idempotency | None:
+    """The Idempotency-Key header with a digest of the route and the body as parsed."""
+    if not header:
+        return None
+    return Idempotency(key=header, digest=request_hash(route, body.model_dump(mode="json", exclude_unset=True)))
+
+
+def previous_result(context: AppContext, key: ApiKey, idempotency: Idempotency) -> str | None:
+    with session_scope(context.sessions) as session:
+        return find_previous(session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest,
+                             now=utcnow())
 
 
 def store_inputs(context: AppContext, job_id: str, data: dict[str, bytes]) -> dict[str, str]:
@@ -120,7 +150,9 @@ def discard_inputs(context: AppContext, job_id: str) -> None:
 
 
 def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec, request: InpaintRequest,
-               params: JobParams, keys: dict[str, str], base_url: str) -> None:
+               params: JobParams, keys: dict[str, str], base_url: str, idempotency: Idempotency | None,
+               batch_id: str | None) -> None:
+    """The job row, and its Idempotency-Key if any, in one transaction."""
     now = utcnow()
     with session_scope(context.sessions) as session:
         create_job(
@@ -137,7 +169,11 @@ def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec
             webhook_url=request.webhook,
             track_id=request.track_id,
             webhook_events=request.webhook_events,
+            batch_id=batch_id,
         )
+        if idempotency is not None:
+            reserve(session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest, result_id=job_id,
+                    now=now)
 
 
 def publish_or_defer(context: AppContext, job_id: str, queue: str) -> None:

@@ -67,6 +67,7 @@ def create_job(
     webhook_url: str | None = None,
     track_id: Any = None,
     webhook_events: list[str] | None = None,
+    batch_id: str | None = None,
 ) -> Job:
     job = Job(
         id=job_id,
@@ -87,6 +88,7 @@ def create_job(
         webhook_events=webhook_events,
         webhook_state="pending" if webhook_url else None,
         published_at=now,
+        batch_id=batch_id,
     )
     session.add(job)
     session.flush()
@@ -212,6 +214,20 @@ def fail_job(
         expires_at=now + ttl,
         heartbeat_at=None,
     )
+
+
+def list_jobs(session: Session, *, api_key_id: int, now: datetime, status: JobStatus | None, limit: int,
+              before: tuple[datetime, str] | None) -> list[Job]:
+    """This key's unexpired jobs, newest first, starting after the cursor `before` (created_at, id)."""
+    stmt = select(Job).where(Job.api_key_id == api_key_id, Job.expired_at.is_(None),
+                             (Job.expires_at.is_(None)) | (Job.expires_at > now))
+    if status is not None:
+        stmt = stmt.where(Job.status == status.value)
+    if before is not None:
+        created, job_id = before
+        stmt = stmt.where((Job.created_at < created) | ((Job.created_at == created) & (Job.id < job_id)))
+    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    return list(session.execute(stmt).scalars())
 
 
 def get_job(session: Session, job_id: str) -> Job | None:

@@ -79,6 +79,7 @@ class Job(Base):
         Index("ix_jobs_expires_at", "expires_at"),
         Index("ix_jobs_api_key_created", "api_key_id", "created_at"),
         Index("ix_jobs_webhook_state", "webhook_state"),
+        Index("ix_jobs_batch", "batch_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -117,6 +118,28 @@ class Job(Base):
     webhook_state: Mapped[str | None] = mapped_column(
         String(16), comment="pending: the terminal event is still to be created; created: it exists."
     )
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), comment="The batch it came in, if any.")
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime]
+    items: Mapped[list[Any]] = mapped_column(comment="Per item: request_id, or the error that rejected it.")
+
+
+class IdempotencyKey(Base):
+    """An Idempotency-Key seen on a submit route: the same key and body return the original result."""
+
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64), comment="sha256 of the route and canonical body.")
+    result_id: Mapped[str] = mapped_column(String(36), comment="The request_id (or batch_id) it created.")
+    created_at: Mapped[datetime]
 
 
 class WebhookDelivery(Base):

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         None, description="Webhook signing secret (whsec_...) of the bootstrap key; generated if unset."
     )
 
+    sync_wait_seconds: float = Field(
+        60.0, gt=0, le=600, description="How long POST /v1/{model} waits for its job before answering 504."
+    )
     heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its job alive.")
     heartbeat_timeout_seconds: float = Field(
         30.0, gt=0, description="A PROCESSING job with no heartbeat for this long has lost its worker."

@@ -77,6 +77,7 @@ def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, s
         "INPAINT_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.5",
         "INPAINT_WEBHOOK_TIMEOUT_SECONDS": "3",
         "INPAINT_WEBHOOK_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "INPAINT_SYNC_WAIT_SECONDS": "10",
         "INPAINT_LOG_LEVEL": "INFO",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",

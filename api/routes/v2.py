@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import BaseUrl, ContextDep, CurrentKey, SessionDep
-from api.submit import accept_job
+from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader, SessionDep
+from api.submit import accept_job, idempotency_of
 from api.views import job_urls, result_body, status_body
 from storage.contract import InpaintRequest
 from storage.errors import NotFound
@@ -28,10 +28,12 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
 
 
 @router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED")
-def submit(model: str, body: InpaintRequest, key: CurrentKey, context: ContextDep,
-           base_url: BaseUrl) -> dict[str, Any]:
-    accepted = accept_job(context, key=key, model=model, request=body, base_url=base_url)
-    return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id)}
+def submit(model: str, body: InpaintRequest, key: CurrentKey, context: ContextDep, base_url: BaseUrl,
+           idempotency_key: IdempotencyKeyHeader = None) -> dict[str, Any]:
+    idempotency = idempotency_of(idempotency_key, f"/v2/{model}", body)
+    accepted = accept_job(context, key=key, model=model, request=body, base_url=base_url, idempotency=idempotency)
+    return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id),
+            **({"idempotent_replay": True} if accepted.replayed else {})}
 
 
 @router.get("/requests/{job_id}/status", summary="Poll a job's status",
