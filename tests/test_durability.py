@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from tests.support.db import job_row
 from tests.support.images import job_body
 from tests.support.services import MotoServer, PostgresServer, RedisServer
 from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 ROUNDS = int(os.environ.get("INPAINT_CHAOS_ROUNDS", "3"))
 FAST_CLOCKS = {
@@ -77,14 +78,6 @@ def status(stack: Stack, job_id: str) -> dict[str, Any]:
         return client.get(f"/v2/requests/{job_id}/status").json()  # type: ignore[no-any-return]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 180, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def running(stack: Stack, job_ids: list[str]) -> str | None:
@@ -100,7 +93,7 @@ def test_sigkill_the_worker_repeatedly_loses_nothing(chaos: ChaosStack) -> None:
     ids = [chaos.submit("tiny-slow", job_body(num_inference_steps=12, seed=i)) for i in range(ROUNDS + 3)]
     killed: list[str] = []
     for _ in range(ROUNDS):
-        killed.append(wait_for(lambda: running(chaos, ids), what="a job mid-run"))
+        killed.append(wait_until(lambda: running(chaos, ids), what="a job mid-run"))
         chaos.stop("worker", sig=signal.SIGKILL)
         chaos.start_worker()
     finals = [chaos.wait(job_id, timeout=400) for job_id in ids]
@@ -119,7 +112,7 @@ def test_sigkill_the_worker_repeatedly_loses_nothing(chaos: ChaosStack) -> None:
 def test_a_job_whose_worker_keeps_dying_fails_saying_so(chaos: ChaosStack) -> None:
     job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=400))
     for _ in range(3):
-        wait_for(lambda: running(chaos, [job_id]), what="the job mid-run")
+        wait_until(lambda: running(chaos, [job_id]), what="the job mid-run")
         chaos.stop("worker", sig=signal.SIGKILL)
         chaos.start_worker()
     final = chaos.wait(job_id)
@@ -138,7 +131,7 @@ def test_a_job_over_its_time_limit_fails_and_the_worker_moves_on(chaos: ChaosSta
 
 def test_sigterm_gives_the_running_job_back(chaos: ChaosStack) -> None:
     job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=60))
-    wait_for(lambda: running(chaos, [job_id]), what="the job mid-run")
+    wait_until(lambda: running(chaos, [job_id]), what="the job mid-run")
     proc = chaos.procs["worker"]
     chaos.stop("worker", sig=signal.SIGTERM, timeout=30)
     assert proc.returncode is not None, "the worker did not exit on SIGTERM"
@@ -191,7 +184,7 @@ def test_redis_restart_with_jobs_queued_loses_none(chaos: ChaosStack, how: str) 
 def test_s3_briefly_down_during_upload_is_retried(chaos: ChaosStack) -> None:
     moto = chaos.moto
     job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=30))
-    wait_for(lambda: running(chaos, [job_id]), what="the job mid-run (inputs read)")
+    wait_until(lambda: running(chaos, [job_id]), what="the job mid-run (inputs read)")
     moto.stop()
     time.sleep(3)
     moto.start()
@@ -206,7 +199,7 @@ def test_s3_briefly_down_during_upload_is_retried(chaos: ChaosStack) -> None:
 def test_s3_down_for_good_fails_the_job_with_a_reason(chaos: ChaosStack) -> None:
     moto = chaos.moto
     job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=30))
-    wait_for(lambda: running(chaos, [job_id]), what="the job mid-run (inputs read)")
+    wait_until(lambda: running(chaos, [job_id]), what="the job mid-run (inputs read)")
     moto.stop()
     try:
         final = chaos.wait(job_id, timeout=120)
@@ -230,7 +223,7 @@ def test_database_down_at_submit_is_503_and_writes_nothing(chaos: ChaosStack) ->
     assert response.status_code == 503
     assert "database is unavailable" in response.json()["error"]
     assert s3_client(chaos.moto.url).list_objects_v2(Bucket=chaos.bucket).get("KeyCount", 0) == objects_before
-    job_id = wait_for(lambda: _submit_ok(chaos), timeout=60, what="submits to work again")
+    job_id = wait_until(lambda: _submit_ok(chaos), timeout=60, what="submits to work again")
     assert chaos.wait(job_id)["status"] == "COMPLETED"
 
 

@@ -15,17 +15,16 @@ import pytest
 from tests.conftest import TINY_SLUG
 from tests.support.images import box_mask, decode, job_body, scene
 from tests.support.stack import Stack, _keys_of
+from tests.support.waiting import wait_until
 
 
 def wait_status(stack: Stack, job_id: str, predicate: Any, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     with stack.client() as client:
-        while time.monotonic() < deadline:
-            body = client.get(f"/v2/requests/{job_id}/status").json()
-            if predicate(body):
-                return body
-            time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never satisfied the condition")
+        def check() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get(f"/v2/requests/{job_id}/status").json()
+            return body if predicate(body) else None
+
+        return wait_until(check, timeout, what=f"job {job_id} to reach the state", interval=0.05)  # type: ignore
 
 
 def mid_run(body: dict[str, Any]) -> bool:

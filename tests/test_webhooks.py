@@ -9,7 +9,6 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import standardwebhooks
@@ -19,6 +18,7 @@ from tests.support.http_server import Received, Reply, ScriptedServer
 from tests.support.images import job_body
 from tests.support.services import free_port
 from tests.support.stack import Stack, _keys_of
+from tests.support.waiting import wait_until
 
 
 def scripted(*statuses: int) -> Callable[[Received], Reply]:
@@ -33,14 +33,6 @@ def scripted(*statuses: int) -> Callable[[Received], Reply]:
     return reply
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 180, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def webhook_log(stack: Stack, job_id: str, key: str | None = None) -> dict:
