@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(3600, ge=1, description="How long results are kept after a job ends.")
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often expired results are deleted.")
     max_image_pixels: int = Field(
-        4096 * 4096, ge=64 * 64, description="Largest input image, in pixels, checked before decoding."
+        4096 * 4096, ge=64 * 64, le=89_478_485,
+        description="Largest input image, in pixels, checked before decoding; at most Pillow's own limit.",
     )
     max_image_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest encoded input image.")
     fetch_timeout_seconds: float = Field(15.0, gt=0, description="Overall deadline for fetching an image URL.")
