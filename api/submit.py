@@ -3,6 +3,10 @@
 Order matters. The inputs are stored before the row is committed, so a worker
 never sees a job whose inputs are missing; the row is committed before the task
 is published, so a worker never receives a task for a row it cannot read.
+
+Credits (one per image) are checked before any image is fetched, and taken by a
+conditional UPDATE in the transaction that inserts the row: two submits racing
+for the last credits cannot both get them.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from dataclasses import dataclass
 from PIL import Image
 
 from api.context import AppContext
-from storage.blobs import input_key
+from storage.blobs import input_key, job_prefix
 from storage.broker import publish_job
 from storage.contract import InpaintRequest, JobParams, resolve_params
 from storage.db import session_scope
-from storage.errors import InvalidInput, NotFound, Unavailable
+from storage.errors import InvalidInput, NotFound, OutOfCredits, Unavailable
 from storage.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
 from storage.jobs import create_job, fail_job, utcnow
+from storage.keys import charge_credits
 from storage.models import ApiKey
 from storage.registry import ModelSpec, find_model
 from storage.safe_fetch import FetchError, FetchPolicy, fetch
@@ -61,8 +66,16 @@ def lookup_model(context: AppContext, slug: str) -> ModelSpec:
     return spec
 
 
+def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
+    shown = "fewer" if left is None else str(left)
+    return OutOfCredits(f"this key is out of credits: {shown} left, this request needs {needed} "
+                        "(one per image)")
+
+
 def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest) -> AcceptedJob:
     spec = lookup_model(context, model)
+    if key.credits is not None and key.credits < request.samples:
+        raise out_of_credits(key.credits, request.samples)
     limits = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
               "max_pixels": context.settings.max_image_pixels}
     image = to_rgb(load_image("image", request.image, **limits))
@@ -74,19 +87,26 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     context.blobs.put(keys["image"], encode_png(image))
     context.blobs.put(keys["mask"], encode_png(mask))
 
-    now = utcnow()
-    with session_scope(context.sessions) as session:
-        create_job(
-            session,
-            job_id=job_id,
-            api_key_id=key.id,
-            model=spec.slug,
-            queue=spec.queue,
-            params=params.model_dump(mode="json"),
-            input_keys=keys,
-            base64_output=request.base64,
-            now=now,
-        )
+    try:
+        with session_scope(context.sessions) as session:
+            charged = charge_credits(session, key.id, params.samples)  # the write comes first
+            if charged is None:
+                raise out_of_credits(None, params.samples)
+            create_job(
+                session,
+                job_id=job_id,
+                api_key_id=key.id,
+                model=spec.slug,
+                queue=spec.queue,
+                params=params.model_dump(mode="json"),
+                input_keys=keys,
+                base64_output=request.base64,
+                now=utcnow(),
+                credits_charged=charged,
+            )
+    except OutOfCredits:
+        context.blobs.delete_prefix(job_prefix(job_id))
+        raise
     try:
         publish_job(context.celery, job_id, queue=spec.queue)
     except Exception:

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import IllegalTransition
+from storage.keys import refund_job_credits
 from storage.models import Job, JobStatus
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -63,6 +64,7 @@ def create_job(
     input_keys: dict[str, str],
     base64_output: bool,
     now: datetime,
+    credits_charged: int = 0,
 ) -> Job:
     job = Job(
         id=job_id,
@@ -77,6 +79,7 @@ def create_job(
         progress_step=0,
         progress_total=0,
         attempts=0,
+        credits_charged=credits_charged,
     )
     session.add(job)
     session.flush()
@@ -144,8 +147,12 @@ def fail_job(
     ttl: timedelta,
     srcs: Iterable[JobStatus] = (JobStatus.QUEUED, JobStatus.PROCESSING),
 ) -> bool:
-    """QUEUED or PROCESSING → FAILED, with a code and a message safe to show."""
-    return _move(
+    """QUEUED or PROCESSING → FAILED, with a code and a message safe to show.
+
+    The credits the submit took go back to the key in the same transaction: a
+    job that made no images costs nothing, and the transition happens once.
+    """
+    failed = _move(
         session,
         job_id,
         srcs,
@@ -155,6 +162,9 @@ def fail_job(
         finished_at=now,
         expires_at=now + ttl,
     )
+    if failed:
+        refund_job_credits(session, job_id)
+    return failed
 
 
 def get_job(session: Session, job_id: str) -> Job | None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import BaseUrl, ContextDep, CurrentKey, SessionDep
+from api.limits import SubmitKey
 from api.submit import accept_job
 from api.views import job_urls, result_body, status_body
 from storage.contract import InpaintRequest
@@ -27,8 +28,12 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
     return job
 
 
-@router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED")
-def submit(model: str, body: InpaintRequest, key: CurrentKey, context: ContextDep,
+@router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED",
+             responses={403: {"description": "This key may not use this model"},
+                        406: {"description": "This key is out of credits (one per image)"},
+                        413: {"description": "The body is over INPAINT_MAX_BODY_BYTES"},
+                        429: {"description": "Rate limited; see Retry-After"}})
+def submit(model: str, body: InpaintRequest, key: SubmitKey, context: ContextDep,
            base_url: BaseUrl) -> dict[str, Any]:
     accepted = accept_job(context, key=key, model=model, request=body)
     return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id)}
