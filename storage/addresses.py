@@ -47,7 +47,8 @@ _DOTTED_DECIMAL = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}$")
 
 
 class FetchError(InpaintError):
-    """The URL could not be fetched; the message is safe to show and names no resolved address."""
+    """The URL could not be fetched. The message is safe to show: it never names the host or an address
+    (the host as parsed may differ from what the user wrote, and the resolved address is internal)."""
 
 
 def is_public(ip: IPAddress, *, allow_loopback: bool = False) -> bool:
@@ -64,11 +65,11 @@ def normalize_host(host: str) -> str:
     if name.endswith("."):
         name = name[:-1]
     if not name or name.endswith("."):
-        raise FetchError(f"host {host!r} is not a valid host name")
+        raise FetchError("the host is not a valid host name")
     if ":" in name:  # an IPv6 literal: ipaddress has already parsed it strictly
         return name
     if _NUMERIC_LABEL.match(name.rsplit(".", 1)[-1]) and not _DOTTED_DECIMAL.match(name):
-        raise FetchError(f"host {host!r} is not a valid host name or dotted-decimal IPv4 address")
+        raise FetchError("the host is neither a host name nor a dotted-decimal IPv4 address")
     return name
 
 
@@ -78,9 +79,9 @@ def resolve_public(host: str, port: int, *, allow_loopback: bool, timeout: float
     try:
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     except ValueError:
-        raise FetchError(f"host {host!r} could not be resolved") from None
+        raise FetchError("the host could not be resolved") from None
     if not addresses or not all(is_public(a, allow_loopback=allow_loopback) for a in addresses):
-        raise FetchError(f"host {host!r} resolves to an address that is not public")
+        raise FetchError("the host resolves to an address that is not public")
     return addresses[0]
 
 
@@ -99,7 +100,7 @@ def _getaddrinfo(host: str, port: int, timeout: float) -> list[tuple]:  # type: 
     worker.start()
     worker.join(max(timeout, 0.0))
     if worker.is_alive():
-        raise FetchError(f"timed out after {time.monotonic() - started:.1f} s resolving host {host!r}")
+        raise FetchError(f"timed out after {time.monotonic() - started:.1f} s resolving the host")
     if "infos" not in outcome:
-        raise FetchError(f"host {host!r} could not be resolved")
+        raise FetchError("the host could not be resolved")
     return outcome["infos"]  # type: ignore[return-value]
