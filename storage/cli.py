@@ -2,7 +2,8 @@
 
     inpaint-admin migrate
     inpaint-admin keys create --name NAME [--admin] [--models a,b] [--credits N] [--rate N] [--burst N]
-    inpaint-admin keys update ID [--models a,b|all] [--credits N|unlimited] [--rate N|default] [--burst N|default]
+    inpaint-admin keys update ID [--models a,b|all] [--credits N|unlimited] [--rate N|default]
+                                 [--burst N|default]
     inpaint-admin keys first-run          # creates an admin key if there is none; prints it
     inpaint-admin keys list | revoke ID
     inpaint-admin models list
@@ -124,7 +125,8 @@ def run_command(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _keys_create(session: Any, args: argparse.Namespace) -> None:
-    new = create_key(session, name=args.name, is_admin=args.admin, now=utcnow(), limits=KeyLimits(**limits_of(args)))
+    limits = KeyLimits(**limits_of(args))
+    new = create_key(session, name=args.name, is_admin=args.admin, now=utcnow(), limits=limits)
     _out(f"created key #{new.record.id} ({'admin' if args.admin else 'user'}): {new.secret}")
     _out("it is shown this once; only its hash is stored")
 

@@ -141,7 +141,8 @@ def test_admin_routes_need_an_admin_key(tmp_path) -> None:
 def test_the_configured_default_rate_applies_to_every_key(tmp_path) -> None:
     client, keys = in_process_app(tmp_path, rate_limit_per_minute=2, rate_limit_burst=2)
     with client:
-        codes = [client.post("/v2/no-such-model", json=job_body(), headers={"x-api-key": keys["user"]}).status_code
+        user = {"x-api-key": keys["user"]}
+        codes = [client.post("/v2/no-such-model", json=job_body(), headers=user).status_code
                  for _ in range(3)]
         other = client.post("/v2/no-such-model", json=job_body(), headers={"x-api-key": keys["admin"]})
     assert codes == [404, 404, 429]

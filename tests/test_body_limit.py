@@ -58,7 +58,8 @@ def test_declared_length_over_the_limit_is_refused_before_any_body_is_read(embed
     status, headers, body = read_response(sock)
     assert status == 413, body
     assert headers.get("connection") == "close"
-    assert json.loads(body)["error"] == f"the request body is {100 * MiB} bytes, more than the limit of {LIMIT}"
+    expected = f"the request body is {100 * MiB} bytes, more than the limit of {LIMIT}"
+    assert json.loads(body)["error"] == expected
     assert sent < 1000, f"{sent} bytes went out before the answer"
     sock.close()
     assert httpx.get(f"{embedded.base_url}/healthz").status_code == 200
@@ -95,9 +96,10 @@ def test_the_default_limit_fits_two_1024px_pngs_in_base64(embedded: Stack) -> No
     """Incompressible 1024x1024 RGBA, the worst case, twice: the body passes the limit (404: no model)."""
     body = json.dumps({"prompt": "x", "image": rgba_noise_png_base64(1), "mask": rgba_noise_png_base64(2)})
     assert 11 * 10**6 < len(body) < LIMIT
+    json_type = {"content-type": "application/json"}
     with embedded.client() as client:
-        response = client.post("/v2/no-such-model", content=body, headers={"content-type": "application/json"})
+        response = client.post("/v2/no-such-model", content=body, headers=json_type)
         assert response.status_code == 404, response.text
-        over = client.post("/v2/no-such-model", content=body + " " * (LIMIT - len(body) + 1),
-                           headers={"content-type": "application/json"})
+        padded = body + " " * (LIMIT - len(body) + 1)
+        over = client.post("/v2/no-such-model", content=padded, headers=json_type)
         assert over.status_code == 413, over.text

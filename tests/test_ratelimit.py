@@ -106,5 +106,5 @@ def test_a_keys_own_rate_wins_over_the_default(tmp_path) -> None:
 def test_redis_is_the_brokers_when_it_is_redis(tmp_path) -> None:
     assert load_settings(data_dir=tmp_path).resolved_redis_url is None
     assert load_settings(data_dir=tmp_path, broker_url="redis://h:6379/2").resolved_redis_url == "redis://h:6379/2"
-    assert load_settings(data_dir=tmp_path, broker_url="redis://h/2", redis_url="redis://r/5").resolved_redis_url \
-        == "redis://r/5"
+    both = load_settings(data_dir=tmp_path, broker_url="redis://h/2", redis_url="redis://r/5")
+    assert both.resolved_redis_url == "redis://r/5"

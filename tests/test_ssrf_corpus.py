@@ -32,8 +32,9 @@ def ssrf_urls(port: int) -> list[str]:
     hosts = [
         "127.0.0.1", "localhost", "LOCALHOST", "localhost.", "127.0.0.1.", "127.255.255.254", "0.0.0.0", "0",
         "127.1", "127.0.1", "2130706433", "0x7f000001", "0x7f.0x0.0x0.0x1", "0177.0.0.1", "017700000001",
-        "[::1]", "[::]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]", "[::127.0.0.1]",
-        "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]", "[::1%25lo]", "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ", "127。0。0。1", "１２７.０.０.１",
+        "[::1]", "[::]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]",
+        "[::127.0.0.1]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]", "[::1%25lo]",
+        "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ", "127。0。0。1", "１２７.０.０.１",
     ]
     urls = [f"http://{host}:{port}{path}" for host in hosts]
     urls += [
@@ -118,7 +119,7 @@ def test_every_spelling_is_refused_and_the_canary_sees_nothing(strict: Stack, ca
             assert body["errors"][0]["field"] == field
             for address in INTERNAL_ADDRESSES:
                 if address not in url:
-                    assert address not in response.text, f"{url}: the answer reveals {address}: {body['error']}"
+                    assert address not in response.text, f"{url}: the answer reveals {address}: {body}"
             assert "Traceback" not in response.text
             answers[re.sub(r"'[^']*'", "'…'", body["error"].split(": ", 1)[1])] += 1
     print(f"\nSSRF corpus: {len(urls)} URLs x 2 fields = {sum(answers.values())} requests, all 400:")
