@@ -188,3 +188,16 @@ def test_a_slow_drip_cannot_hold_a_fetch_past_the_deadline(fast: bytes, drip: by
         with pytest.raises(FetchError, match="timed out"):
             fetch(f"http://127.0.0.1:{port}/", FetchPolicy(timeout=1.5, max_bytes=10**6, allow_loopback=True))
         assert time.monotonic() - started < 4
+
+
+def test_the_loopback_switch_is_off_by_default_and_refused_in_production(tmp_path) -> None:
+    from pydantic import ValidationError
+
+    from api.context import AppContext
+    from storage.settings import load_settings
+
+    context = AppContext.build(load_settings(data_dir=tmp_path))
+    assert context.fetch_policy.allow_loopback is False
+    context.close()
+    with pytest.raises(ValidationError, match="INPAINT_ALLOW_LOOPBACK_URLS must be off in production"):
+        load_settings(data_dir=tmp_path, environment="production", secret_key="s" * 32, allow_loopback_urls=True)
