@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -23,13 +25,19 @@ def test_bootstrap_key_from_configuration(tmp_path) -> None:
         assert client.get("/v2/models", headers={"x-api-key": "iq_bootstrap-key-for-the-test"}).status_code == 200
 
 
-def test_first_run_creates_one_key_once(tmp_path) -> None:
-    env = {**os.environ, "INPAINT_DATA_DIR": str(tmp_path)}
+def admin_cli(data_dir: Path) -> Callable[..., str]:
+    """`inpaint-admin` on this data directory; returns what it prints, raises if it fails."""
+    env = {**os.environ, "INPAINT_DATA_DIR": str(data_dir)}
 
     def admin(*args: str) -> str:
         return subprocess.run([str(BIN / "inpaint-admin"), *args], env=env, capture_output=True, text=True,
                               check=True).stdout
 
+    return admin
+
+
+def test_first_run_creates_one_key_once(tmp_path) -> None:
+    admin = admin_cli(tmp_path)
     admin("migrate")
     first = admin("keys", "first-run")
     assert "iq_" in first
@@ -41,12 +49,7 @@ def test_first_run_creates_one_key_once(tmp_path) -> None:
 
 
 def test_limits_are_set_at_creation_changed_by_update_and_listed(tmp_path) -> None:
-    env = {**os.environ, "INPAINT_DATA_DIR": str(tmp_path)}
-
-    def admin(*args: str) -> str:
-        return subprocess.run([str(BIN / "inpaint-admin"), *args], env=env, capture_output=True, text=True,
-                              check=True).stdout
-
+    admin = admin_cli(tmp_path)
     admin("migrate")
     admin("keys", "create", "--name", "limited", "--models", "erase,sd1.5-inpainting", "--credits", "10",
           "--rate", "30", "--burst", "5")
@@ -55,6 +58,6 @@ def test_limits_are_set_at_creation_changed_by_update_and_listed(tmp_path) -> No
     assert "all models\tunlimited credits\t30/min burst 5" in admin("keys", "list")
     admin("keys", "update", "1", "--rate", "0", "--burst", "default")
     assert "all models\tunlimited credits\tno rate limit" in admin("keys", "list")
-    refused = subprocess.run([str(BIN / "inpaint-admin"), "keys", "update", "1", "--burst", "0"], env=env,
-                             capture_output=True, text=True)
+    refused = subprocess.run([str(BIN / "inpaint-admin"), "keys", "update", "1", "--burst", "0"],
+                             env={**os.environ, "INPAINT_DATA_DIR": str(tmp_path)}, capture_output=True, text=True)
     assert refused.returncode != 0 and "--burst" in refused.stderr
