@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import Float, case, func, literal, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,8 +110,10 @@ class RedisBuckets:
     """Buckets in Redis, one hash per key, expiring once they would be full again."""
 
     def __init__(self, url: str) -> None:
+        # One short attempt: a rate check must not hold a submit while Redis is away.
         self.client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                           socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+                                           socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                                           retry=Retry(NoBackoff(), 0))
         self.script = self.client.register_script(TAKE_SCRIPT)
 
     def take(self, key_id: int, rate: Rate) -> float:
