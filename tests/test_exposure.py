@@ -10,6 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.app import create_app
+from storage.db import make_engine, make_session_factory, session_scope
+from storage.jobs import utcnow
+from storage.models import RegisteredModel
 from storage.settings import load_settings
 from tests.support.db import stack_session
 from tests.support.images import job_body
@@ -80,15 +83,28 @@ def test_cors_is_off_unless_origins_are_configured(tmp_path) -> None:
         assert answer.headers["access-control-allow-origin"] == "https://b.example"
 
 
-def test_an_internal_error_shows_neither_traceback_nor_path(tmp_path) -> None:
+def test_an_internal_error_shows_neither_traceback_nor_values(tmp_path) -> None:
+    """A registry row that no longer validates: the error names the row's values and a path."""
+    client, keys = in_process_app(tmp_path)
+    engine = make_engine(load_settings(data_dir=tmp_path).resolved_database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        session.add(RegisteredModel(slug="broken", family="sd15", source="/srv/internal/weights",
+                                    options={"max_side": "/srv/internal/not-a-number"}, created_at=utcnow()))
+    engine.dispose()
+    with client:
+        response = client.post("/v2/broken", json=job_body(), headers={"x-api-key": keys["user"]})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error; the server log has the details"}
+
+
+def test_a_storage_fault_shows_neither_traceback_nor_path(tmp_path) -> None:
     """The image directory is broken after start-up: storing the inputs fails inside the server."""
     client, keys = in_process_app(tmp_path)
     with client:
-        blobs = tmp_path / "blobs"
-        (blobs / "jobs").write_text("not a directory")
+        (tmp_path / "blobs" / "jobs").write_text("not a directory")
         response = client.post("/v2/erase", json=job_body(), headers={"x-api-key": keys["user"]})
-    assert response.status_code == 500
-    assert response.json() == {"error": "internal error; the server log has the details"}
+    assert response.status_code in (500, 503), response.text
+    assert list(response.json()) == ["error"]
     for leak in (str(tmp_path), "Traceback", "Errno", "NotADirectoryError", "FileExistsError"):
         assert leak not in response.text
 
