@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from api.body_limit import BodyLimitMiddleware
 from api.context import AppContext
 from api.errors import install_error_handlers
 from api.routes import batch, catalog, files, health, requests, v1, v2, webhooks
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Inpaint Queue", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
+    install_middleware(app, settings)
     app.include_router(health.router)
     app.include_router(catalog.router)
     app.include_router(batch.router)  # before v2: POST /v2/batch is not a model
@@ -60,3 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1.router)
     app.include_router(files.router)
     return app
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """CORS only for origins configured by name; the body limit outermost, so it acts first."""
+    if settings.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list,
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["x-api-key", "authorization", "content-type"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

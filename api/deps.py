@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from storage.db import session_scope
-from storage.errors import Unauthorized
+from storage.errors import Forbidden, Unauthorized
 from storage.keys import find_key
 from storage.models import ApiKey
 
@@ -48,6 +48,16 @@ def get_current_key(
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
+
+
+def get_admin_key(key: CurrentKey) -> ApiKey:
+    """The caller's key if it is an admin key; 403 otherwise (401 first if it is missing or unknown)."""
+    if not key.is_admin:
+        raise Forbidden("this route needs an admin key")
+    return key
+
+
+AdminKey = Annotated[ApiKey, Depends(get_admin_key)]
 
 
 def get_base_url(request: Request, context: ContextDep) -> str:

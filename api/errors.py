@@ -8,6 +8,7 @@ also carry `errors`: one entry per field with `field`, `message`, `limit` and
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,7 +23,9 @@ from storage.errors import (
     InpaintError,
     InvalidInput,
     NotFound,
+    OutOfCredits,
     PayloadTooLarge,
+    RateLimited,
     Unauthorized,
     Unavailable,
 )
@@ -35,7 +38,9 @@ STATUS_BY_ERROR: list[tuple[type[InpaintError], int]] = [
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (OutOfCredits, 406),
     (PayloadTooLarge, 413),
+    (RateLimited, 429),
     (Unavailable, 503),
 ]
 
@@ -103,6 +108,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
         entry = {"field": exc.field, "message": exc.message, "limit": exc.limit, "value": preview(exc.value)}
         return _error_response(400, exc.message, errors=[entry])
+
+    @app.exception_handler(RateLimited)
+    async def on_rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        seconds = max(1, math.ceil(exc.retry_after))
+        response = _error_response(429, exc.message, retry_after=seconds)
+        response.headers["Retry-After"] = str(seconds)
+        return response
 
     @app.exception_handler(InpaintError)
     async def on_domain_error(_: Request, exc: InpaintError) -> JSONResponse:

@@ -3,6 +3,10 @@
 Order matters. The inputs are stored before the row is committed, so a worker
 never sees a job whose inputs are missing; the row is committed before the task
 is published, so a worker never receives a task for a row it cannot read.
+
+Credits (one per image) are checked before any image is fetched, and taken by a
+conditional UPDATE in the transaction that inserts the row: two submits racing
+for the last credits cannot both get them.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from storage.blobs import input_key, job_prefix, with_retries
 from storage.broker import publish_job
 from storage.contract import InpaintRequest, JobParams, resolve_params
 from storage.db import session_scope
-from storage.errors import InvalidInput, NotFound, Unavailable
+from storage.errors import InvalidInput, NotFound, OutOfCredits, Unavailable
 from storage.idempotency import find_previous, request_hash, reserve
 from storage.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
 from storage.jobs import create_job, mark_published, utcnow
+from storage.keys import charge_credits
 from storage.models import ApiKey
 from storage.registry import ModelSpec, find_model
 from storage.safe_fetch import FetchError, FetchPolicy, fetch, is_public, parse_url
@@ -87,6 +92,12 @@ def lookup_model(context: AppContext, slug: str) -> ModelSpec:
     return spec
 
 
+def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
+    shown = "fewer" if left is None else str(left)
+    return OutOfCredits(f"this key is out of credits: {shown} left, this request needs {needed} "
+                        "(one per image)")
+
+
 def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest, base_url: str,
                idempotency: Idempotency | None = None, batch_id: str | None = None) -> AcceptedJob:
     if idempotency is not None and (previous := previous_result(context, key, idempotency)):
@@ -94,6 +105,8 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     spec = lookup_model(context, model)
     if request.webhook is not None:
         check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)
+    if key.credits is not None and key.credits < request.samples:
+        raise out_of_credits(key.credits, request.samples)
     limits = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
               "max_pixels": context.settings.max_image_pixels}
     image = to_rgb(load_image("image", request.image, **limits))
@@ -110,7 +123,7 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
         if idempotency is not None and (previous := previous_result(context, key, idempotency)):
             return AcceptedJob(job_id=previous, replayed=True)  # an identical request won the race
         raise
-    except SQLAlchemyError:
+    except (SQLAlchemyError, OutOfCredits):
         discard_inputs(context, job_id)  # no half-written job: its inputs go too
         raise
     publish_or_defer(context, job_id, spec.queue)
@@ -152,9 +165,12 @@ def discard_inputs(context: AppContext, job_id: str) -> None:
 def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec, request: InpaintRequest,
                params: JobParams, keys: dict[str, str], base_url: str, idempotency: Idempotency | None,
                batch_id: str | None) -> None:
-    """The job row, and its Idempotency-Key if any, in one transaction."""
+    """The credits, the job row and its Idempotency-Key if any, in one transaction."""
     now = utcnow()
     with session_scope(context.sessions) as session:
+        charged = charge_credits(session, key.id, params.samples)  # the write comes first
+        if charged is None:
+            raise out_of_credits(None, params.samples)
         create_job(
             session,
             job_id=job_id,
@@ -170,6 +186,7 @@ def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec
             track_id=request.track_id,
             webhook_events=request.webhook_events,
             batch_id=batch_id,
+            credits_charged=charged,
         )
         if idempotency is not None:
             reserve(session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest, result_id=job_id,

@@ -1,7 +1,9 @@
 """`inpaint-admin`: migrations, API keys and the model registry, from the command line.
 
     inpaint-admin migrate
-    inpaint-admin keys create --name NAME [--admin]
+    inpaint-admin keys create --name NAME [--admin] [--models a,b] [--credits N] [--rate N] [--burst N]
+    inpaint-admin keys update ID [--models a,b|all] [--credits N|unlimited] [--rate N|default]
+                                 [--burst N|default]
     inpaint-admin keys first-run          # creates an admin key if there is none; prints it
     inpaint-admin keys list | revoke ID | rotate-webhook-secret ID
     inpaint-admin models list
@@ -19,7 +21,7 @@ from sqlalchemy import select
 
 from storage.db import make_engine, make_session_factory, session_scope
 from storage.jobs import utcnow
-from storage.keys import create_key, list_keys, revoke_key
+from storage.keys import KeyLimits, create_key, list_keys, revoke_key, update_key
 from storage.migrate import upgrade
 from storage.models import ApiKey
 from storage.registry import FAMILIES, ModelSpec, Range, list_models, register_model
@@ -29,6 +31,43 @@ from storage.webhook_store import rotate_secret
 
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
+
+
+def _models(text: str) -> list[str] | None:
+    """"a,b" -> ["a", "b"]; "all" -> None (every model)."""
+    return None if text == "all" else [slug.strip() for slug in text.split(",") if slug.strip()]
+
+
+def _count_or(word: str, minimum: int = 0):  # type: ignore[no-untyped-def]
+    """A parser for a count >= minimum, or `word` meaning None (no limit, or the configured default)."""
+    def parse(text: str) -> int | None:
+        if text == word:
+            return None
+        value = int(text)
+        if value < minimum:
+            raise ValueError(text)
+        return value
+    parse.__name__ = f"count or {word!r}"
+    return parse
+
+
+def add_limit_options(parser: argparse.ArgumentParser, *, update: bool) -> None:
+    """The per-key limits; on update an option left out keeps its value."""
+    keep = argparse.SUPPRESS if update else None
+    parser.add_argument("--models", type=_models, default=keep,
+                        help="model slugs this key may use, comma-separated, or 'all' (default: all)")
+    parser.add_argument("--credits", type=_count_or("unlimited"), default=keep,
+                        help="images this key may make (one credit each), or 'unlimited' (default)")
+    parser.add_argument("--rate", type=_count_or("default"), default=keep,
+                        help="submits per minute; 0: no limit; 'default': INPAINT_RATE_LIMIT_PER_MINUTE")
+    parser.add_argument("--burst", type=_count_or("default", minimum=1), default=keep,
+                        help="submits at once (bucket size); 'default': INPAINT_RATE_LIMIT_BURST")
+
+
+def limits_of(args: argparse.Namespace) -> dict[str, Any]:
+    names = {"models": "allowed_models", "credits": "credits", "rate": "rate_limit_per_minute",
+             "burst": "rate_limit_burst"}
+    return {field: getattr(args, option) for option, field in names.items() if hasattr(args, option)}
 
 
 def _range(text: str) -> Range:
@@ -45,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", help="create a key and print it (shown once)")
     create.add_argument("--name", required=True)
     create.add_argument("--admin", action="store_true")
+    add_limit_options(create, update=False)
+    change = keys.add_parser("update", help="change a key's models, credits or rate limit")
+    change.add_argument("id", type=int)
+    add_limit_options(change, update=True)
     keys.add_parser("first-run", help="create an admin key if none exists, and print it")
     keys.add_parser("list")
     revoke = keys.add_parser("revoke")
@@ -86,10 +129,27 @@ def run_command(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _keys_create(session: Any, args: argparse.Namespace) -> None:
-    new = create_key(session, name=args.name, is_admin=args.admin, now=utcnow())
+    limits = KeyLimits(**limits_of(args))
+    new = create_key(session, name=args.name, is_admin=args.admin, now=utcnow(), limits=limits)
     _out(f"created key #{new.record.id} ({'admin' if args.admin else 'user'}): {new.secret}")
     _out(f"webhook signing secret: {new.webhook_secret}")
     _out("the key is shown this once; only its hash is stored")
+
+
+def _keys_update(session: Any, args: argparse.Namespace) -> None:
+    changes = limits_of(args)
+    if not changes:
+        raise SystemExit("nothing to change: give --models, --credits, --rate or --burst")
+    _out(f"updated key #{args.id}" if update_key(session, args.id, **changes) else f"no key #{args.id}")
+
+
+def describe_limits(key: ApiKey) -> str:
+    models = ",".join(key.allowed_models) if key.allowed_models is not None else "all models"
+    credits = "unlimited credits" if key.credits is None else f"{key.credits} credits"
+    rate = "default rate" if key.rate_limit_per_minute is None else (
+        "no rate limit" if key.rate_limit_per_minute == 0 else f"{key.rate_limit_per_minute}/min")
+    burst = "" if key.rate_limit_burst is None else f" burst {key.rate_limit_burst}"
+    return f"{models}\t{credits}\t{rate}{burst}"
 
 
 def _keys_first_run(session: Any, args: argparse.Namespace) -> None:
@@ -105,7 +165,8 @@ def _keys_first_run(session: Any, args: argparse.Namespace) -> None:
 def _keys_list(session: Any, args: argparse.Namespace) -> None:
     for key in list_keys(session):
         state = "revoked" if key.revoked_at else "active"
-        _out(f"#{key.id}\t{key.prefix}...\t{key.name}\t{'admin' if key.is_admin else 'user'}\t{state}")
+        role = "admin" if key.is_admin else "user"
+        _out(f"#{key.id}\t{key.prefix}...\t{key.name}\t{role}\t{state}\t{describe_limits(key)}")
 
 
 def _keys_revoke(session: Any, args: argparse.Namespace) -> None:
@@ -143,6 +204,7 @@ def _models_register(session: Any, args: argparse.Namespace) -> None:
 
 HANDLERS = {
     ("keys", "create"): _keys_create,
+    ("keys", "update"): _keys_update,
     ("keys", "first-run"): _keys_first_run,
     ("keys", "list"): _keys_list,
     ("keys", "revoke"): _keys_revoke,

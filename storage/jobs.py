@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import IllegalTransition
+from storage.keys import refund_job_credits
 from storage.models import Job, JobStatus
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -68,6 +69,7 @@ def create_job(
     track_id: Any = None,
     webhook_events: list[str] | None = None,
     batch_id: str | None = None,
+    credits_charged: int = 0,
 ) -> Job:
     job = Job(
         id=job_id,
@@ -89,6 +91,7 @@ def create_job(
         webhook_state="pending" if webhook_url else None,
         published_at=now,
         batch_id=batch_id,
+        credits_charged=credits_charged,
     )
     session.add(job)
     session.flush()
@@ -193,7 +196,11 @@ def fail_job(
     attempt: int | None = None,
 ) -> bool:
     """QUEUED or PROCESSING → FAILED, with a code and a message safe to show.
-    With `attempt`, only if the job is still that attempt's."""
+    With `attempt`, only if the job is still that attempt's.
+
+    The credits the submit took go back to the key in the same transaction: a
+    job that made no images costs nothing, and the transition happens once.
+    """
     if attempt is not None:
         check_transition(JobStatus.PROCESSING, JobStatus.FAILED)
         result = session.execute(
@@ -202,18 +209,13 @@ def fail_job(
                     expires_at=now + ttl, heartbeat_at=None)
             .execution_options(synchronize_session=False)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-    return _move(
-        session,
-        job_id,
-        srcs,
-        JobStatus.FAILED,
-        error_code=code,
-        error_message=message,
-        finished_at=now,
-        expires_at=now + ttl,
-        heartbeat_at=None,
-    )
+        failed = bool(result.rowcount)  # type: ignore[attr-defined]
+    else:
+        failed = _move(session, job_id, srcs, JobStatus.FAILED, error_code=code, error_message=message,
+                       finished_at=now, expires_at=now + ttl, heartbeat_at=None)
+    if failed:
+        refund_job_credits(session, job_id)
+    return failed
 
 
 def list_jobs(session: Session, *, api_key_id: int, now: datetime, status: JobStatus | None, limit: int,

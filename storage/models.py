@@ -59,6 +59,21 @@ class ApiKey(Base):
         comment="Until then, deliveries carry a signature with the previous secret too."
     )
 
+    allowed_models: Mapped[list[Any] | None] = mapped_column(
+        comment="Model slugs this key may use; NULL: all."
+    )
+    credits: Mapped[int | None] = mapped_column(
+        Integer, comment="Images this key may still make; NULL: no limit."
+    )
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(
+        Integer, comment="Submits per minute; NULL: the configured default; 0: no limit."
+    )
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer, comment="Bucket size; NULL: the default.")
+    bucket_tokens: Mapped[float | None] = mapped_column(
+        Float, comment="Token bucket when it is kept in the database: tokens at bucket_updated_at."
+    )
+    bucket_updated_at: Mapped[float | None] = mapped_column(Float, comment="Unix seconds.")
+
 
 class RegisteredModel(Base):
     """A model slug registered at run time; built-in slugs live in code (storage.registry)."""
@@ -106,6 +121,10 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, comment="Claims so far; the current one's token.")
+    credits_charged: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0",
+        comment="Credits taken at submit; given back if the job FAILS.",
+    )
     heartbeat_at: Mapped[datetime | None] = mapped_column(comment="Last sign of life of the attempt running it.")
     published_at: Mapped[datetime | None] = mapped_column(
         comment="When its task was last sent to the broker; None: the send failed."

@@ -56,12 +56,32 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(3600, ge=1, description="How long results are kept after a job ends.")
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often expired results are deleted.")
     max_image_pixels: int = Field(
-        4096 * 4096, ge=64 * 64, description="Largest input image, in pixels, checked before decoding."
+        4096 * 4096, ge=64 * 64, le=89_478_485,
+        description="Largest input image, in pixels, checked before decoding; at most Pillow's own limit.",
     )
     max_image_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest encoded input image.")
     fetch_timeout_seconds: float = Field(15.0, gt=0, description="Overall deadline for fetching an image URL.")
     allow_loopback_urls: bool = Field(
         False, description="Let image and webhook URLs point at loopback. Tests and local use only."
+    )
+    max_body_bytes: int = Field(
+        12 * 1024 * 1024, ge=1024,
+        description="Largest request body; larger ones get 413 before they are read in full. The "
+        "default fits two incompressible 1024x1024 RGBA PNGs in base64 (2 x 4.2 MB x 4/3 = 11.2 MB) "
+        "plus the JSON fields.",
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS; empty (the default) turns CORS off."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis holding the rate-limit buckets; default: the broker URL when it is "
+        "redis://, else the buckets live in the database.",
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Default submits per minute per key (token bucket refill); 0: no default limit."
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Default bucket size: submits a key may make at once."
     )
     bootstrap_api_key: SecretStr | None = Field(
         None, description="A key to create at start-up if it does not exist yet (admin)."
@@ -138,6 +158,18 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @cached_property
+    def resolved_redis_url(self) -> str | None:
+        """Where rate-limit buckets live: Redis when there is one, else None (the database)."""
+        if self.redis_url:
+            return self.redis_url
+        broker = self.resolved_broker_url
+        return broker if broker.startswith(("redis://", "rediss://")) else None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @cached_property
     def resolved_storage_dir(self) -> Path:

@@ -79,6 +79,8 @@ def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, s
         "INPAINT_WEBHOOK_PROGRESS_INTERVAL_SECONDS": "0.2",
         "INPAINT_SYNC_WAIT_SECONDS": "10",
         "INPAINT_LOG_LEVEL": "INFO",
+        # Tests submit in bursts with one key; the limiter is tested with per-key limits.
+        "INPAINT_RATE_LIMIT_PER_MINUTE": "0",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }

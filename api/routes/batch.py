@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from api.context import AppContext
 from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader
 from api.errors import STATUS_BY_ERROR, describe_validation_error
+from api.limits import admit
 from api.submit import Idempotency, accept_job, previous_result
 from api.views import job_urls
 from storage.batches import create_batch, get_batch, job_states, record_items, summarise
@@ -49,6 +50,7 @@ def accept_item(context: AppContext, key: ApiKey, raw: dict[str, Any], *, base_u
         errors = [describe_validation_error(e) for e in exc.errors()]
         return {"http_status": 400, "error": "; ".join(e["message"] for e in errors), "errors": errors}
     try:
+        admit(context, key, model)
         accepted = accept_job(context, key=key, model=model, request=request, base_url=base_url, batch_id=batch_id)
     except InpaintError as exc:
         status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)

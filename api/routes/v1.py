@@ -15,7 +15,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader
+from api.deps import BaseUrl, ContextDep, IdempotencyKeyHeader
+from api.limits import SubmitKey
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls
 from api.waiting import wait_for_end
@@ -29,7 +30,7 @@ router = APIRouter(prefix="/v1", tags=["v1 synchronous"])
              responses={200: {"content": {"image/png": {}}, "description": "The first image"},
                         422: {"description": "The job FAILED"},
                         504: {"description": "Not done in time: request_id and status_url to collect it later"}})
-async def submit_and_wait(model: str, body: InpaintRequest, key: CurrentKey, context: ContextDep, base_url: BaseUrl,
+async def submit_and_wait(model: str, body: InpaintRequest, key: SubmitKey, context: ContextDep, base_url: BaseUrl,
                           idempotency_key: IdempotencyKeyHeader = None) -> Response:
     idempotency = idempotency_of(idempotency_key, f"/v1/{model}", body)
     accepted = await run_in_threadpool(lambda: accept_job(context, key=key, model=model, request=body,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader, SessionDep
+from api.limits import SubmitKey
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls, result_body, status_body
 from storage.contract import InpaintRequest
@@ -27,8 +28,13 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
     return job
 
 
-@router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED")
-def submit(model: str, body: InpaintRequest, key: CurrentKey, context: ContextDep, base_url: BaseUrl,
+@router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED",
+             responses={403: {"description": "This key may not use this model"},
+                        406: {"description": "This key is out of credits (one per image)"},
+                        409: {"description": "Idempotency-Key reused with another body"},
+                        413: {"description": "The body is over INPAINT_MAX_BODY_BYTES"},
+                        429: {"description": "Rate limited; see Retry-After"}})
+def submit(model: str, body: InpaintRequest, key: SubmitKey, context: ContextDep, base_url: BaseUrl,
            idempotency_key: IdempotencyKeyHeader = None) -> dict[str, Any]:
     idempotency = idempotency_of(idempotency_key, f"/v2/{model}", body)
     accepted = accept_job(context, key=key, model=model, request=body, base_url=base_url, idempotency=idempotency)
