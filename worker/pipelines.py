@@ -11,8 +11,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from storage.errors import JobFailure
 from storage.registry import ModelSpec
 from worker.inference import Inpainter
 
@@ -36,6 +38,14 @@ def _load_sd15(spec: ModelSpec, device: str) -> Inpainter:
 LOADERS: dict[str, Loader] = {"erase": _load_erase, "sd15": _load_sd15}
 
 
+def check_local_source(spec: ModelSpec) -> None:
+    """A source that is a path must be a directory: fail fast, before importing torch for nothing."""
+    if spec.source and (Path(spec.source).is_absolute() or spec.source.startswith(".")) \
+            and not Path(spec.source).is_dir():
+        raise JobFailure("model_unavailable",
+                         f"model {spec.slug!r} could not be loaded: its local directory does not exist")
+
+
 class PipelineCache:
     """Loaded inpainters by (slug, family, source). A re-registered slug loads afresh."""
 
@@ -48,6 +58,7 @@ class PipelineCache:
         key = (spec.slug, spec.family, spec.source)
         with self._lock:
             if key not in self._loaded:
+                check_local_source(spec)
                 started = time.perf_counter()
                 self._loaded[key] = LOADERS[spec.family](spec, self.device)
                 log.info("loaded model %s (%s) in %.1f s", spec.slug, spec.family, time.perf_counter() - started)
