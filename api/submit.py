@@ -99,7 +99,8 @@ def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
 
 
 def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest, base_url: str,
-               idempotency: Idempotency | None = None, batch_id: str | None = None) -> AcceptedJob:
+               idempotency: Idempotency | None = None, batch_id: str | None = None,
+               api_format: str | None = None) -> AcceptedJob:
     if idempotency is not None and (previous := previous_result(context, key, idempotency)):
         return AcceptedJob(job_id=previous, replayed=True)
     spec = lookup_model(context, model)
@@ -117,7 +118,7 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     keys = store_inputs(context, job_id, {"image": encode_png(image), "mask": encode_png(mask)})
     try:
         record_job(context, job_id, key=key, spec=spec, request=request, params=params, keys=keys, base_url=base_url,
-                   idempotency=idempotency, batch_id=batch_id)
+                   idempotency=idempotency, batch_id=batch_id, api_format=api_format)
     except IntegrityError:
         discard_inputs(context, job_id)
         if idempotency is not None and (previous := previous_result(context, key, idempotency)):
@@ -164,7 +165,7 @@ def discard_inputs(context: AppContext, job_id: str) -> None:
 
 def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec, request: InpaintRequest,
                params: JobParams, keys: dict[str, str], base_url: str, idempotency: Idempotency | None,
-               batch_id: str | None) -> None:
+               batch_id: str | None, api_format: str | None) -> None:
     """The credits, the job row and its Idempotency-Key if any, in one transaction."""
     now = utcnow()
     with session_scope(context.sessions) as session:
@@ -187,6 +188,7 @@ def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec
             webhook_events=request.webhook_events,
             batch_id=batch_id,
             credits_charged=charged,
+            api_format=api_format,
         )
         if idempotency is not None:
             reserve(session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest, result_id=job_id,

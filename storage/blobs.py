@@ -8,8 +8,6 @@ which the API verifies and serves.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import shutil
@@ -19,9 +17,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from storage.errors import NotFound, Unavailable
+from storage.links import is_valid, signed_query
 from storage.settings import Settings
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -70,10 +69,6 @@ def with_retries(action: Callable[[], T], *, budget: float, what: str) -> T:
             delay = min(delay * 2, 5.0)
 
 
-def sign_local(key: str, expires: int, signing_key: bytes) -> str:
-    return hmac.new(signing_key, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
-
-
 class LocalBlobStore:
     """Files under `root`; links are `/files/{key}?expires=&signature=`, served by the API."""
 
@@ -111,13 +106,11 @@ class LocalBlobStore:
         return count
 
     def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str:
-        expires = int(expires_at.timestamp())
-        query = urlencode({"expires": expires, "signature": sign_local(key, expires, self.signing_key)})
+        query = signed_query(key, expires_at=expires_at, key=self.signing_key)
         return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
 
     def verify(self, key: str, expires: int, signature: str, *, now: datetime) -> bool:
-        expected = sign_local(key, expires, self.signing_key)
-        return hmac.compare_digest(expected, signature) and now.timestamp() < expires
+        return is_valid(key, expires, signature, key=self.signing_key, now=now)
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):

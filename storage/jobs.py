@@ -70,6 +70,7 @@ def create_job(
     webhook_events: list[str] | None = None,
     batch_id: str | None = None,
     credits_charged: int = 0,
+    api_format: str | None = None,
 ) -> Job:
     job = Job(
         id=job_id,
@@ -92,6 +93,7 @@ def create_job(
         published_at=now,
         batch_id=batch_id,
         credits_charged=credits_charged,
+        api_format=api_format,
     )
     session.add(job)
     session.flush()
@@ -254,6 +256,14 @@ def count_jobs_ahead(session: Session, job: Job) -> int:
         Job.created_at < job.created_at,
     )
     return int(session.execute(stmt).scalar_one())
+
+
+def mean_inference_time(session: Session, model: str, *, sample: int = 20, default: float = 10.0) -> float:
+    """Mean inference seconds of the model's last `sample` completed jobs: a basis for ETAs."""
+    recent = select(Job.inference_time).where(Job.model == model, Job.status == JobStatus.COMPLETED.value) \
+        .order_by(Job.finished_at.desc()).limit(sample).subquery()
+    mean = session.execute(select(func.avg(recent.c.inference_time))).scalar_one_or_none()
+    return float(mean) if mean else default
 
 
 def list_expired(session: Session, *, now: datetime, limit: int) -> list[Job]:

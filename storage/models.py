@@ -138,6 +138,9 @@ class Job(Base):
         String(16), comment="pending: the terminal event is still to be created; created: it exists."
     )
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"), comment="The batch it came in, if any.")
+    api_format: Mapped[str | None] = mapped_column(
+        String(16), comment="The wire format it was submitted in (None: Segmind v2; modelslab); shapes its webhooks."
+    )
 
 
 class Batch(Base):

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     sync_wait_seconds: float = Field(
         60.0, gt=0, le=600, description="How long POST /v1/{model} waits for its job before answering 504."
     )
+    modelslab_wait_seconds: float = Field(
+        10.0, ge=0, le=600,
+        description="How long the ModelsLab routes wait before answering `processing` with fetch links.",
+    )
     heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its job alive.")
     heartbeat_timeout_seconds: float = Field(
         30.0, gt=0, description="A PROCESSING job with no heartbeat for this long has lost its worker."

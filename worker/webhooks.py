@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from storage import modelslab
 from storage.db import session_scope
 from storage.jobs import get_job, utcnow
 from storage.models import ApiKey, Job, WebhookDelivery
@@ -75,15 +76,20 @@ def terminal_payload(ctx: WorkerContext, job: Job, *, now: datetime) -> dict[str
 
 
 def write_terminal_event(ctx: WorkerContext, job_id: str) -> str | None:
-    """Write the job's one terminal event if it is due; returns its delivery id."""
+    """Write the job's one terminal event if it is due; returns its delivery id.
+
+    Jobs submitted in the ModelsLab format get that format's body; the signing is the same."""
     now = utcnow()
     with session_scope(ctx.sessions) as session:
         if not claim_terminal_event(session, job_id):
             return None
         job = get_job(session, job_id)
         assert job is not None
-        body = compact(terminal_payload(ctx, job, now=now))
-        return add_delivery(session, job=job, event_type=json.loads(body)["type"], body=body, terminal=True,
+        payload = terminal_payload(ctx, job, now=now)
+        event_type = payload["type"]
+        if job.api_format == modelslab.FORMAT:
+            payload = modelslab.webhook_body(job, payload["output"])
+        return add_delivery(session, job=job, event_type=event_type, body=compact(payload), terminal=True,
                             now=now).id
 
 
