@@ -191,6 +191,8 @@ def relay_with_a_drop(upstream: str, key: str, calls: list[str | None]) -> objec
         kept: list[str] = []
         with httpx.stream("GET", upstream + request.path, headers=headers, timeout=120) as response:
             for line in response.iter_lines():
+                if line.startswith(":") or (line == "" and (not kept or kept[-1] == "")):
+                    continue  # keep-alives: only whole events count
                 kept.append(line)
                 if len(calls) == 1 and kept.count("") == 2:
                     kept += ["id: 9.9", "event: progress", 'data: {"status": "PROC']

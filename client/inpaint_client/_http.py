@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +21,6 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
 TERMINAL = ("COMPLETED", "FAILED")
 MAX_BATCH_ITEMS = 100
-SSE_READ_TIMEOUT = 30.0
-"""The server sends a keep-alive every 15 s; twice that silent means the connection is dead."""
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -49,24 +46,6 @@ def auth_headers(api_key: str) -> dict[str, str]:
 
 def submit_headers(idempotency_key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-
-
-def events_headers(last_event_id: str | None) -> dict[str, str]:
-    headers = {"accept": "text/event-stream", "cache-control": "no-cache"}
-    if last_event_id:
-        headers["last-event-id"] = last_event_id
-    return headers
-
-
-def events_timeout(remaining: float | None) -> httpx.Timeout:
-    """Reads on the event stream wait for a keep-alive, or only until the caller's deadline."""
-    read = SSE_READ_TIMEOUT if remaining is None else min(SSE_READ_TIMEOUT, max(remaining, 0.05))
-    return httpx.Timeout(30.0, read=read)
-
-
-def reconnect_delay(failures: int) -> float:
-    """Seconds before the n-th reconnection in a row: 0.25, 0.5, 1, 2, 4 (jittered), at most 5."""
-    return min(0.25 * 2 ** (failures - 1), 5.0) * random.uniform(0.8, 1.2)
 
 
 def body_of(response: httpx.Response) -> Any:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import aclosing
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Unpack
@@ -26,19 +26,16 @@ from inpaint_client._http import (
     api_error,
     auth_headers,
     check_batch,
-    events_headers,
-    events_timeout,
     expect_json,
     listing_query,
     read_result,
     read_status,
     read_sync_answer,
-    reconnect_delay,
     resolve_api_key,
     resolve_base_url,
     submit_headers,
 )
-from inpaint_client._sse import Event, EventDecoder
+from inpaint_client._sse import Event, EventDecoder, EventFollower
 from inpaint_client.errors import APIError, EventStreamLost, InferenceTimeout
 from inpaint_client.handles import BatchInfo, JobInfo
 from inpaint_client.models import BatchItem, InpaintParams, prepare_body
@@ -131,11 +128,13 @@ class AsyncClient:
 
     async def _follow(self, request_id: str, deadline: float, timeout: float,
                       on_progress: ProgressCallback | None) -> bool:
+        follower = EventFollower(request_id, last_event_id=None, timeout=timeout, max_retries=3, deadline=deadline)
         try:
-            async for event in self._events(request_id, None, deadline, timeout, max_retries=3):
-                await call_back(on_progress, event.data)
-                if event.terminal:
-                    return True
+            async with aclosing(self._follow_events(follower)) as events:
+                async for event in events:
+                    await call_back(on_progress, event.data)
+                    if event.terminal:
+                        return True
         except (APIError, EventStreamLost):
             return False
         return False
@@ -143,47 +142,28 @@ class AsyncClient:
     def events(self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None,
                max_retries: int = 5) -> AsyncIterator[Event]:
         """As Client.events, as an async iterator."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return self._events(request_id, last_event_id, deadline, timeout or 0.0, max_retries=max_retries)
+        follower = EventFollower(request_id, last_event_id=last_event_id, timeout=timeout, max_retries=max_retries)
+        return self._follow_events(follower)
 
-    async def _events(self, request_id: str, last_event_id: str | None, deadline: float | None, timeout: float, *,
-                      max_retries: int) -> AsyncIterator[Event]:
-        last, failures, cause = last_event_id, 0, None
+    async def _follow_events(self, follower: EventFollower) -> AsyncIterator[Event]:
         while True:
+            cause = None
             try:
-                async with aclosing(self._stream_once(request_id, last, deadline, timeout)) as stream:
-                    async for event in stream:
-                        failures, last = 0, event.id or last
-                        yield event
-                        if event.terminal:
-                            return
-                cause = None
+                async with self._http.stream("GET", follower.path, headers={**self._headers, **follower.headers()},
+                                             timeout=follower.read_timeout()) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise api_error(response)
+                    decoder = EventDecoder()
+                    async for line in response.aiter_lines():
+                        follower.check_deadline()
+                        if (event := follower.accept(decoder.feed(line))) is not None:
+                            yield event
+                            if event.terminal:
+                                return
             except httpx.TransportError as exc:
                 cause = exc
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise InferenceTimeout(request_id, timeout) from None
-            failures += 1
-            if failures > max_retries:
-                raise EventStreamLost(f"the event stream of {request_id} dropped {failures} times") from cause
-            await asyncio.sleep(reconnect_delay(failures))
-
-    async def _stream_once(self, request_id: str, last: str | None, deadline: float | None,
-                           timeout: float) -> AsyncIterator[Event]:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        async with self._http.stream("GET", f"/v2/requests/{request_id}/events", timeout=events_timeout(remaining),
-                                     headers={**self._headers, **events_headers(last)}) as response:
-            if response.status_code != 200:
-                await response.aread()
-                raise api_error(response)
-            decoder = EventDecoder()
-            async for line in response.aiter_lines():
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise InferenceTimeout(request_id, timeout)
-                event = decoder.feed(line)
-                if event is not None and event.event == "error":
-                    raise APIError(404, str(event.data.get("error", "not found")), event.data)
-                if event is not None:
-                    yield event
+            await asyncio.sleep(follower.dropped(cause))
 
     async def download(self, result: dict[str, Any], directory: str | Path, *,
                        stem: str | None = None) -> list[Path]:
@@ -212,7 +192,8 @@ class AsyncClient:
         """Your jobs, newest first, every page (an async iterator)."""
         cursor = None
         while True:
-            page = expect_json(await self._request("GET", "/v2/requests", params=listing_query(status, page_size, cursor)))
+            query = listing_query(status, page_size, cursor)
+            page = expect_json(await self._request("GET", "/v2/requests", params=query))
             for item in page["requests"]:
                 yield item
             cursor = page.get("next_cursor")

@@ -86,7 +86,8 @@ def describe_status(body: dict[str, Any]) -> str:
     elif state == "FAILED":
         parts.append(f"{body.get('error_code')}: {body.get('error')}")
     else:
-        parts.append(f"inference {(body.get('metrics') or {}).get('inference_time')} s, expires {body.get('expires_at')}")
+        spent = (body.get("metrics") or {}).get("inference_time")
+        parts.append(f"inference {spent} s, expires {body.get('expires_at')}")
     return "  ".join(str(p) for p in parts)
 
 

@@ -23,19 +23,16 @@ from inpaint_client._http import (
     api_error,
     auth_headers,
     check_batch,
-    events_headers,
-    events_timeout,
     expect_json,
     listing_query,
     read_result,
     read_status,
     read_sync_answer,
-    reconnect_delay,
     resolve_api_key,
     resolve_base_url,
     submit_headers,
 )
-from inpaint_client._sse import Event, EventDecoder
+from inpaint_client._sse import Event, EventDecoder, EventFollower
 from inpaint_client.errors import APIError, EventStreamLost, InferenceTimeout
 from inpaint_client.handles import Batch, Job
 from inpaint_client.models import BatchItem, InpaintParams, prepare_body
@@ -139,8 +136,9 @@ class Client:
     def _follow(self, request_id: str, deadline: float, timeout: float,
                 on_progress: ProgressCallback | None) -> bool:
         """Follow the events to a terminal one: True; False if the stream is unusable here."""
+        follower = EventFollower(request_id, last_event_id=None, timeout=timeout, max_retries=3, deadline=deadline)
         try:
-            for event in self._events(request_id, None, deadline, timeout, max_retries=3):
+            for event in self._follow_events(follower):
                 if on_progress:
                     on_progress(event.data)
                 if event.terminal:
@@ -156,46 +154,28 @@ class Client:
         A dropped connection is resumed with Last-Event-ID, so no event is repeated or lost;
         after `max_retries` failed reconnections in a row, EventStreamLost. With `timeout`,
         InferenceTimeout once that many seconds have passed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return self._events(request_id, last_event_id, deadline, timeout or 0.0, max_retries=max_retries)
+        follower = EventFollower(request_id, last_event_id=last_event_id, timeout=timeout, max_retries=max_retries)
+        return self._follow_events(follower)
 
-    def _events(self, request_id: str, last_event_id: str | None, deadline: float | None, timeout: float, *,
-                max_retries: int) -> Iterator[Event]:
-        last, failures, cause = last_event_id, 0, None
+    def _follow_events(self, follower: EventFollower) -> Iterator[Event]:
         while True:
+            cause = None
             try:
-                for event in self._stream_once(request_id, last, deadline, timeout):
-                    failures, last = 0, event.id or last
-                    yield event
-                    if event.terminal:
-                        return
-                cause = None  # closed before the end: resume
+                with self._http.stream("GET", follower.path, headers={**self._headers, **follower.headers()},
+                                       timeout=follower.read_timeout()) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        raise api_error(response)
+                    decoder = EventDecoder()
+                    for line in response.iter_lines():
+                        follower.check_deadline()
+                        if (event := follower.accept(decoder.feed(line))) is not None:
+                            yield event
+                            if event.terminal:
+                                return
             except httpx.TransportError as exc:
                 cause = exc
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise InferenceTimeout(request_id, timeout) from None
-            failures += 1
-            if failures > max_retries:
-                raise EventStreamLost(f"the event stream of {request_id} dropped {failures} times") from cause
-            time.sleep(reconnect_delay(failures))
-
-    def _stream_once(self, request_id: str, last: str | None, deadline: float | None,
-                     timeout: float) -> Iterator[Event]:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        with self._http.stream("GET", f"/v2/requests/{request_id}/events", timeout=events_timeout(remaining),
-                               headers={**self._headers, **events_headers(last)}) as response:
-            if response.status_code != 200:
-                response.read()
-                raise api_error(response)
-            decoder = EventDecoder()
-            for line in response.iter_lines():
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise InferenceTimeout(request_id, timeout)
-                event = decoder.feed(line)
-                if event is not None and event.event == "error":
-                    raise APIError(404, str(event.data.get("error", "not found")), event.data)
-                if event is not None:
-                    yield event
+            time.sleep(follower.dropped(cause))
 
     def download(self, result: dict[str, Any], directory: str | Path, *, stem: str | None = None) -> list[Path]:
         """Save a COMPLETED result's images (URLs fetched, base64 decoded); the paths written."""
@@ -237,7 +217,8 @@ class Client:
         """Your jobs, newest first, every page."""
         cursor = None
         while True:
-            page = expect_json(self._request("GET", "/v2/requests", params=listing_query(status, page_size, cursor)))
+            query = listing_query(status, page_size, cursor)
+            page = expect_json(self._request("GET", "/v2/requests", params=query))
             yield from page["requests"]
             cursor = page.get("next_cursor")
             if not cursor:
