@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import numpy as np
@@ -11,7 +14,6 @@ import pytest
 from inpaint_client import APIError, Client, InferenceFailed, InferenceTimeout, InpaintError, encode_image
 
 from tests.conftest import TINY_SLUG
-from tests.support.http_server import Received, Reply, ScriptedServer
 from tests.support.images import b64, box_mask, data_uri, decode, png_bytes, scene
 from tests.support.stack import Stack, _keys_of
 
@@ -180,37 +182,65 @@ def test_wait_follows_the_event_stream_with_progress(stack: Stack) -> None:
     assert steps and steps == sorted(steps) and steps[-1] <= 12
 
 
-def relay_with_a_drop(upstream: str, key: str, calls: list[str | None]) -> object:
-    """A route that forwards the event stream; the first connection is cut after two events and half of a
-    third (the relay answers with what it read, then closes)."""
+class EventRelay:
+    """Forwards GET .../events to the API line by line as it streams. The first connection is cut after
+    two whole events and half of a third. Records the Last-Event-ID of every connection."""
 
-    def relay(request: Received) -> Reply:
-        last = request.headers.get("last-event-id")
-        calls.append(last)
-        headers = {"x-api-key": key, **({"Last-Event-ID": last} if last else {})}
-        kept: list[str] = []
-        with httpx.stream("GET", upstream + request.path, headers=headers, timeout=120) as response:
-            for line in response.iter_lines():
-                if line.startswith(":") or (line == "" and (not kept or kept[-1] == "")):
-                    continue  # keep-alives: only whole events count
-                kept.append(line)
-                if len(calls) == 1 and kept.count("") == 2:
-                    kept += ["id: 9.9", "event: progress", 'data: {"status": "PROC']
-                    break
-        return Reply(200, ("\n".join(kept) + "\n").encode(), {"content-type": "text/event-stream"})
+    def __init__(self, upstream: str, key: str) -> None:
+        self.calls: list[str | None] = []
+        relay = self
 
-    return relay
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                last = self.headers.get("last-event-id")
+                relay.calls.append(last)
+                cut = len(relay.calls) == 1
+                headers = {"x-api-key": key, **({"Last-Event-ID": last} if last else {})}
+                try:
+                    with httpx.stream("GET", upstream + self.path, headers=headers, timeout=120) as response:
+                        self.send_response(response.status_code)
+                        self.send_header("content-type", "text/event-stream")
+                        self.end_headers()
+                        relay.forward(response, self.wfile, cut=cut)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def forward(response: httpx.Response, out: BinaryIO, *, cut: bool) -> None:
+        whole, previous = 0, ""
+        for line in response.iter_lines():
+            out.write(line.encode() + b"\n")
+            out.flush()
+            whole += line == "" and previous.startswith("data:")
+            previous = line
+            if cut and whole == 2:
+                out.write(b'id: 9.9\nevent: progress\ndata: {"status": "PROC\n')
+                return
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
-def test_events_resume_with_last_event_id_after_a_drop(embedded: Stack, http_server: ScriptedServer) -> None:
-    calls: list[str | None] = []
+def test_events_resume_with_last_event_id_after_a_drop(embedded: Stack) -> None:
     with client_for(embedded) as client:
         job = client.submit(TINY_SLUG, prompt=PROMPT, image=scene(), mask=box_mask(), num_inference_steps=20)
-    http_server.routes[f"/v2/requests/{job.request_id}/events"] = relay_with_a_drop(
-        embedded.base_url, embedded.user_key, calls)
-    with Client(http_server.url, embedded.user_key) as relayed:
-        events = list(relayed.job(job.request_id).events())
-    assert len(calls) >= 2 and calls[0] is None
+    relay = EventRelay(embedded.base_url, embedded.user_key)
+    try:
+        with Client(relay.url, embedded.user_key) as relayed:
+            events = list(relayed.job(job.request_id).events())
+    finally:
+        relay.stop()
+    calls = relay.calls
+    assert len(calls) >= 2 and calls[0] is None, calls
     assert calls[1] == events[1].id, "the reconnection must resume after the last whole event"
     ids = [tuple(int(p) for p in e.id.split(".")) for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids), f"events repeated or out of order: {ids}"
