@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Batch, Job
@@ -20,9 +20,10 @@ def create_batch(session: Session, *, batch_id: str, api_key_id: int, now: datet
 
 
 def record_items(session: Session, batch_id: str, items: list[dict[str, Any]]) -> None:
-    batch = session.get(Batch, batch_id)
-    assert batch is not None
-    batch.items = items
+    """One UPDATE with no read before it: on SQLite a transaction that reads and then writes fails
+    at once ("database is locked") if a worker committed in between, as it does while the batch's
+    first jobs already run."""
+    session.execute(update(Batch).where(Batch.id == batch_id).values(items=items))
 
 
 def get_batch(session: Session, batch_id: str, *, api_key_id: int) -> Batch | None:
