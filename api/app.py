@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import batch, catalog, files, health, requests, v1, v2, webhooks
+from api.routes import batch, catalog, files, health, playground, requests, v1, v2, webhooks
 from storage.db import session_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
@@ -59,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(v1.router)
     app.include_router(files.router)
+    app.include_router(playground.router)
     return app
