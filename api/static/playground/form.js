@@ -57,9 +57,9 @@ export class RequestForm {
   applyModel() {
     const spec = this.model;
     if (!spec) return;
-    setRange("steps", spec.steps, 0);
-    setRange("guidance", spec.guidance_scale, 1);
-    setRange("strength", spec.strength, 2);
+    setRange("steps", spec.steps);
+    setRange("guidance", spec.guidance_scale);
+    setRange("strength", spec.strength);
     $("samples").max = spec.max_samples;
     $("samples-hint").textContent = `1–${spec.max_samples}`;
     for (const id of ["width", "height"]) {
@@ -100,7 +100,7 @@ export class RequestForm {
     for (const { field, message } of errors) {
       const id = FIELD_INPUTS[field] || fallback;
       showError(id, message);
-      if (id === "width" || id === "height") $("advanced").open = true;
+      if ($(id)?.closest("#advanced")) $("advanced").open = true;
     }
     const first = errors.map((e) => $(FIELD_INPUTS[e.field] || "")).find((el) => el && el.focus);
     if (first) first.focus();
@@ -114,13 +114,12 @@ export class RequestForm {
   }
 }
 
-function setRange(id, range, decimals) {
+function setRange(id, range) {
   const input = $(id);
   input.min = range.min;
   input.max = range.max;
-  input.value = Number(range.default).toFixed(decimals);
-  const shown = (v) => Number(v).toFixed(decimals);
-  $(`${id}-hint`).textContent = `${shown(range.min)}–${shown(range.max)}, default ${shown(range.default)}`;
+  input.value = range.default;
+  $(`${id}-hint`).textContent = `${range.min}–${range.max}, default ${range.default}`;
 }
 
 export function showError(id, message) {
