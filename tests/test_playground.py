@@ -23,12 +23,12 @@ from PIL import Image, ImageOps
 
 from tests.conftest import TINY_SLUG
 from tests.support.browser import (
-    CHROMIUM,
     CHROMIUM_ARGS,
     DROP_FILE,
     RECORD_JOB_PANEL,
     VIEWPORT,
     Canvas,
+    chromium_path,
     missing_browser,
 )
 from tests.support.http_server import Reply
@@ -52,7 +52,7 @@ def browser() -> Iterator[Any]:
     if reason:
         pytest.skip(reason)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(chromium_path()), headless=True, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

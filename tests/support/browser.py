@@ -10,11 +10,12 @@ in the terminal summary, so a run without them never looks like a full pass.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CHROMIUM = Path("/usr/bin/chromium")
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SKIP_MARK = "BROWSER TESTS SKIPPED"
@@ -42,10 +43,15 @@ DROP_FILE = """([b64, name, type]) => {
 }"""
 
 
+def chromium_path() -> Path:
+    """Debian's Chromium; INPAINT_TEST_CHROMIUM names another build of it."""
+    return Path(os.environ.get("INPAINT_TEST_CHROMIUM") or DEFAULT_CHROMIUM)
+
+
 def missing_browser() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
-    if not CHROMIUM.exists():
-        return (f"{SKIP_MARK}: {CHROMIUM} is missing and could not be installed "
+    if not chromium_path().exists():
+        return (f"{SKIP_MARK}: {chromium_path()} is missing and could not be installed "
                 "(./scripts/test installs Debian's chromium and chromium-driver)")
     if importlib.util.find_spec("playwright") is None:
         return f"{SKIP_MARK}: the playwright package is missing (pip install -e '.[test]')"
