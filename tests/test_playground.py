@@ -179,7 +179,12 @@ def keep_screenshot(page: Any) -> None:
 def test_url_image_uploaded_mask_invert_iterate_and_history(page: Any, embedded: Stack, http_server: Any,
                                                             tmp_path: Path) -> None:
     """An image by URL, a mask file (inverted in the page), erase; then the result as the next
-    input, and the job reopened from the history."""
+    input, and the job reopened from the history. The event stream is refused here, so the page
+    follows the job by polling its status instead."""
+    refused: list[str] = []
+    page.route("**/v2/requests/*/events", lambda route: (refused.append(route.request.url), route.abort()))
+    polled: list[str] = []
+    page.on("request", lambda request: "/status" in request.url and polled.append(request.url))
 
     size = (128, 96)
     image, mask = scene(size), box_mask(size)
@@ -194,6 +199,7 @@ def test_url_image_uploaded_mask_invert_iterate_and_history(page: Any, embedded:
     page.click("#submit")
     expect_status(page, "COMPLETED")
     request_id = page.inner_text("#job-id")
+    assert refused and polled, "the page did not fall back to polling"
     result = download(page)
 
     keep, before, after = np.asarray(mask) == 0, pixels(image), pixels(result)
