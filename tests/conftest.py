@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from tests.support import services as svc
+from tests.support.browser import SKIP_MARK
 from tests.support.stack import BIN, Stack, unique_name
 
 TINY_SLUG = "tiny-sd-inpaint"
@@ -151,6 +152,15 @@ def production(stack_factory: Any) -> Stack:
 
 def pytest_report_header() -> str:
     return f"python {sys.version.split()[0]} at {sys.executable}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Skipped browser tests are never silent: their reason is repeated as a warning at the end."""
+    reasons = {str(report.longrepr[2]) for report in terminalreporter.stats.get("skipped", [])
+               if isinstance(report.longrepr, tuple) and SKIP_MARK in str(report.longrepr[2])}
+    for reason in sorted(reasons):
+        terminalreporter.write_sep("!", "WARNING", red=True, bold=True)
+        terminalreporter.write_line(reason, red=True, bold=True)
 
 
 @pytest.fixture
