@@ -71,8 +71,8 @@ class Phase:
                                       headers=self.headers, keep_bodies=keep_bodies))
         cores = meter.stop(time.perf_counter())
         p50, p99 = p50_p99_ms(result.latencies)
-        self.rows.append([label, concurrency, f"{result.rate:.0f}", p50, p99, result.errors, result.late,
-                          format_cores(cores)])
+        self.rows.append([label, concurrency, f"{result.rate:.0f}", p50, p99, result.errors,
+                          f"{result.overrun:.1f}", format_cores(cores)])
         self.rates[(label, concurrency)] = (result.rate, 1000 * percentile(result.latencies, 99))
         return result.bodies
 
@@ -154,10 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     with running_servers("real" in topologies) as servers:
         for topology in topologies:
             phases.append(measure_topology(args, topology, servers, levels, body))
-    headers = ["route", "clients", "req/s", "p50 ms", "p99 ms", "failed", "late", "cores used"]
+    headers = ["route", "clients", "req/s", "p50 ms", "p99 ms", "failed", "overrun s", "cores used"]
     print_table(headers, [row for phase in (bare, *phases) for row in phase.rows])
     print("failed: answers that were not 2xx, or none within 60 s, over the whole phase;\n"
-          "late: answers after the window closed (stuck requests);\n"
+          "overrun: how long the phase waited past its window for the last answers (stuck requests);\n"
           "cores used: CPU of each process over the phase (1.00 = one core busy), generator = this load\n"
           "generator, others = the rest of the machine (other users included).\n")
     print_ratios(bare, phases, max(levels))

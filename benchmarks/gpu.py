@@ -19,6 +19,7 @@ are not counted) and the peak a flag (989 TFLOP/s: H100 SXM dense bf16/fp16).
     .venv/bin/python -m benchmarks.gpu                                  # CUDA, full size, 25 steps
     .venv/bin/python -m benchmarks.gpu --peak-tflops 989 --batches 1,4,8 --families sd15
     .venv/bin/python -m benchmarks.gpu --device cpu --tiny              # proves the code path on a CPU
+    .venv/bin/python -m benchmarks.gpu --count-only                     # parameters and FLOPs, any machine
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ from typing import Any
 import torch
 from diffusers.utils import logging as diffusers_logging
 
-from benchmarks.architectures import FAMILIES, NATIVE_SIZE, build_pipeline, count_parameters, count_unet_flops
+from benchmarks.architectures import (
+    FAMILIES,
+    NATIVE_SIZE,
+    UNET_TFLOP,
+    build_pipeline,
+    count_parameters,
+    count_unet_flops,
+)
 from benchmarks.report import print_header, print_table
 from storage.contract import JobParams
 from tests.support.images import box_mask, scene
@@ -54,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="the device's dense bf16/fp16 peak in TFLOP/s (default: 989, H100 SXM)")
     parser.add_argument("--no-raw", action="store_true", help="skip the plain diffusers loop")
+    parser.add_argument("--count-only", action="store_true",
+                        help="only count UNet parameters and FLOPs (meta device: no memory, no GPU)")
     return parser.parse_args(argv)
 
 
@@ -154,12 +164,27 @@ def bench_family(family: str, args: argparse.Namespace, device: torch.device) ->
     return rows
 
 
+def print_counts(args: argparse.Namespace) -> None:
+    rows = []
+    for family in args.families.split(","):
+        size = TINY_SIZE[family] if args.tiny else NATIVE_SIZE[family]
+        params, flops = count_unet_flops(family, args.tiny, size)
+        reference = "" if args.tiny else f"{UNET_TFLOP[family]:.2f}"
+        rows.append([family, size, f"{params:,}", f"{flops / 1e12:.4f}", reference])
+    print_table(["UNet", "px", "parameters", "TFLOP per forward (counted)", "REFERENCE.md"], rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.steps = args.steps or (2 if args.tiny else 25)
     diffusers_logging.set_verbosity_error()  # not the fp32-upcast notice of every cast and every SDXL decode
     device = torch.device(args.device)
     print_header("Worker inference on the GPU", "benchmarks.gpu", argv)
+    if args.count_only:
+        print_counts(args)
+        return
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device here: run with --device cpu --tiny, or --count-only")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; {args.steps} steps, DDIM, guidance 7.5 (2 UNet "
           f"passes per step), strength 1.0; MFU against {args.peak_tflops:g} TFLOP/s\n")

@@ -79,14 +79,15 @@ class LoadResult:
     """What one load phase measured. Latencies and the rate: responses inside the measurement window.
 
     `statuses` counts every response of the phase, warm-up and late ones too;
-    `late` is how many arrived after the window closed (requests that were stuck).
+    `overrun` is how long the phase ran past its window waiting for the last answers
+    (about one latency when all is well; much more when requests were stuck).
     """
 
     window: float
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     bodies: list[bytes] = field(default_factory=list)
-    late: int = 0
+    overrun: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -126,7 +127,6 @@ async def run_load(
                     await connection.close()
                 done = time.perf_counter()
                 result.statuses[status] += 1
-                result.late += done > measure_to
                 if measure_from <= done <= measure_to and status != TIMED_OUT:
                     result.latencies.append(done - sent)
                     if keep_bodies and 200 <= status < 300:
@@ -135,4 +135,5 @@ async def run_load(
             await connection.close()
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
+    result.overrun = time.perf_counter() - measure_to
     return result

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks.jobs import JobTiming, drive_jobs, job_body, steady_cycles
+from benchmarks.probes import probe_stores
 from benchmarks.report import CpuMeter, ms, p50_p99_ms, percentile, print_header, print_table
 from benchmarks.topology import (
     TINY_SLUG,
@@ -116,6 +117,7 @@ class Results:
         self.parts: list[list[object]] = []
         self.cycles: list[list[object]] = []
         self.polling: list[list[object]] = []
+        self.probes: list[list[object]] = []
         self.targets: list[str] = []
 
     def add(self, label: list[object], timings: list[JobTiming]) -> None:
@@ -148,6 +150,9 @@ class Results:
             print("## Embedded broker polling: idle worker CPU, and the queue time of the first row's jobs")
             print_table(["broker poll s", "idle worker cores", "queue p50 ms", "queue p99 ms",
                          "overhead p50 ms"], self.polling)
+        if self.probes:
+            print("## Round trips of the stores, from the benchmark process (service code, service settings)")
+            print_table(["topology", "store", "operation", "p50 ms", "p99 ms"], self.probes)
         if self.targets:
             print("## Targets of issue 7\n" + "\n".join(self.targets) + "\n")
 
@@ -175,6 +180,8 @@ def measure_stack(args: argparse.Namespace, results: Results, topology: str, pol
                     queued = [t.queued for t in timings]
                     results.polling.append([polling, f"{idle:.3f}", *p50_p99_ms(queued),
                                             ms(percentile([t.overhead for t in timings], 50))])
+        if topology not in {row[0] for row in results.probes}:
+            results.probes += probe_stores(stack)
 
 
 def main(argv: list[str] | None = None) -> None:

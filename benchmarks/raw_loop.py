@@ -3,7 +3,8 @@
 What a user would write instead of running the service: load the pipeline once
 (`from_pretrained`, on the worker's device and dtype), pick the scheduler, and call
 it once per image with the same parameters the service's jobs carry. It prints
-one JSON line: the seconds of each call after one unmeasured warm-up call.
+one JSON line: the seconds of each call after one unmeasured warm-up call, and
+the CPU seconds (all threads) those calls took.
 
 It runs as its own process so that it gets the same environment (threads,
 OMP_* variables) as the service's worker, and leaves the benchmark process free of torch.
@@ -48,14 +49,18 @@ def main(argv: list[str] | None = None) -> None:
     pipe.scheduler = getattr(diffusers, args.scheduler).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     image, mask = scene((args.size, args.size)), box_mask((args.size, args.size))
-    seconds = []
+    seconds, cpu_started = [], 0.0
     for i in range(args.images + 1):
+        if i == 1:
+            cpu_started = time.process_time()  # after the warm-up call
         started = time.perf_counter()
         pipe(prompt="a red apple", image=image, mask_image=mask, width=args.size, height=args.size,
              strength=args.strength, num_inference_steps=args.steps, guidance_scale=args.guidance,
              generator=torch.Generator("cpu").manual_seed(args.seed + i), output_type="pil")
         seconds.append(time.perf_counter() - started)
-    print(json.dumps({"seconds": seconds[1:], "warmup": seconds[0], "threads": torch.get_num_threads()}))
+    cpu = time.process_time() - cpu_started
+    print(json.dumps({"seconds": seconds[1:], "cpu_seconds": cpu, "warmup": seconds[0],
+                      "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def describe_machine() -> str:
                       if line.startswith("MemTotal")), 0)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({model}), "
-            f"{memory_kb / 2**20:.0f} GiB RAM, no GPU used; Python {sys.version.split()[0]}, "
+            f"{memory_kb / 2**20:.0f} GiB RAM; Python {sys.version.split()[0]}, "
             f"{platform.system()} {platform.release()}; load average at start {load}")
 
 
