@@ -23,6 +23,9 @@ ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
 def get_session(context: ContextDep) -> Iterator[Session]:
+    """A session for the whole request. Rule: a request holds one pooled connection at a
+    time, so a handler that takes this must not open another scope while it is in use;
+    the key lookup below uses its own, closed before the handler runs."""
     with session_scope(context.sessions) as session:
         yield session
 
@@ -31,7 +34,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_current_key(
-    session: SessionDep,
+    context: ContextDep,
     x_api_key: Annotated[str | None, Header(description="Your API key.")] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> ApiKey:
@@ -41,7 +44,8 @@ def get_current_key(
         secret = authorization[7:].strip()
     if not secret:
         raise Unauthorized("missing API key: send it in the x-api-key header")
-    key = find_key(session, secret)
+    with session_scope(context.sessions) as session:  # not SessionDep: it would be held to the end of the request
+        key = find_key(session, secret)
     if key is None:
         raise Unauthorized("unknown or revoked API key")
     return key

@@ -16,7 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 
 from storage.errors import InvalidInput
 from storage.registry import ModelSpec, Range
-from storage.schedulers import SUPPORTED_NAMES, find_scheduler
+from storage.schedulers import MAX_STEPS, SUPPORTED_NAMES, find_scheduler
 
 MAX_SEED = 999_999_999_999_999
 MAX_PROMPT_CHARS = 4000
@@ -43,7 +43,7 @@ class InpaintRequest(BaseModel):
     mask: str = Field(min_length=1, description="Mask: white repaints, black keeps. Resized to the image.")
     samples: int = Field(1, ge=1, le=4, description="Images to generate, 1-4.")
     scheduler: str | None = Field(None, description="Scheduler name; see GET /v2/schedulers.")
-    num_inference_steps: int | None = Field(None, ge=1, description="Denoising steps; range per model.")
+    num_inference_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Denoising steps; range per model.")
     guidance_scale: float | None = Field(None, ge=0, description="Classifier-free guidance; range per model.")
     strength: float | None = Field(None, ge=0, le=1, description="How much the masked area changes.")
     seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1 draws a random seed; image i uses seed + i.")
@@ -130,6 +130,16 @@ def _resolve_scheduler(name: str | None, spec: ModelSpec) -> str:
     return name
 
 
+def _check_step_budget(scheduler: str, steps: int, strength: float) -> None:
+    """Steps a scheduler cannot run (more than the default cap, or LCM's distilled schedule x strength)."""
+    budget = find_scheduler(scheduler).step_budget  # resolved above: it exists
+    limit = min(MAX_STEPS, int(budget * strength)) if budget else MAX_STEPS
+    if steps > limit:
+        raise InvalidInput("num_inference_steps",
+                           f"{scheduler} can run at most {limit} steps at strength {strength:g}, got {steps}",
+                           limit=limit, value=steps)
+
+
 def resolve_params(
     request: InpaintRequest, spec: ModelSpec, *, image_size: tuple[int, int], rng: random.Random
 ) -> JobParams:
@@ -138,15 +148,18 @@ def resolve_params(
         raise InvalidInput("samples", f"must be at most {spec.max_samples} for this model, got {request.samples}",
                            limit=spec.max_samples, value=request.samples)
     width, height = _resolve_size(request, spec, image_size)
-    steps = _in_range("num_inference_steps", request.num_inference_steps, spec.steps, integer=True)
+    steps = int(_in_range("num_inference_steps", request.num_inference_steps, spec.steps, integer=True))
+    scheduler = _resolve_scheduler(request.scheduler, spec)
+    strength = _in_range("strength", request.strength, spec.strength)
+    _check_step_budget(scheduler, steps, strength)
     return JobParams(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         samples=request.samples,
-        scheduler=_resolve_scheduler(request.scheduler, spec),
-        num_inference_steps=int(steps),
+        scheduler=scheduler,
+        num_inference_steps=steps,
         guidance_scale=_in_range("guidance_scale", request.guidance_scale, spec.guidance_scale),
-        strength=_in_range("strength", request.strength, spec.strength),
+        strength=strength,
         seed=request.seed if request.seed >= 0 else rng.randint(0, MAX_SEED - request.samples),
         width=width,
         height=height,

@@ -15,7 +15,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine. SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+    """Create an engine. SQLite gets WAL, a busy timeout and foreign keys on every connection.
+
+    Up to 40 pooled connections: as many as the API's request threads (anyio's default),
+    each of which holds at most one at a time (see api.deps.get_session).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
@@ -24,6 +28,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return create_engine(url, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 30)
     kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _configure_sqlite)

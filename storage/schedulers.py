@@ -19,6 +19,7 @@ class SchedulerSpec:
     class_name: str
     options: dict[str, Any] = field(default_factory=dict)
     unsupported_reason: str | None = None
+    step_budget: int | None = None  # at most this many steps x strength (LCM's distilled schedule)
 
 
 def _spec(name: str, class_name: str, **options: Any) -> SchedulerSpec:
@@ -61,7 +62,7 @@ _SEGMIND = [
     _spec("DEIS", "DEISMultistepScheduler"),
     _spec("UniPC", "UniPCMultistepScheduler"),
     _spec("UniPC Karras", "UniPCMultistepScheduler", **KARRAS),
-    _spec("LCM", "LCMScheduler"),
+    SchedulerSpec("LCM", "LCMScheduler", step_budget=50),
 ]
 
 _DIFFUSERS_CLASSES = [
@@ -103,6 +104,11 @@ _UNSUPPORTED = [
 SCHEDULERS: dict[str, SchedulerSpec] = {
     spec.name: spec for spec in [*_SEGMIND, *(_spec(c, c) for c in _DIFFUSERS_CLASSES), *_UNSUPPORTED]
 }
+SCHEDULERS["LCMScheduler"] = SchedulerSpec("LCMScheduler", "LCMScheduler", step_budget=50)
+
+# Stable Diffusion's schedules have 1000 training steps; with the "leading" spacing and
+# steps_offset of their configs, 1000 inference steps would index step 1000 and fail.
+MAX_STEPS = 500
 
 SUPPORTED_NAMES: list[str] = [name for name, spec in SCHEDULERS.items() if spec.unsupported_reason is None]
 

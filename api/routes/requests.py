@@ -34,8 +34,9 @@ RANK = {JobStatus.QUEUED: 1, JobStatus.PROCESSING: 2, JobStatus.COMPLETED: 3, Jo
              description="A QUEUED job is removed; a PROCESSING one stops at its next step. Either ends FAILED "
                          "with `error: \"cancelled\"`, so clients that poll stop. `cancelled` says whether this "
                          "call cancelled it or it had already finished.")
-def cancel(job_id: JobId, session: SessionDep, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
-    job = find_job_or_404(session, job_id, key)
+def cancel(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
+    with session_scope(context.sessions) as reader:
+        job = find_job_or_404(reader, job_id, key)
     with session_scope(context.sessions) as writer:
         cancelled = fail_job(writer, job.id, code="cancelled", message="cancelled", now=utcnow(),
                              ttl=context.settings.result_ttl)

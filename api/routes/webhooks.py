@@ -48,8 +48,9 @@ def get_webhook_log(job_id: JobId, session: SessionDep, key: CurrentKey) -> dict
 @router.post("/requests/{job_id}/webhooks/redeliver",
              summary="Send the terminal event again, with the same webhook-id",
              responses={409: {"description": "The job has no webhook, or has not ended yet"}})
-def redeliver(job_id: JobId, session: SessionDep, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
-    job = find_job_or_404(session, job_id, key)
+def redeliver(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
+    with session_scope(context.sessions) as reader:
+        job = find_job_or_404(reader, job_id, key)
     if job.webhook_url is None:
         raise Conflict("this job was submitted without a webhook")
     with session_scope(context.sessions) as writer:
