@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 from kombu.transport import sqlalchemy as kombu_sqla
 from sqlalchemy import create_engine, event
 
@@ -91,10 +92,16 @@ def publish_job(app: Celery, job_id: str, *, queue: str) -> None:
 
 
 def queue_depth(app: Celery, queue: str) -> int | None:
-    """Messages waiting in the broker for `queue` (not counting those a worker holds), or None."""
+    """Messages waiting in the broker for `queue` (not counting those a worker holds), or None.
+
+    Redis keeps no key for an empty list, so its "no such queue" means 0 (after a wipe of
+    the broker's data, exactly the case where jobs wait with no message left).
+    """
     try:
         with app.connection_for_read() as conn:
             return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+    except ChannelError as exc:
+        return 0 if "NOT_FOUND" in str(exc) else None
     except Exception:  # noqa: BLE001 - unknown is an answer the sweeper handles
         return None
 
