@@ -6,6 +6,7 @@ A Stack is either "embedded" (SQLite, local images, SQLite broker: what
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -108,6 +109,16 @@ class Stack:
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_messages(self, name: str) -> str:
+        """The process's JSON log lines as `message request_id=ID` text, one a line (other lines dropped)."""
+        lines = []
+        for line in self.log(name).splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                job = f" request_id={record['request_id']}" if "request_id" in record else ""
+                lines.append(f"{record['message']}{job}")
+        return "\n".join(lines)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
