@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.body_limit import BodyLimitMiddleware
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import batch, catalog, files, health, modelslab, playground, requests, v1, v2, webhooks
+from api.routes import batch, catalog, files, health, metrics, modelslab, playground, requests, v1, v2, webhooks
 from storage.db import session_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_middleware(app, settings)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(catalog.router)
     app.include_router(batch.router)  # before v2: POST /v2/batch is not a model
     app.include_router(requests.router)

@@ -6,9 +6,11 @@ import random
 from dataclasses import dataclass
 
 from celery import Celery
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.metrics import ServiceCollector
 from storage.blobs import BlobStore, make_blob_store
 from storage.broker import make_celery
 from storage.db import make_engine, make_session_factory
@@ -27,17 +29,22 @@ class AppContext:
     fetch_policy: FetchPolicy
     rng: random.SystemRandom
     rate_limiter: DatabaseBuckets | RedisBuckets
+    metrics: CollectorRegistry
+    """What GET /metrics renders: one collector that reads the database and broker per scrape."""
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
         engine = make_engine(settings.resolved_database_url)
         sessions = make_session_factory(engine)
+        celery = make_celery(settings, main="inpaint-api")
+        metrics = CollectorRegistry(auto_describe=False)
+        metrics.register(ServiceCollector(sessions, celery, window_seconds=settings.metrics_window_seconds))
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             blobs=make_blob_store(settings),
-            celery=make_celery(settings, main="inpaint-api"),
+            celery=celery,
             fetch_policy=FetchPolicy(
                 timeout=settings.fetch_timeout_seconds,
                 max_bytes=settings.max_image_bytes,
@@ -45,6 +52,7 @@ class AppContext:
             ),
             rng=random.SystemRandom(),
             rate_limiter=make_rate_limiter(settings, sessions),
+            metrics=metrics,
         )
 
     def close(self) -> None:

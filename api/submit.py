@@ -30,6 +30,7 @@ from storage.idempotency import find_previous, request_hash, reserve
 from storage.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
 from storage.jobs import create_job, mark_published, utcnow
 from storage.keys import charge_credits
+from storage.logs import log_context
 from storage.models import ApiKey
 from storage.registry import ModelSpec, find_model
 from storage.safe_fetch import FetchError, FetchPolicy, fetch, is_public, parse_url
@@ -115,7 +116,17 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     params = resolve_params(request, spec, image_size=image.size, rng=context.rng)
 
     job_id = str(uuid.uuid4())
-    keys = store_inputs(context, job_id, {"image": encode_png(image), "mask": encode_png(mask)})
+    with log_context(request_id=job_id, track_id=request.track_id):
+        return store_and_record(context, job_id, key=key, spec=spec, request=request, params=params, base_url=base_url,
+                                images={"image": encode_png(image), "mask": encode_png(mask)},
+                                idempotency=idempotency, batch_id=batch_id, api_format=api_format)
+
+
+def store_and_record(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec, request: InpaintRequest,
+                     params: JobParams, base_url: str, images: dict[str, bytes], idempotency: Idempotency | None,
+                     batch_id: str | None, api_format: str | None) -> AcceptedJob:
+    """Store the inputs, commit the row, publish; every log line inside names the job and its track_id."""
+    keys = store_inputs(context, job_id, images)
     try:
         record_job(context, job_id, key=key, spec=spec, request=request, params=params, keys=keys, base_url=base_url,
                    idempotency=idempotency, batch_id=batch_id, api_format=api_format)
@@ -127,6 +138,7 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     except (SQLAlchemyError, OutOfCredits):
         discard_inputs(context, job_id)  # no half-written job: its inputs go too
         raise
+    log.info("job accepted for %s", spec.slug)
     publish_or_defer(context, job_id, spec.queue)
     return AcceptedJob(job_id=job_id)
 

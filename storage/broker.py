@@ -8,6 +8,7 @@ timeout and a configurable polling interval to kombu's SQLAlchemy transport.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -104,6 +105,25 @@ def queue_depth(app: Celery, queue: str) -> int | None:
         return 0 if "NOT_FOUND" in str(exc) else None
     except Exception:  # noqa: BLE001 - unknown is an answer the sweeper handles
         return None
+
+
+def queue_sizes(app: Celery, queues: Iterable[str]) -> dict[str, int | None]:
+    """Messages waiting per queue over one connection; a queue the broker does not know holds 0.
+    All None when the broker cannot be reached."""
+    names = tuple(queues)
+    try:
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            return {queue: _size_of(channel, queue) for queue in names}
+    except Exception:  # noqa: BLE001 - an unreachable broker is reported, not raised
+        return dict.fromkeys(names)
+
+
+def _size_of(channel: Any, queue: str) -> int:
+    try:
+        return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except ChannelError:  # not declared yet, or (Redis) declared and empty: the list key is gone
+        return 0
 
 
 def publish_task(app: Celery, name: str, *args: object, queue: str | None = None) -> None:

@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -95,6 +95,8 @@ class Job(Base):
         Index("ix_jobs_api_key_created", "api_key_id", "created_at"),
         Index("ix_jobs_webhook_state", "webhook_state"),
         Index("ix_jobs_batch", "batch_id"),
+        Index("ix_jobs_model_status_error", "model", "status", "error_code"),
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -211,3 +213,12 @@ class DisabledEndpoint(Base):
     url_hash: Mapped[str] = mapped_column(String(64), primary_key=True, comment="sha256 hex of the URL.")
     url: Mapped[str] = mapped_column(Text)
     disabled_at: Mapped[datetime]
+
+
+class Counter(Base):
+    """A durable, monotonic count of events no row records (sweeper and reaper actions)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True, comment="What is counted, e.g. sweeper_requeued.")
+    value: Mapped[int] = mapped_column(BigInteger, default=0)

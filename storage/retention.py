@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.blobs import BlobStore, job_prefix
 from storage.db import session_scope
 from storage.jobs import list_expired, mark_expired
+from storage.metrics import REAPER_EXPIRED, add_counts
 
 log = logging.getLogger(__name__)
 
@@ -27,4 +28,7 @@ def reap_expired(sessions: sessionmaker[Session], blobs: BlobStore, *, now: date
         with session_scope(sessions) as session:
             mark_expired(session, job_id, now=now)
         log.info("expired job results", extra={"request_id": job_id, "objects_deleted": deleted})
+    if ids:
+        with session_scope(sessions) as session:
+            add_counts(session, {REAPER_EXPIRED: len(ids)})
     return len(ids)

@@ -131,7 +131,20 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(
         0.25, ge=0, description="Least time between two progress writes of one job."
     )
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="Least level logged: DEBUG, INFO, WARNING, ERROR.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line (request_id, track_id on job lines); text: plain lines."
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="A bearer token that may read GET /metrics (besides admin keys); unset: admin keys only."
+    )
+    metrics_window_seconds: int = Field(
+        3600, ge=60, le=7 * 86400,
+        description="The duration histograms of GET /metrics cover the jobs finished in this last window.",
+    )
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of a worker's Prometheus /metrics server; 0: off."
+    )
 
     @field_validator("webhook_retry_schedule", "warmup_models", mode="before")
     @classmethod

@@ -8,6 +8,9 @@ Every few seconds (beat → the light ops worker) it:
 - republishes a queue's waiting jobs when the broker holds fewer messages for it than
   there are such jobs (a broker restart lost some). A duplicate message is harmless:
   the claim is a conditional update, so the second delivery does nothing.
+
+Each sweep adds what it did to the durable `counters` table (`sweeper_<action>`),
+which GET /metrics reports.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from storage.jobs import (
     stale_processing,
     unpublished_queued,
 )
+from storage.metrics import SWEEPER_ACTIONS, add_counts
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, *, publish: Publi
     publish_unsent(sessions, publish=publish, now=now, report=report)
     republish_lost_messages(sessions, publish=publish, queue_depth=queue_depth, now=now, report=report)
     if any((report.timed_out, report.gave_up, report.requeued, report.republished)):
+        with session_scope(sessions) as session:
+            add_counts(session, {f"sweeper_{action}": len(getattr(report, action)) for action in SWEEPER_ACTIONS})
         log.warning("sweeper: %d timed out, %d given up, %d requeued, %d (re)published", len(report.timed_out),
                     len(report.gave_up), len(report.requeued), len(report.republished))
     return report

@@ -58,3 +58,22 @@ def test_docker_compose_config_accepts_it() -> None:
     env = {**os.environ, "INPAINT_SECRET_KEY": "s" * 32, "MINIO_ROOT_PASSWORD": "p" * 16}
     result = subprocess.run([binary, "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_healthchecks_use_the_health_routes_and_worker_metrics_ports() -> None:
+    assert "http://localhost:8000/readyz" in SERVICES["api"]["healthcheck"]["test"]
+    for name in ("worker", "ops-worker"):
+        port = SERVICES[name]["environment"]["INPAINT_WORKER_METRICS_PORT"]
+        assert int(port) > 0
+        assert f"http://localhost:{port}/metrics" in SERVICES[name]["healthcheck"]["test"], name
+        # The service keeps every setting of the shared environment, not only its own port.
+        assert SERVICES[name]["environment"]["INPAINT_BROKER_URL"] == SERVICES["api"]["environment"][
+            "INPAINT_BROKER_URL"]
+
+
+def test_flower_is_opt_in_pinned_and_reads_the_same_broker() -> None:
+    flower = SERVICES["flower"]
+    assert flower["profiles"] == ["flower"]
+    image, _, tag = flower["image"].partition(":")
+    assert image == "mher/flower" and tag and tag != "latest"
+    assert flower["environment"]["CELERY_BROKER_URL"] == SERVICES["api"]["environment"]["INPAINT_BROKER_URL"]

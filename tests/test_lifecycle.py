@@ -19,10 +19,10 @@ from tests.support.stack import Stack
 def wait_for_log(stack: Stack, process: str, text: str, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if stack.log(process).count(text) >= count:
+        if stack.log_messages(process).count(text) >= count:
             return
         time.sleep(0.1)
-    raise AssertionError(f"{text!r} appeared {stack.log(process).count(text)} times, expected {count}")
+    raise AssertionError(f"{text!r} appeared {stack.log_messages(process).count(text)} times, expected {count}")
 
 
 def test_duplicate_deliveries_run_the_job_once(stack: Stack) -> None:
@@ -38,9 +38,9 @@ def test_duplicate_deliveries_run_the_job_once(stack: Stack) -> None:
     row = job_row(stack, job_id)
     assert row.attempts == 1, "the job was claimed more than once"
     assert row.finished_at == finished, "a duplicate delivery changed the finished job"
-    assert stack.log("worker").count("job completed in") >= 1
-    assert stack.log("worker").count(f"job started (attempt 1) request_id={job_id}") == 1
-    assert f"job started (attempt 2) request_id={job_id}" not in stack.log("worker")
+    assert stack.log_messages("worker").count("job completed in") >= 1
+    assert stack.log_messages("worker").count(f"job started (attempt 1) request_id={job_id}") == 1
+    assert f"job started (attempt 2) request_id={job_id}" not in stack.log_messages("worker")
 
 
 def test_results_expire_after_the_ttl_and_the_reaper_deletes_them(stack: Stack) -> None:

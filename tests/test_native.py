@@ -66,8 +66,9 @@ def test_cancel_queued_and_processing_jobs(stack: Stack) -> None:
         assert again["cancelled"] is False and again["outcome"] == "already_failed"
     after = stack.submit("erase", job_body())
     assert stack.wait(after)["status"] == "COMPLETED", "the worker did not stop the cancelled job"
-    assert f"taken away (cancelled, timed out or requeued); stopped request_id={running}" in stack.log("worker")
-    assert f"job started (attempt 1) request_id={queued}" not in stack.log("worker"), "a cancelled job ran"
+    worker_log = stack.log_messages("worker")
+    assert f"taken away (cancelled, timed out or requeued); stopped request_id={running}" in worker_log
+    assert f"job started (attempt 1) request_id={queued}" not in worker_log, "a cancelled job ran"
 
 
 def test_cancel_after_completion_says_so(embedded: Stack) -> None:

@@ -29,12 +29,15 @@ from storage.broker import (
     publish_task,
     queue_depth,
 )
-from storage.jobs import utcnow
+from storage.db import session_scope
+from storage.jobs import get_job, utcnow
+from storage.logs import log_context
 from storage.retention import reap_expired
 from storage.settings import Settings
 from storage.sweeper import sweep
 from worker import webhooks
 from worker.context import WorkerContext
+from worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,22 @@ def create_worker_app(settings: Settings) -> Celery:
     return build_worker(settings)[0]
 
 
-def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext]]:
-    """The Celery app with its tasks, and the (lazily built, cached) context they share."""
+def record_run(ctx: WorkerContext, metrics: WorkerMetrics, job_id: str, status: str | None) -> None:
+    """Count a run that recorded an outcome, with the model and inference time from its row."""
+    if status is None:
+        return
+    with session_scope(ctx.sessions) as session:
+        job = get_job(session, job_id)
+        model, seconds = (job.model, job.inference_time) if job else ("unknown", None)
+    metrics.record_job(model=model, status=status, inference_seconds=seconds)
+
+
+def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext], WorkerMetrics]:
+    """The Celery app with its tasks, the (lazily built, cached) context they share, and its metrics.
+
+    Each task runs inside a fresh `log_context`, so job fields bound while it runs
+    never leak into the next task a pool thread runs.
+    """
     app = make_celery(settings, main="inpaint-worker")
     app.conf.beat_schedule = periodic_schedule(settings)
 
@@ -75,6 +92,7 @@ def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext
             log.warning("could not publish %s%r; the periodic sweep will", name, args)
 
     context = functools.cache(lambda: WorkerContext.build(settings, publish=publish))
+    metrics = WorkerMetrics(resident=lambda: context().pipelines.resident())
 
     @worker_shutting_down.connect(weak=False)
     def stop_running_job(**_: object) -> None:
@@ -84,7 +102,8 @@ def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext
     def run_job(job_id: str) -> None:
         from worker.runner import run_job as run
 
-        run(context(), job_id)
+        with log_context(request_id=job_id):
+            record_run(context(), metrics, job_id, run(context(), job_id))
 
     @app.task(name=TASK_REAP_EXPIRED, ignore_result=True)
     def reap() -> int:
@@ -105,16 +124,24 @@ def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext
 
     @app.task(name=TASK_WEBHOOK_DELIVER, ignore_result=True)
     def deliver_webhook(delivery_id: str) -> str | None:
-        return webhooks.attempt(context(), delivery_id)
+        with log_context():
+            return deliver(delivery_id)
 
     @app.task(name=TASK_WEBHOOK_JOB_FINISHED, ignore_result=True)
     def job_finished(job_id: str) -> str | None:
-        delivery_id = webhooks.write_terminal_event(context(), job_id)
-        return webhooks.attempt(context(), delivery_id) if delivery_id else None
+        with log_context(request_id=job_id):
+            delivery_id = webhooks.write_terminal_event(context(), job_id)
+            return deliver(delivery_id) if delivery_id else None
 
     @app.task(name=TASK_WEBHOOK_PROGRESS, ignore_result=True)
     def job_progress(job_id: str, step: int, total: int) -> str | None:
-        delivery_id = webhooks.write_progress_event(context(), job_id, step, total)
-        return webhooks.attempt(context(), delivery_id) if delivery_id else None
+        with log_context(request_id=job_id):
+            delivery_id = webhooks.write_progress_event(context(), job_id, step, total)
+            return deliver(delivery_id) if delivery_id else None
 
-    return app, context
+    def deliver(delivery_id: str) -> str | None:
+        outcome = webhooks.attempt(context(), delivery_id)
+        metrics.record_webhook(outcome)
+        return outcome
+
+    return app, context, metrics

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "tiny-model":
         from worker.tiny import write_tiny_model
 
@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from worker.app import build_worker
 
-    app, context = build_worker(settings)
+    app, context, metrics = build_worker(settings)
     level = settings.log_level.upper()
+    if args.command == "run":  # before warm-up, so loading models shows; the main process: see worker/metrics.py
+        metrics.serve(settings.worker_metrics_port)
     if args.command == "run" and settings.warmup_models and QUEUE_INPAINT in args.queues.split(","):
         from worker.warmup import warm_up
 

@@ -33,6 +33,8 @@ from storage.jobs import (
     requeue_job,
     utcnow,
 )
+from storage.logs import add_log_fields
+from storage.models import JobStatus
 from storage.registry import ModelSpec, find_model
 from worker.context import WorkerContext
 from worker.inference import inpaint
@@ -115,14 +117,14 @@ class Heartbeat:
                 log.warning("heartbeat write failed", exc_info=True, extra={"request_id": self.job.job_id})
 
 
-def run_job(ctx: WorkerContext, job_id: str) -> None:
+def run_job(ctx: WorkerContext, job_id: str) -> str | None:
+    """Run one delivery of the job. Returns the status this run recorded (COMPLETED, FAILED) or None."""
     try:
         claimed = claim(ctx, job_id)
     except JobFailure as exc:
-        record_failure(ctx, job_id, exc.code, exc.message, attempt=None)
-        return
+        return record_failure(ctx, job_id, exc.code, exc.message, attempt=None)
     if claimed is None:
-        return
+        return None
     log.info("job started (attempt %d)", claimed.attempt, extra={"request_id": job_id})
     try:
         with Heartbeat(ctx, claimed):
@@ -130,28 +132,27 @@ def run_job(ctx: WorkerContext, job_id: str) -> None:
             keys = store_outputs(ctx, claimed, images)
     except Superseded:
         log.info("job was taken away (cancelled, timed out or requeued); stopped", extra={"request_id": job_id})
-        return
+        return None
     except ShuttingDown:
         give_back(ctx, claimed)
-        return
+        return None
     except (JobFailure, Unavailable) as exc:
         code = exc.code if isinstance(exc, JobFailure) else "storage_unavailable"
-        record_failure(ctx, job_id, code, exc.message, attempt=claimed.attempt)
-        return
+        return record_failure(ctx, job_id, code, exc.message, attempt=claimed.attempt)
     except Exception as exc:
         log.exception("job crashed", extra={"request_id": job_id})
-        record_failure(ctx, job_id, "internal_error", f"the worker hit an unexpected error ({type(exc).__name__})",
-                       attempt=claimed.attempt)
-        return
+        return record_failure(ctx, job_id, "internal_error",
+                              f"the worker hit an unexpected error ({type(exc).__name__})", attempt=claimed.attempt)
     with session_scope(ctx.sessions) as session:
         done = complete_job(session, job_id, attempt=claimed.attempt, output_keys=keys,
                             output_seeds=claimed.params.seeds(), inference_time=seconds, now=utcnow(),
                             ttl=ctx.settings.result_ttl)
-    if done:
-        log.info("job completed in %.3f s", seconds, extra={"request_id": job_id})
-        announce_end(ctx, job_id)
-    else:
+    if not done:
         log.info("job was finished elsewhere; this run's result is not recorded", extra={"request_id": job_id})
+        return None
+    log.info("job completed in %.3f s", seconds, extra={"request_id": job_id})
+    announce_end(ctx, job_id)
+    return JobStatus.COMPLETED.value
 
 
 def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
@@ -165,6 +166,7 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
             return None
         job = get_job(session, job_id)
         assert job is not None
+        add_log_fields(track_id=job.track_id)
         params = JobParams.model_validate(job.params)
         record_progress(session, job_id, attempt=job.attempts, step=0, total=params.num_inference_steps)
         spec = find_model(session, job.model)
@@ -207,13 +209,16 @@ def give_back(ctx: WorkerContext, job: ClaimedJob) -> None:
         log.info("worker stopping: job given back to the queue", extra={"request_id": job.job_id})
 
 
-def record_failure(ctx: WorkerContext, job_id: str, code: str, message: str, *, attempt: int | None) -> None:
+def record_failure(ctx: WorkerContext, job_id: str, code: str, message: str, *, attempt: int | None) -> str | None:
+    """FAILED with `code`; returns "FAILED" if this call recorded it, None if the job was no longer ours."""
     with session_scope(ctx.sessions) as session:
         failed = fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl,
                           attempt=attempt)
     log.warning("job failed: %s: %s", code, message, extra={"request_id": job_id})
-    if failed:
-        announce_end(ctx, job_id)
+    if not failed:
+        return None
+    announce_end(ctx, job_id)
+    return JobStatus.FAILED.value
 
 
 def announce_end(ctx: WorkerContext, job_id: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from storage import modelslab
 from storage.db import session_scope
 from storage.jobs import get_job, utcnow
+from storage.logs import add_log_fields
 from storage.models import ApiKey, Job, WebhookDelivery
 from storage.results import iso, metrics_of, output_links
 from storage.safe_fetch import FetchError, FetchPolicy, fetch
@@ -133,6 +134,8 @@ def attempt(ctx: WorkerContext, delivery_id: str) -> str | None:
         delivery = session.get(WebhookDelivery, delivery_id)
         key = session.get(ApiKey, delivery.api_key_id) if delivery else None
         assert delivery is not None and key is not None
+        job = session.get(Job, delivery.job_id)
+        add_log_fields(request_id=delivery.job_id, track_id=job.track_id if job else None)
         if is_disabled(session, api_key_id=delivery.api_key_id, url=delivery.url):
             settle(session, delivery_id, status=DISABLED, now=utcnow())
             return DISABLED

@@ -6,6 +6,7 @@ A Stack is either "embedded" (SQLite, local images, SQLite broker: what
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -31,6 +32,8 @@ class Stack:
     workdir: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    worker_metrics_port: int = field(default_factory=free_port)
+    ops_metrics_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Any] = field(default_factory=dict)
     admin_key: str = ""
@@ -54,9 +57,9 @@ class Stack:
             raise RuntimeError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.logs[name] = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=self.process_env, stdout=log,
+        proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env={**self.process_env, **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -81,11 +84,12 @@ class Stack:
         self.wait_ready()
 
     def start_worker(self) -> None:
-        self.start("worker", "inpaint-worker", "run", "--queues", "inpaint")
+        self.start("worker", "inpaint-worker", "run", "--queues", "inpaint",
+                   env={"INPAINT_WORKER_METRICS_PORT": str(self.worker_metrics_port)})
 
     def start_ops(self) -> None:
         self.start("ops", "inpaint-worker", "run", "--queues", "maintenance,webhooks", "--pool", "threads",
-                   "--concurrency", "8")
+                   "--concurrency", "8", env={"INPAINT_WORKER_METRICS_PORT": str(self.ops_metrics_port)})
 
     def start_all(self) -> None:
         self.cli("inpaint-admin", "migrate")
@@ -105,6 +109,16 @@ class Stack:
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_messages(self, name: str) -> str:
+        """The process's JSON log lines as `message request_id=ID` text, one a line (other lines dropped)."""
+        lines = []
+        for line in self.log(name).splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                job = f" request_id={record['request_id']}" if "request_id" in record else ""
+                lines.append(f"{record['message']}{job}")
+        return "\n".join(lines)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
