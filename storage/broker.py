@@ -98,13 +98,7 @@ def queue_depth(app: Celery, queue: str) -> int | None:
     Redis keeps no key for an empty list, so its "no such queue" means 0 (after a wipe of
     the broker's data, exactly the case where jobs wait with no message left).
     """
-    try:
-        with app.connection_for_read() as conn:
-            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
-    except ChannelError as exc:
-        return 0 if "NOT_FOUND" in str(exc) else None
-    except Exception:  # noqa: BLE001 - unknown is an answer the sweeper handles
-        return None
+    return queue_sizes(app, [queue])[queue]
 
 
 def queue_sizes(app: Celery, queues: Iterable[str]) -> dict[str, int | None]:
