@@ -45,11 +45,12 @@ def app(tmp_path) -> Iterator[tuple[TestClient, dict[str, str], Checkouts]]:
         seen = Checkouts()
         event.listen(engine, "checkout", seen.out)
         event.listen(engine, "checkin", seen.back)
-        yield client, {"x-api-key": keys["user"]}, seen
+        yield client, {"x-api-key": keys["user"], "admin": keys["admin"]}, seen
 
 
 def test_each_route_holds_one_connection_at_a_time(app) -> None:
-    client, key, seen = app
+    client, keys, seen = app
+    key = {"x-api-key": keys["x-api-key"]}
     submitted = client.post("/v2/erase", json=job_body(webhook="https://hooks.example/x"), headers=key)
     assert submitted.status_code == 200, submitted.text
     job = submitted.json()["request_id"]
@@ -73,4 +74,6 @@ def test_each_route_holds_one_connection_at_a_time(app) -> None:
         response = client.request(method, path, headers=key, **kwargs)
         assert response.status_code == expected, (name, response.text)
         assert seen.take_peak() == 1, f"{name} held more than one connection at once"
+    assert client.get("/metrics", headers={"x-api-key": keys["admin"]}).status_code == 200
+    assert seen.take_peak() == 1, "metrics held more than one connection at once"
     assert seen.held == 0, "a connection was not given back"

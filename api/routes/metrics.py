@@ -13,14 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ContextDep, SessionDep, get_admin_key, get_current_key
+from api.deps import ContextDep, get_admin_key, get_current_key
 
 router = APIRouter(tags=["operations"])
 
 
 def allow_metrics_reader(
     context: ContextDep,
-    session: SessionDep,
     x_api_key: Annotated[str | None, Header(description="An admin API key.")] = None,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
@@ -29,7 +28,7 @@ def allow_metrics_reader(
     if token and authorization and authorization.lower().startswith("bearer "):
         if hmac.compare_digest(authorization[7:].strip().encode(), token.encode()):
             return
-    get_admin_key(get_current_key(session, x_api_key, authorization))
+    get_admin_key(get_current_key(context, x_api_key, authorization))
 
 
 @router.get("/metrics", summary="Prometheus metrics (admin key or metrics token)",
