@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import catalog, files, health, v2
+from api.routes import catalog, enterprise, files, health, v2
 from storage.db import session_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
@@ -53,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog.router)
     app.include_router(v2.router)
     app.include_router(files.router)
+    app.include_router(enterprise.router)
     return app

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from storage.db import session_scope
-from storage.errors import Unauthorized
+from storage.errors import Forbidden, Unauthorized
 from storage.keys import find_key
 from storage.models import ApiKey
 
@@ -48,6 +49,32 @@ def get_current_key(
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
+
+
+async def get_body_key(request: Request) -> str | None:
+    """`key` from a JSON object body: the Stable Diffusion API (seeds/002) sends the key there."""
+    try:
+        body: Any = json.loads(await request.body() or b"null")
+    except ValueError:
+        return None
+    key = body.get("key") if isinstance(body, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def get_admin_key(
+    session: SessionDep,
+    body_key: Annotated[str | None, Depends(get_body_key)],
+    x_api_key: Annotated[str | None, Header(description="An admin API key (or `key` in the body).")] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> ApiKey:
+    """An admin key from the header, or from the body's `key`. 401 if missing or unknown, 403 if not admin."""
+    key = get_current_key(session, x_api_key or body_key, authorization)
+    if not key.is_admin:
+        raise Forbidden("this endpoint needs an admin API key")
+    return key
+
+
+AdminKey = Annotated[ApiKey, Depends(get_admin_key)]
 
 
 def get_base_url(request: Request, context: ContextDep) -> str:

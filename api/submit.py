@@ -10,13 +10,17 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from PIL import Image
+from pydantic import ValidationError
 
 from api.context import AppContext
+from storage.assets import AssetCatalog
 from storage.blobs import input_key
 from storage.broker import publish_job
-from storage.contract import InpaintRequest, JobParams, resolve_params
+from storage.contract import REQUEST_CLASSES, InpaintRequest, JobParams, resolve_params
 from storage.db import session_scope
 from storage.errors import InvalidInput, NotFound, Unavailable
 from storage.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
@@ -53,21 +57,53 @@ def load_image(field: str, value: str, *, policy: FetchPolicy, max_bytes: int, m
     return open_image(field, data, max_pixels=max_pixels)
 
 
-def lookup_model(context: AppContext, slug: str) -> ModelSpec:
+def lookup_model(context: AppContext, slug: str) -> tuple[ModelSpec, AssetCatalog]:
+    """The model's spec and the registered asset names, or NotFound."""
     with session_scope(context.sessions) as session:
         spec = find_model(session, slug)
+        catalog = AssetCatalog.load(session)
     if spec is None:
         raise NotFound(f"unknown model {slug!r}; GET /v2/models lists the models")
-    return spec
+    return spec, catalog
 
 
-def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest) -> AcceptedJob:
-    spec = lookup_model(context, model)
+def explain_extra(error: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """An unknown field that another family takes says so, instead of just 'not a field'."""
+    if error.get("type") != "extra_forbidden" or not error.get("loc"):
+        return error
+    field = str(error["loc"][0])
+    families = [f for f, cls in REQUEST_CLASSES.items() if field in cls.model_fields]
+    if families:
+        reason = (f"is not accepted by model {spec.slug!r} (family {spec.family}); "
+                  f"it applies to {', '.join(families)} models")
+        error = {**error, "ctx": {**(error.get("ctx") or {}), "reason": reason}}
+    return error
+
+
+def parse_request(spec: ModelSpec, body: Any) -> InpaintRequest:
+    """Validate the body with the request class of the model's family; errors are the usual 400."""
+    try:
+        return REQUEST_CLASSES[spec.family].model_validate(body)
+    except ValidationError as exc:
+        errors = [explain_extra(e, spec) for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def load_mask(request: InpaintRequest, image_size: tuple[int, int], limits: dict[str, Any]) -> Image.Image:
+    """The mask, thresholded and at the image's size; no mask (inpaint-auto) repaints everything."""
+    if request.mask is None:
+        return Image.new("L", image_size, 255)
+    return to_mask(load_image("mask", request.mask, **limits), image_size)
+
+
+def accept_job(context: AppContext, *, key: ApiKey, model: str, body: Any) -> AcceptedJob:
+    spec, catalog = lookup_model(context, model)
+    request = parse_request(spec, body)
     limits = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
               "max_pixels": context.settings.max_image_pixels}
     image = to_rgb(load_image("image", request.image, **limits))
-    mask = to_mask(load_image("mask", request.mask, **limits), image.size)
-    params = resolve_params(request, spec, image_size=image.size, rng=context.rng)
+    mask = load_mask(request, image.size, limits)
+    params = resolve_params(request, spec, image_size=image.size, rng=context.rng, catalog=catalog)
 
     job_id = str(uuid.uuid4())
     keys = {"image": input_key(job_id, "image"), "mask": input_key(job_id, "mask")}

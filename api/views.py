@@ -82,4 +82,26 @@ def result_body(
         "finished_at": _iso(job.finished_at),
         "expires_at": _iso(job.expires_at),
         "params": job.params,
+        "nsfw": job.nsfw,
+        "meta": meta_of(job),
+    }
+
+
+def meta_of(job: Job) -> dict[str, Any]:
+    """What the job actually ran with, in the Stable Diffusion API's `meta` terms (seeds/002, 004)."""
+    params = job.params
+    return {
+        "prompt": params.get("prompt"),
+        "negative_prompt": params.get("negative_prompt"),
+        "model_id": job.model,
+        "base_model": params.get("base_model"),
+        "scheduler": params.get("scheduler"),
+        "W": params.get("width"),
+        "H": params.get("height"),
+        "steps": params.get("num_inference_steps"),
+        "guidance_scale": params.get("guidance_scale"),
+        "strength": params.get("strength"),
+        "seed": params.get("seed"),
+        "n_samples": params.get("samples"),
+        "safetychecker": "yes" if params.get("safety") else "no",
     }

@@ -116,8 +116,12 @@ def complete_job(
     inference_time: float,
     now: datetime,
     ttl: timedelta,
+    nsfw: list[bool] | None = None,
 ) -> bool:
-    """PROCESSING → COMPLETED, with its results. A job is never COMPLETED without output."""
+    """PROCESSING → COMPLETED, with its results. A job is never COMPLETED without output.
+
+    nsfw: per output, whether the safety checker flagged (and replaced) it; None when it did not run.
+    """
     if not output_keys:
         raise IllegalTransition("a job cannot complete without output")
     return _move(
@@ -127,6 +131,7 @@ def complete_job(
         JobStatus.COMPLETED,
         output_keys=output_keys,
         output_seeds=output_seeds,
+        nsfw=nsfw,
         inference_time=inference_time,
         finished_at=now,
         expires_at=now + ttl,

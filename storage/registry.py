@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from storage.models import RegisteredModel
 
-Family = Literal["sd15", "erase"]
-FAMILIES: tuple[str, ...] = ("sd15", "erase")
+Family = Literal["sd15", "sdxl", "sdxl-controlnet", "erase"]
+FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet", "erase")
+DIFFUSION_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet")
 
 
 class Range(BaseModel):
@@ -42,7 +43,14 @@ class ModelSpec(BaseModel):
 
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
     family: Family
-    source: str = Field("", description="Hugging Face hub id or local directory; empty for erase.")
+    source: str = Field(
+        "", description="Hugging Face hub id or local directory; empty for erase, and for SDXL slugs whose "
+        "weights come from `base_model`."
+    )
+    base_model: str | None = Field(
+        None, description="SDXL families: the registered base_model used when a request names none "
+        "(storage.assets); None uses `source`."
+    )
     queue: str = "inpaint"
     sizes: tuple[int, ...] | None = Field(
         None, description="Allowed values of width and height; None: any multiple of 8 up to max_side."
@@ -56,6 +64,16 @@ class ModelSpec(BaseModel):
     strength: Range = Range(min=0.1, max=1, default=1)
     default_scheduler: str = "DDIM"
     max_samples: int = 4
+
+    @model_validator(mode="after")
+    def _has_weights(self) -> ModelSpec:
+        if self.family in DIFFUSION_FAMILIES and not (self.source or self.base_model):
+            raise ValueError(f"a {self.family} model needs a source or a base_model")
+        return self
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family in ("sdxl", "sdxl-controlnet")
 
     def accepts_size(self, side: int) -> bool:
         if self.sizes is not None:
@@ -76,6 +94,33 @@ BUILTIN: dict[str, ModelSpec] = {
             family="sd15",
             source="stable-diffusion-v1-5/stable-diffusion-inpainting",
             sizes=(512, 768),
+        ),
+        # seeds/001: Segmind sdxl-inpaint. Its documented strength default (7.5) is a
+        # copy of guidance_scale's; the example's 0.9 is used instead.
+        ModelSpec(
+            slug="sdxl-inpaint",
+            family="sdxl",
+            base_model="SDXL",
+            sizes=None,
+            max_side=1024,
+            default_size=1024,
+            steps=Range(min=20, max=100, default=25),
+            guidance_scale=Range(min=1, max=25, default=7.5),
+            strength=Range(min=0, max=0.99, default=0.9),
+            default_scheduler="DPM2 Karras",
+        ),
+        # seeds/000: Segmind inpaint-auto, SDXL ControlNet inpainting; mask optional.
+        ModelSpec(
+            slug="inpaint-auto",
+            family="sdxl-controlnet",
+            base_model="Real Vision XL",
+            sizes=None,
+            max_side=1024,
+            default_size=1024,
+            steps=Range(min=20, max=100, default=25),
+            guidance_scale=Range(min=1, max=25, default=7.5),
+            strength=Range(min=0, max=0.99, default=0.9),
+            default_scheduler="DPM++ 2M SDE Karras",
         ),
         ModelSpec(
             slug="erase",
@@ -112,6 +157,16 @@ def register_model(session: Session, spec: ModelSpec, *, now: datetime) -> None:
     else:
         row.family, row.source, row.options = spec.family, spec.source, options
     session.flush()
+
+
+def delete_model(session: Session, slug: str) -> bool:
+    """Remove a registration; a built-in slug it overrode comes back. False if none was registered."""
+    row = session.get(RegisteredModel, slug)
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
 
 
 def list_models(session: Session) -> list[ModelSpec]:

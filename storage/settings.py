@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         0.25, ge=0, description="Least time between two progress writes of one job."
     )
     log_level: str = "INFO"
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, le=300, description="How often an inference worker reports itself (system_details) and "
+        "picks up admin commands (clear_cache, load_model's warm-up)."
+    )
+    model_memory_budget_gb: float | None = Field(
+        None, gt=0, description="Memory a worker may fill with resident models; the least recently used are "
+        "evicted past it. Default: 75% of the device's memory."
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -8,8 +8,10 @@ per process.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 from storage.broker import QUEUE_MAINTENANCE, TASK_REAP_EXPIRED, TASK_RUN_JOB, make_celery
 from storage.jobs import utcnow
@@ -18,7 +20,8 @@ from storage.settings import Settings
 from worker.context import WorkerContext
 
 
-def create_worker_app(settings: Settings) -> Celery:
+def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
+    """heartbeat: this process runs inference; it reports itself and takes admin commands (worker.fleet)."""
     app = make_celery(settings, main="inpaint-worker")
     app.conf.beat_schedule = {
         "reap-expired-results": {
@@ -28,6 +31,15 @@ def create_worker_app(settings: Settings) -> Celery:
         },
     }
     context = functools.cache(lambda: WorkerContext.build(settings))
+
+    if heartbeat:
+        @worker_ready.connect(weak=False)
+        def join_fleet(sender: Any = None, **_: Any) -> None:
+            context().fleet.start(str(getattr(sender, "hostname", None) or "worker"))
+
+        @worker_shutdown.connect(weak=False)
+        def leave_fleet(**_: Any) -> None:
+            context().fleet.stop()
 
     @app.task(name=TASK_RUN_JOB, ignore_result=True)
     def run_job(job_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.blobs import BlobStore, make_blob_store
 from storage.db import make_engine, make_session_factory
 from storage.settings import Settings
+from worker.fleet import FleetMember
 from worker.pipelines import PipelineCache
 
 
@@ -20,16 +22,23 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     pipelines: PipelineCache
+    busy: threading.Lock  # held for the length of each job; admin commands wait for it
+    fleet: FleetMember
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:
         engine = make_engine(settings.resolved_database_url, pool_size=2, max_overflow=2) \
             if not settings.resolved_database_url.startswith("sqlite") \
             else make_engine(settings.resolved_database_url)
+        sessions = make_session_factory(engine)
+        pipelines = PipelineCache(settings.device, settings.model_memory_budget_gb)
+        busy = threading.Lock()
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=sessions,
             blobs=make_blob_store(settings),
-            pipelines=PipelineCache(settings.device),
+            pipelines=pipelines,
+            busy=busy,
+            fleet=FleetMember(settings, sessions, pipelines, busy),
         )

@@ -20,8 +20,11 @@ from storage.errors import JobFailure
 from storage.images import decode_png, encode_png
 from storage.jobs import claim_job, complete_job, fail_job, get_job, record_progress, utcnow
 from storage.registry import ModelSpec, find_model
+from worker.components import JobSources, load_components, resolve_sources
 from worker.context import WorkerContext
-from worker.inference import inpaint
+from worker.inference import StepCallback, inpaint
+from worker.pipelines import PipelineCache
+from worker.screening import screen_images
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class ClaimedJob:
     spec: ModelSpec
     params: JobParams
     input_keys: dict[str, str]
+    sources: JobSources
 
 
 class ProgressRecorder:
@@ -51,12 +55,19 @@ class ProgressRecorder:
 
 
 def run_job(ctx: WorkerContext, job_id: str) -> None:
+    """One job, start to finish. Admin commands (clear_cache, warm-up) run first, never during it."""
+    with ctx.busy:
+        ctx.fleet.apply_commands()
+        run_claimed_job(ctx, job_id)
+
+
+def run_claimed_job(ctx: WorkerContext, job_id: str) -> None:
     try:
         claimed = claim(ctx, job_id)
         if claimed is None:
             return
         log.info("job started", extra={"request_id": job_id})
-        images, seconds = infer(ctx, claimed)
+        images, nsfw, seconds = infer(ctx, claimed)
         keys = store_outputs(ctx, job_id, images)
     except JobFailure as exc:
         record_failure(ctx, job_id, exc.code, exc.message)
@@ -66,7 +77,7 @@ def run_job(ctx: WorkerContext, job_id: str) -> None:
         record_failure(ctx, job_id, "internal_error", f"the worker hit an unexpected error ({type(exc).__name__})")
         return
     with session_scope(ctx.sessions) as session:
-        done = complete_job(session, job_id, output_keys=keys, output_seeds=claimed.params.seeds(),
+        done = complete_job(session, job_id, output_keys=keys, output_seeds=claimed.params.seeds(), nsfw=nsfw,
                             inference_time=seconds, now=utcnow(), ttl=ctx.settings.result_ttl)
     log.info("job completed in %.3f s" % seconds if done else "job was finished elsewhere; result not recorded",
              extra={"request_id": job_id})
@@ -89,18 +100,35 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
         model, input_keys = job.model, dict(job.input_keys)
     if spec is None:
         raise JobFailure("model_unavailable", f"model {model!r} is no longer registered")
-    return ClaimedJob(job_id=job_id, spec=spec, params=params, input_keys=input_keys)
+    with session_scope(ctx.sessions) as session:
+        sources = resolve_sources(session, spec, params)
+    return ClaimedJob(job_id=job_id, spec=spec, params=params, input_keys=input_keys, sources=sources)
 
 
-def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], float]:
-    """Load the inputs and the resident pipeline, run inference. Returns the images and seconds taken."""
+def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], list[bool] | None, float]:
+    """Load the inputs and the resident models, run inference and the safety check.
+
+    Returns the images, the per-image NSFW flags (None when not checked) and the seconds taken.
+    """
     image = decode_png(ctx.blobs.get(job.input_keys["image"])).convert("RGB")
     mask = decode_png(ctx.blobs.get(job.input_keys["mask"])).convert("L")
-    inpainter = ctx.pipelines.get(job.spec)
     recorder = ProgressRecorder(ctx, job.job_id, ctx.settings.progress_interval_seconds)
     started = time.perf_counter()
-    images = inpaint(inpainter, job.params, image, mask, on_step=recorder)
-    return images, round(time.perf_counter() - started, 4)
+    images, nsfw = run_inference(ctx.pipelines, job.sources, job.params, image, mask, on_step=recorder)
+    return images, nsfw, round(time.perf_counter() - started, 4)
+
+
+def run_inference(
+    pipelines: PipelineCache, sources: JobSources, params: JobParams, image: Image.Image, mask: Image.Image,
+    *, on_step: StepCallback,
+) -> tuple[list[Image.Image], list[bool] | None]:
+    """The resident pipeline and the job's components, `inpaint`, then the safety check if asked for."""
+    inpainter = pipelines.get(sources.spec)
+    components = load_components(pipelines, sources)
+    images = inpaint(inpainter, params, image, mask, on_step=on_step, components=components)
+    if not (params.safety and sources.safety):
+        return images, None
+    return screen_images(pipelines, sources.safety, images, params.safety)
 
 
 def store_outputs(ctx: WorkerContext, job_id: str, images: list[Image.Image]) -> list[str]:

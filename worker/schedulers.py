@@ -6,6 +6,7 @@ from typing import Any
 
 import diffusers
 
+from storage.contract import JobParams
 from storage.schedulers import find_scheduler
 
 
@@ -16,3 +17,13 @@ def build_scheduler(name: str, base_config: Any, **overrides: Any) -> Any:
         raise ValueError(f"scheduler {name!r} cannot be built")
     cls = getattr(diffusers, spec.class_name)
     return cls.from_config(base_config, **{**spec.options, **overrides})
+
+
+def scheduler_overrides(params: JobParams) -> dict[str, Any]:
+    """The job's explicit scheduler options (use_karras_sigmas, algorithm_type), already validated."""
+    overrides: dict[str, Any] = {}
+    if params.use_karras_sigmas is not None:
+        overrides["use_karras_sigmas"] = params.use_karras_sigmas
+    if params.algorithm_type is not None:
+        overrides["algorithm_type"] = params.algorithm_type
+    return overrides

@@ -53,6 +53,20 @@ def build_tokenizer(workdir: Path) -> CLIPTokenizer:
     return CLIPTokenizer(str(workdir / "vocab.json"), str(workdir / "merges.txt"), model_max_length=77)
 
 
+def build_tiny_vae(seed: int | None = None) -> AutoencoderKL:
+    """A 2-block VAE with 4 latent channels; `seed` None continues the current random stream."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+    )
+
+
 def build_tiny_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -65,14 +79,7 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
     )
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-    )
+    vae = build_tiny_vae()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
         num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000,

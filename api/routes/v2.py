@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.deps import BaseUrl, ContextDep, CurrentKey, SessionDep
 from api.submit import accept_job
 from api.views import job_urls, result_body, status_body
-from storage.contract import InpaintRequest
+from storage.contract import REQUEST_CLASSES
 from storage.errors import NotFound
 from storage.jobs import get_visible_job, utcnow
 from storage.models import Job, JobStatus
@@ -27,10 +29,32 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
     return job
 
 
-@router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED")
-def submit(model: str, body: InpaintRequest, key: CurrentKey, context: ContextDep,
+async def read_json_body(request: Request) -> Any:
+    """The raw JSON body; the model's family decides which request class validates it."""
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        detail = getattr(exc, "msg", "parse error")
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
+                                       "input": None, "ctx": {"error": detail}}]) from None
+
+
+def submit_body_schema() -> dict[str, Any]:
+    """OpenAPI: the body is one of the family request classes (GET /v2/models gives each model's family)."""
+    schemas = []
+    for cls in dict.fromkeys(REQUEST_CLASSES.values()):
+        families = ", ".join(f for f, c in REQUEST_CLASSES.items() if c is cls)
+        doc = " ".join((cls.__doc__ or "").split())
+        schemas.append(cls.model_json_schema() | {"description": f"Model families: {families}. {doc}"})
+    body = {"schema": {"oneOf": schemas}}
+    return {"requestBody": {"required": True, "content": {"application/json": body}}}
+
+
+@router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED",
+             openapi_extra=submit_body_schema())
+def submit(model: str, key: CurrentKey, body: Annotated[Any, Depends(read_json_body)], context: ContextDep,
            base_url: BaseUrl) -> dict[str, Any]:
-    accepted = accept_job(context, key=key, model=model, request=body)
+    accepted = accept_job(context, key=key, model=model, body=body)
     return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id)}
 
 
