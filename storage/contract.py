@@ -22,6 +22,7 @@ from storage.registry import ModelSpec, Range
 from storage.resolve import (
     NOT_APPLIED,
     check_name,
+    check_scheduler_fits,
     enhance,
     resolve_algorithm,
     resolve_karras,
@@ -277,10 +278,11 @@ def _resolve_adapters(request: DiffusionRequest, catalog: AssetCatalog, family: 
 
 
 def _resolve_diffusion(
-    request: DiffusionRequest, spec: ModelSpec, scheduler: str, catalog: AssetCatalog
+    request: DiffusionRequest, spec: ModelSpec, scheduler: str, strength: float, catalog: AssetCatalog
 ) -> dict[str, Any]:
     """The fields only diffusers models take."""
     family = "sdxl" if spec.is_sdxl else "sd15"
+    check_scheduler_fits(scheduler, strength, family)
     if request.safety_checker_type is not None and not request.safety_checker:
         raise InvalidInput("safety_checker_type", "only applies with safety_checker: yes",
                            value=request.safety_checker_type)
@@ -335,5 +337,5 @@ def resolve_params(
         "mask": _resolve_mask(request),
     }
     if isinstance(request, DiffusionRequest):
-        fields.update(_resolve_diffusion(request, spec, scheduler, catalog or AssetCatalog([])))
+        fields.update(_resolve_diffusion(request, spec, scheduler, strength, catalog or AssetCatalog([])))
     return JobParams(**fields)

@@ -14,6 +14,7 @@ from storage.schedulers import (
     ALGORITHM_CLASSES,
     ALGORITHM_TYPES,
     KARRAS_CLASSES,
+    NO_ADD_NOISE_CLASSES,
     SCHEDULERS,
     names_of_classes,
 )
@@ -71,6 +72,15 @@ def resolve_karras(scheduler: str, use_karras_sigmas: bool | None) -> bool | Non
             value=use_karras_sigmas,
         )
     return use_karras_sigmas
+
+
+def check_scheduler_fits(scheduler: str, strength: float, family: str) -> None:
+    """A scheduler that cannot add noise works only at strength 1 on SD 1.5 models."""
+    spec = SCHEDULERS[scheduler]
+    if spec.class_name in NO_ADD_NOISE_CLASSES and (strength < 1 or family != "sd15"):
+        raise InvalidInput("scheduler", f"{scheduler!r} cannot add noise to an image, so it runs only with "
+                           f"strength 1 on SD 1.5 models (this is a {family} model, strength {strength})",
+                           value=scheduler)
 
 
 def resolve_algorithm(scheduler: str, algorithm_type: str | None) -> str | None:

@@ -118,6 +118,9 @@ KARRAS_CLASSES: frozenset[str] = frozenset({
     "KDPM2DiscreteScheduler", "LMSDiscreteScheduler", "UniPCMultistepScheduler",
 })
 # Scheduler classes that take `algorithm_type`, and the values this service lets a request set.
+# Scheduler classes without `add_noise`: they cannot start from a partly noised image, so they run
+# only at strength 1 on SD 1.5 inpainting models (SDXL's inpainting keeps noising the known latents).
+NO_ADD_NOISE_CLASSES: frozenset[str] = frozenset({"IPNDMScheduler"})
 ALGORITHM_CLASSES: frozenset[str] = frozenset({"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"})
 ALGORITHM_TYPES: dict[str, str] = {
     "dpmsolver++": "dpmsolver++",
