@@ -160,12 +160,15 @@ class Bench:
         with session_scope(self.sessions) as session:
             sources = resolve_sources(session, spec, params)
         steps: list[tuple[int, int]] = []
-        images, nsfw = run_inference(cache or self.cache, sources, params, image, mask,
-                                     on_step=lambda s, t: steps.append((s, t)))
+        images, nsfw = run_inference(
+            cache or self.cache, sources, params, image, mask, on_step=lambda s, t: steps.append((s, t))
+        )
         assert steps and steps[-1][0] == steps[-1][1], f"progress did not reach the end: {steps}"
         return images, nsfw
 
-    def pixels(self, slug: str, body: dict[str, Any], image: Image.Image, mask: Image.Image, **kw: Any) -> Any:
+    def pixels(
+        self, slug: str, body: dict[str, Any], image: Image.Image, mask: Image.Image, **kw: Any
+    ) -> Any:
         """The first image of a run, as a numpy array."""
         import numpy as np
 
