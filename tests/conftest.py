@@ -94,6 +94,8 @@ def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, s
         "INPAINT_ALLOW_LOOPBACK_URLS": "true",
         "INPAINT_REAPER_INTERVAL_SECONDS": "1",
         "INPAINT_PROGRESS_INTERVAL_SECONDS": "0.05",
+        "INPAINT_WORKER_HEARTBEAT_SECONDS": "0.5",
+        "OMP_NUM_THREADS": "1",  # 2 shared cores: more torch threads only contend
         "INPAINT_LOG_LEVEL": "INFO",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",

@@ -66,7 +66,7 @@ def weights_of(session: Session, spec: ModelSpec, base_model: str | None) -> Mod
     if not base_model:
         return spec
     base = _named(session, "base_model", base_model, "base_model")
-    return spec.model_copy(update={"source": base.source})
+    return spec.model_copy(update={"source": base.source, "base_model": base_model})
 
 
 def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> JobSources:

@@ -58,6 +58,8 @@ def from_pretrained(cls: Any, source: str, what: str, **kwargs: Any) -> Any:
 def load_pretrained(pipeline_cls: Any, spec: ModelSpec, device: torch.device, **kwargs: Any) -> Any:
     """`pipeline_cls.from_pretrained(spec.source)`, on `device`; a failure becomes a JobFailure."""
     what = f"model {spec.slug!r}"
+    if spec.base_model:
+        what = f"base_model {spec.base_model!r} of {what}"
     pipe = from_pretrained(pipeline_cls, spec.source, what, dtype=dtype_for(device), **kwargs)
     pipe = pipe.to(device)
     if device.type == "cuda":

@@ -128,8 +128,16 @@ class FleetMember:
         log.info("warmed up model %s", spec.slug)
 
 
+def clear_cache(member: FleetMember, command: WorkerCommand) -> None:
+    log.info("clear_cache: dropped %d resident models", member.pipelines.clear())
+
+
+def evict(member: FleetMember, command: WorkerCommand) -> None:
+    log.info("evict: dropped %d resident models", member.pipelines.evict_source(command.target or ""))
+
+
 ACTIONS: dict[str, Callable[[FleetMember, WorkerCommand], object]] = {
-    "clear_cache": lambda member, _command: member.pipelines.clear(),
-    "evict": lambda member, command: member.pipelines.evict_source(command.target or ""),
+    "clear_cache": clear_cache,
+    "evict": evict,
     "load": FleetMember.warm_up,
 }
