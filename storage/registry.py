@@ -86,6 +86,16 @@ class ModelSpec(BaseModel):
         return f"a multiple of 8 from 8 to {self.max_side}"
 
 
+def segmind_sdxl(slug: str, family: Family, *, base_model: str, scheduler: str) -> ModelSpec:
+    """The ranges of Segmind's SDXL pages (seeds/000, 001). Their documented strength default (7.5)
+    is a copy of guidance_scale's; the examples' 0.9 is used instead."""
+    return ModelSpec(
+        slug=slug, family=family, base_model=base_model, sizes=None, max_side=1024, default_size=1024,
+        steps=Range(min=20, max=100, default=25), guidance_scale=Range(min=1, max=25, default=7.5),
+        strength=Range(min=0, max=0.99, default=0.9), default_scheduler=scheduler,
+    )
+
+
 BUILTIN: dict[str, ModelSpec] = {
     spec.slug: spec
     for spec in [
@@ -95,32 +105,11 @@ BUILTIN: dict[str, ModelSpec] = {
             source="stable-diffusion-v1-5/stable-diffusion-inpainting",
             sizes=(512, 768),
         ),
-        # seeds/001: Segmind sdxl-inpaint. Its documented strength default (7.5) is a
-        # copy of guidance_scale's; the example's 0.9 is used instead.
-        ModelSpec(
-            slug="sdxl-inpaint",
-            family="sdxl",
-            base_model="SDXL",
-            sizes=None,
-            max_side=1024,
-            default_size=1024,
-            steps=Range(min=20, max=100, default=25),
-            guidance_scale=Range(min=1, max=25, default=7.5),
-            strength=Range(min=0, max=0.99, default=0.9),
-            default_scheduler="DPM2 Karras",
-        ),
+        # seeds/001: Segmind sdxl-inpaint.
+        segmind_sdxl("sdxl-inpaint", "sdxl", base_model="SDXL", scheduler="DPM2 Karras"),
         # seeds/000: Segmind inpaint-auto, SDXL ControlNet inpainting; mask optional.
-        ModelSpec(
-            slug="inpaint-auto",
-            family="sdxl-controlnet",
-            base_model="Real Vision XL",
-            sizes=None,
-            max_side=1024,
-            default_size=1024,
-            steps=Range(min=20, max=100, default=25),
-            guidance_scale=Range(min=1, max=25, default=7.5),
-            strength=Range(min=0, max=0.99, default=0.9),
-            default_scheduler="DPM++ 2M SDE Karras",
+        segmind_sdxl(
+            "inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL", scheduler="DPM++ 2M SDE Karras"
         ),
         ModelSpec(
             slug="erase",

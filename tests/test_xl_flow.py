@@ -20,22 +20,23 @@ from tests.test_flow import fetch_outputs
 _ready: set[str] = set()
 
 
-@pytest.fixture
-def xl(stack: Stack, tiny_assets, tiny_model_dir) -> Stack:
+def with_tiny_assets(stack: Stack, tiny_assets, sd15_dir) -> Stack:
+    """The stack, its registry pointing at the tiny models (once per stack)."""
     if stack.name not in _ready:
         with stack_session(stack) as session:
-            register_tiny_assets(session, tiny_assets, sd15_dir=tiny_model_dir, score_offset=2.0)
+            register_tiny_assets(session, tiny_assets, sd15_dir=sd15_dir, score_offset=2.0)
         _ready.add(stack.name)
     return stack
 
 
 @pytest.fixture
+def xl(stack: Stack, tiny_assets, tiny_model_dir) -> Stack:
+    return with_tiny_assets(stack, tiny_assets, tiny_model_dir)
+
+
+@pytest.fixture
 def xl_embedded(embedded: Stack, tiny_assets, tiny_model_dir) -> Stack:
-    if embedded.name not in _ready:
-        with stack_session(embedded) as session:
-            register_tiny_assets(session, tiny_assets, sd15_dir=tiny_model_dir, score_offset=2.0)
-        _ready.add(embedded.name)
-    return embedded
+    return with_tiny_assets(embedded, tiny_assets, tiny_model_dir)
 
 
 def post(stack: Stack, model: str, body: dict) -> tuple[int, dict]:

@@ -35,22 +35,30 @@ def load_controlnet(named: NamedSource, device: str) -> Any:
     return net.to(target)
 
 
+def load_with_processor(
+    model_cls: Any, processor_cls: Any, named: NamedSource, device: str, what: str
+) -> Any:
+    """(model on `device`, in eval mode; its image processor), both from `named.source`, in fp32."""
+    quiet_loaders()
+    model = from_pretrained(model_cls, named.source, f"{what} {named.name!r}")
+    processor = from_pretrained(processor_cls, named.source, f"{what} {named.name!r}")
+    return model.to(resolve_device(device)).eval(), processor
+
+
 def load_depth_estimator(named: NamedSource, device: str) -> DepthEstimator:
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    quiet_loaders()
-    what = f"depth estimator {named.name!r}"
-    model = from_pretrained(AutoModelForDepthEstimation, named.source, what)
-    processor = from_pretrained(AutoImageProcessor, named.source, what)
-    return DepthEstimator(model.to(resolve_device(device)).eval(), processor)
+    loaded = load_with_processor(
+        AutoModelForDepthEstimation, AutoImageProcessor, named, device, "depth estimator"
+    )
+    return DepthEstimator(*loaded)
 
 
 def load_safety_checker(named: NamedSource, device: str) -> SafetyChecker:
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPImageProcessor
 
-    quiet_loaders()
-    what = f"safety checker {named.name!r}"
-    model = from_pretrained(StableDiffusionSafetyChecker, named.source, what)
-    processor = from_pretrained(CLIPImageProcessor, named.source, what)
-    return SafetyChecker(model.to(resolve_device(device)).eval(), processor)
+    loaded = load_with_processor(
+        StableDiffusionSafetyChecker, CLIPImageProcessor, named, device, "safety checker"
+    )
+    return SafetyChecker(*loaded)
