@@ -98,7 +98,11 @@ def release_memory() -> None:
 
 
 class PipelineCache:
-    """Loaded models by (kind, source), least recently used first. Thread-safe; loads under the lock."""
+    """Loaded models by (kind, source), least recently used first. Thread-safe.
+
+    Loads are serialised by one lock; the table itself has its own short lock, so
+    `resident()` (the heartbeat) never waits for a load to finish.
+    """
 
     def __init__(self, device: str, budget_gb: float | None = None) -> None:
         """budget_gb: None is BUDGET_FRACTION of the device's memory, worked out at the first load."""
@@ -106,7 +110,8 @@ class PipelineCache:
         self.budget_gb = budget_gb
         self._budget: int | None = None
         self._entries: OrderedDict[tuple[str, str], Resident] = OrderedDict()
-        self._lock = threading.RLock()
+        self._loading = threading.Lock()
+        self._table = threading.Lock()
 
     def get(self, spec: ModelSpec) -> Inpainter:
         """The inpainter for this spec's family and weights, loaded on first use."""
@@ -119,55 +124,53 @@ class PipelineCache:
     def component(self, kind: str, source: str, load: Callable[[], Any], *, label: str = "") -> Any:
         """The entry (kind, source), made by `load()` if absent; marks it most recently used."""
         key = (kind, source)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                started = time.perf_counter()
-                value = load()
-                entry = Resident(value=value, nbytes=measure_bytes(value), loaded_at=time.time())
+        with self._loading:
+            with self._table:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                    return entry.value
+            started = time.perf_counter()
+            value = load()
+            entry = Resident(value=value, nbytes=measure_bytes(value), loaded_at=time.time())
+            with self._table:
                 self._entries[key] = entry
-                log.info(
-                    "loaded %s %s (%.1f MB) in %.1f s",
-                    kind,
-                    label or source,
-                    entry.nbytes / 1e6,
-                    time.perf_counter() - started,
-                )
-                self._evict_over_budget(keep=key)
-            self._entries.move_to_end(key)
-            return entry.value
+                dropped = self._drop_over_budget(keep=key)
+            log.info("loaded %s %s (%.1f MB) in %.1f s", kind, label or source, entry.nbytes / 1e6,
+                     time.perf_counter() - started)
+        if dropped:
+            release_memory()
+        return value
 
     def budget_bytes(self) -> int | None:
         if self._budget is None:
             self._budget = memory_budget(self.device, self.budget_gb)
         return self._budget
 
-    def _evict_over_budget(self, *, keep: tuple[str, str]) -> None:
+    def _drop_over_budget(self, *, keep: tuple[str, str]) -> int:
+        """Drop least recently used entries (never `keep`) until the total fits. Holds the table lock."""
         budget = self.budget_bytes()
-        if budget is None:
-            return
-        while self.total_bytes() > budget:
+        dropped = 0
+        while budget is not None and sum(e.nbytes for e in self._entries.values()) > budget:
             victim = next((k for k in self._entries if k != keep), None)
             if victim is None:
-                return
-            dropped = self._entries.pop(victim)
-            log.info("evicted %s %s (%.1f MB): over the memory budget", *victim, dropped.nbytes / 1e6)
-        release_memory()
-
-    def total_bytes(self) -> int:
-        return sum(e.nbytes for e in self._entries.values())
+                break
+            gone = self._entries.pop(victim)
+            dropped += 1
+            log.info("evicted %s %s (%.1f MB): over the memory budget", *victim, gone.nbytes / 1e6)
+        return dropped
 
     def clear(self) -> int:
         """Drop every entry; returns how many were dropped."""
-        with self._lock:
-            count = len(self._entries)
-            self._entries.clear()
-        release_memory()
-        return count
+        return self._drop(lambda key: True)
 
     def evict_source(self, source: str) -> int:
-        with self._lock:
-            keys = [k for k in self._entries if k[1] == source]
+        """Drop the entries loaded from `source`; returns how many."""
+        return self._drop(lambda key: key[1] == source)
+
+    def _drop(self, chosen: Callable[[tuple[str, str]], bool]) -> int:
+        with self._table:
+            keys = [k for k in self._entries if chosen(k)]
             for key in keys:
                 del self._entries[key]
         if keys:
@@ -176,5 +179,5 @@ class PipelineCache:
 
     def resident(self) -> list[dict[str, Any]]:
         """What is in memory, least recently used first: [{kind, source, bytes}]."""
-        with self._lock:
+        with self._table:
             return [{"kind": k, "source": s, "bytes": e.nbytes} for (k, s), e in self._entries.items()]
