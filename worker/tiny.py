@@ -18,19 +18,16 @@ from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeli
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from storage.db import make_engine, make_session_factory, session_scope
-from storage.jobs import utcnow
-from storage.registry import ModelSpec, Range, register_model
-from storage.settings import Settings
+from storage.registry import Family, ModelSpec, Range
 
 TINY_SIZE = 64
 
 
-def tiny_spec(slug: str, source: str) -> ModelSpec:
+def tiny_spec(slug: str, source: str, family: Family = "sd15") -> ModelSpec:
     """Registry entry for a tiny pipeline: 64 px by default, few steps allowed."""
     return ModelSpec(
         slug=slug,
-        family="sd15",
+        family=family,
         source=source,
         sizes=None,
         max_side=128,
@@ -96,17 +93,3 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-
-
-def write_tiny_model(settings: Settings, directory: str, *, slug: str | None = None) -> Path:
-    """save_pretrained a tiny pipeline into `directory`; register it under `slug` if given."""
-    path = Path(directory).resolve()
-    build_tiny_pipeline().save_pretrained(path)
-    print(f"wrote a tiny SD inpainting pipeline to {path}")  # noqa: T201 - CLI output
-    if slug:
-        engine = make_engine(settings.resolved_database_url)
-        with session_scope(make_session_factory(engine)) as session:
-            register_model(session, tiny_spec(slug, str(path)), now=utcnow())
-        engine.dispose()
-        print(f"registered it as model {slug!r}")  # noqa: T201
-    return path

@@ -19,7 +19,7 @@ import torch
 from storage.assets import DEFAULT_SAFETY_CHECKER, DEPTH_ESTIMATOR, AssetSpec, register_asset
 from storage.db import make_engine, make_session_factory, session_scope
 from storage.jobs import utcnow
-from storage.registry import register_model
+from storage.registry import Family, register_model
 from storage.settings import Settings
 from worker.tiny import build_tiny_pipeline, build_tiny_vae, tiny_spec
 from worker.tiny_xl import (
@@ -100,9 +100,8 @@ def register_tiny(
             if slug:
                 if kind not in ("sd15", "sdxl", "sdxl-plain"):
                     raise ValueError(f"a tiny {kind} is not a pipeline; register it with --asset")
-                family = "sd15" if kind == "sd15" else "sdxl"
-                spec = tiny_spec(slug, str(source)).model_copy(update={"family": family})
-                register_model(session, spec, now=utcnow())
+                family: Family = "sd15" if kind == "sd15" else "sdxl"
+                register_model(session, tiny_spec(slug, str(source), family), now=utcnow())
             if asset:
                 _, asset_kind, family = WRITERS[kind]
                 if asset_kind is None:
