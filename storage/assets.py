@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import ModelAsset
@@ -119,27 +119,32 @@ def list_assets(session: Session, kind: str | None = None) -> list[AssetSpec]:
     return sorted(merged.values(), key=lambda a: (a.kind, a.name))
 
 
+def _same(kind: str, name: str) -> Any:
+    return (ModelAsset.kind == kind) & (ModelAsset.name == name)
+
+
 def register_asset(session: Session, spec: AssetSpec, *, now: datetime) -> None:
-    """Insert or replace the asset `(spec.kind, spec.name)`."""
+    """Insert or replace the asset `(spec.kind, spec.name)`. Writes first (UPDATE, then INSERT if
+    nothing was updated): the SQLite convention of storage.db."""
     options = {**spec.options, **({"family": spec.family} if spec.family else {})}
-    row = session.get(ModelAsset, (spec.kind, spec.name))
-    if row is None:
+    updated = session.execute(
+        update(ModelAsset)
+        .where(_same(spec.kind, spec.name))
+        .values(source=spec.source, options=options)
+        .execution_options(synchronize_session=False)
+    )
+    if not updated.rowcount:  # type: ignore[attr-defined]
         session.add(
             ModelAsset(kind=spec.kind, name=spec.name, source=spec.source, options=options, created_at=now)
         )
-    else:
-        row.source, row.options = spec.source, options
     session.flush()
 
 
-def delete_asset(session: Session, kind: str, name: str) -> bool:
-    """Remove a registration (a built-in it overrode comes back). False if none was registered."""
-    row = session.get(ModelAsset, (kind, name))
-    if row is None:
-        return False
-    session.delete(row)
-    session.flush()
-    return True
+def delete_asset(session: Session, kind: str, name: str) -> str | None:
+    """Remove a registration (a built-in it overrode comes back). Returns the source it had, or None
+    when nothing was registered. A single DELETE: it writes first."""
+    stmt = delete(ModelAsset).where(_same(kind, name)).returning(ModelAsset.source)
+    return session.execute(stmt.execution_options(synchronize_session=False)).scalar_one_or_none()
 
 
 class AssetCatalog:

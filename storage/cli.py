@@ -168,7 +168,7 @@ def _assets_register(session: Any, args: argparse.Namespace) -> None:
 
 
 def _assets_delete(session: Any, args: argparse.Namespace) -> None:
-    deleted = delete_asset(session, args.kind, args.name)
+    deleted = delete_asset(session, args.kind, args.name) is not None
     _out("deleted" if deleted else f"no registered {args.kind} {args.name!r}")
 
 

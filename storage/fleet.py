@@ -79,8 +79,12 @@ def commands_after(session: Session, cursor: int) -> list[WorkerCommand]:
     return list(session.execute(stmt).scalars())
 
 
-def latest_command_id(session: Session) -> int:
-    return int(session.execute(select(func.coalesce(func.max(WorkerCommand.id), 0))).scalar_one())
+def latest_command_id(session: Session, *, before: datetime | None = None) -> int:
+    """The id of the last command (issued before `before`, if given); 0 when there is none."""
+    stmt = select(func.coalesce(func.max(WorkerCommand.id), 0))
+    if before is not None:
+        stmt = stmt.where(WorkerCommand.created_at < before)
+    return int(session.execute(stmt).scalar_one())
 
 
 def queue_depths(session: Session) -> dict[str, dict[str, int]]:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import RegisteredModel
@@ -136,26 +136,24 @@ def spec_from_row(row: RegisteredModel) -> ModelSpec:
 
 
 def register_model(session: Session, spec: ModelSpec, *, now: datetime) -> None:
-    """Insert or replace the registration of `spec.slug`."""
+    """Insert or replace the registration of `spec.slug`. Writes first (UPDATE, then INSERT if
+    nothing was updated): the SQLite convention of storage.db."""
     options = spec.model_dump(mode="json", exclude={"slug", "family", "source"})
-    row = session.get(RegisteredModel, spec.slug)
-    if row is None:
-        session.add(
-            RegisteredModel(slug=spec.slug, family=spec.family, source=spec.source, options=options, created_at=now)
-        )
-    else:
-        row.family, row.source, row.options = spec.family, spec.source, options
+    values = {"family": spec.family, "source": spec.source, "options": options}
+    updated = session.execute(
+        update(RegisteredModel).where(RegisteredModel.slug == spec.slug).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if not updated.rowcount:  # type: ignore[attr-defined]
+        session.add(RegisteredModel(slug=spec.slug, created_at=now, **values))
     session.flush()
 
 
-def delete_model(session: Session, slug: str) -> bool:
-    """Remove a registration; a built-in slug it overrode comes back. False if none was registered."""
-    row = session.get(RegisteredModel, slug)
-    if row is None:
-        return False
-    session.delete(row)
-    session.flush()
-    return True
+def delete_model(session: Session, slug: str) -> str | None:
+    """Remove a registration (a built-in slug it overrode comes back). Returns the source it had,
+    or None when nothing was registered. A single DELETE: it writes first."""
+    stmt = delete(RegisteredModel).where(RegisteredModel.slug == slug).returning(RegisteredModel.source)
+    return session.execute(stmt.execution_options(synchronize_session=False)).scalar_one_or_none()
 
 
 def list_models(session: Session) -> list[ModelSpec]:

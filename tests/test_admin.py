@@ -91,7 +91,7 @@ def test_load_verify_use_clear_and_delete_a_model(stack: Stack, tiny_assets, tmp
     poll(lambda: not verify()["loaded"])
 
     deleted = admin(stack, "delete_model", {"model_id": "my-xl"})
-    assert deleted.status_code == 200 and deleted.json()["deleted"] == ["sdxl"], deleted.text
+    assert deleted.status_code == 200 and deleted.json()["deleted"] == ["model"], deleted.text
     with stack.client() as client:
         assert client.post("/v2/my-xl", json=job_body()).status_code == 404
     assert admin(stack, "verify_model", {"model_id": "my-xl"}).status_code == 404
@@ -134,7 +134,7 @@ def test_assets_load_under_their_kind(embedded: Stack, tiny_assets) -> None:
 
 
 def test_builtins_cannot_be_deleted_and_unknowns_are_404(embedded: Stack) -> None:
-    builtin = admin(embedded, "delete_model", {"model_id": "Canny", "model_type": "controlnet"})
+    builtin = admin(embedded, "delete_model", {"model_id": "sd1.5-inpainting"})
     assert builtin.status_code == 400 and "built in" in builtin.json()["error"]
     assert admin(embedded, "delete_model", {"model_id": "nothing-here"}).status_code == 404
 

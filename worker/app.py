@@ -33,9 +33,11 @@ def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
     context = functools.cache(lambda: WorkerContext.build(settings))
 
     if heartbeat:
+        started = utcnow()
+
         @worker_ready.connect(weak=False)
         def join_fleet(sender: Any = None, **_: Any) -> None:
-            context().fleet.start(str(getattr(sender, "hostname", None) or "worker"))
+            context().fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=started)
 
         @worker_shutdown.connect(weak=False)
         def leave_fleet(**_: Any) -> None:

@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,10 +49,11 @@ class FleetMember:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, name: str) -> None:
-        """Join the fleet as `name` (the Celery node name). Commands issued before now are not replayed."""
+    def start(self, name: str, *, since: datetime) -> None:
+        """Join the fleet as `name` (the Celery node name). Commands issued before `since` (when this
+        process started) are not replayed; those issued while it was starting up are."""
         with session_scope(self.sessions) as session:
-            self.cursor = latest_command_id(session)
+            self.cursor = latest_command_id(session, before=since)
         self.name = name
         self.beat()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)

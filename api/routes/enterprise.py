@@ -9,15 +9,18 @@ each worker acts on between jobs (storage.fleet).
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from api.deps import AdminKey, ContextDep, SessionDep
 from api.fleet_views import model_status, registry_listing
-from storage.assets import ASSET_KINDS, BUILTIN_ASSETS, AssetSpec, delete_asset, find_asset, register_asset
+from storage.assets import ASSET_KINDS, BUILTIN_ASSETS, AssetSpec, delete_asset, register_asset
+from storage.db import session_scope
 from storage.errors import InvalidInput, NotFound
 from storage.fleet import issue_command, list_workers, queue_depths
 from storage.jobs import utcnow
@@ -27,7 +30,6 @@ from storage.registry import (
     ModelSpec,
     Range,
     delete_model,
-    find_model,
     register_model,
 )
 from storage.schedulers import SCHEDULERS, SUPPORTED_NAMES
@@ -95,6 +97,12 @@ class LoadVaeBody(AdminBody):
     family: Literal["sd15", "sdxl"] | None = None
 
 
+def writing(context: ContextDep) -> AbstractContextManager[Session]:
+    """A session of its own for a change: its first statement is a write (SQLite's convention in
+    storage.db), unlike the request's session, which has already read the key."""
+    return session_scope(context.sessions)
+
+
 def _stale_after(context: ContextDep) -> timedelta:
     return timedelta(seconds=3 * context.settings.worker_heartbeat_seconds)
 
@@ -123,25 +131,8 @@ def _pipeline_spec(body: LoadModelBody) -> ModelSpec:
         raise InvalidInput("model_id", f"is not a valid model: {exc}", value=body.model_id) from None
 
 
-@router.post("/load_model", summary="Register a model or asset; workers warm pipelines up between jobs")
-def load_model(body: LoadModelBody, key: AdminKey, session: SessionDep) -> dict[str, Any]:
-    now = utcnow()
-    if body.model_type in DIFFUSION_FAMILIES:
-        if body.family or body.options:
-            raise InvalidInput(
-                "options",
-                "family and options apply to assets, not to model families",
-                value=body.model_type,
-            )
-        register_model(session, _pipeline_spec(body), now=now)
-        command = issue_command(session, "load", target=body.model_id, now=now)
-        return {
-            "status": "success",
-            "model_id": body.model_id,
-            "model_type": body.model_type,
-            "message": "registered; every worker loads it between jobs",
-            "command_id": command,
-        }
+def _asset_spec(body: LoadModelBody) -> AssetSpec:
+    """The named asset a load_model body describes; pipeline-only fields are a 400."""
     stray = [name for name in PIPELINE_FIELDS if getattr(body, name) is not None]
     if stray:
         raise InvalidInput(
@@ -149,37 +140,42 @@ def load_model(body: LoadModelBody, key: AdminKey, session: SessionDep) -> dict[
             f"applies to model families ({', '.join(DIFFUSION_FAMILIES)}), not to a {body.model_type}",
             value=getattr(body, stray[0]),
         )
+    fields = {"kind": body.model_type, "name": body.model_id, "source": body.url, "family": body.family}
     try:
-        asset = AssetSpec(
-            kind=body.model_type,
-            name=body.model_id,
-            source=body.url,  # type: ignore[arg-type]
-            family=body.family,
-            options=body.options,
-        )
+        return AssetSpec(**fields, options=body.options)
     except ValueError as exc:
         raise InvalidInput("model_id", f"is not a valid name: {exc}", value=body.model_id) from None
-    register_asset(session, asset, now=now)
-    return {
-        "status": "success",
-        "model_id": body.model_id,
-        "model_type": body.model_type,
-        "message": "registered; it is loaded by the first job that uses it",
-    }
+
+
+@router.post("/load_model", summary="Register a model or asset; workers warm pipelines up between jobs")
+def load_model(body: LoadModelBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
+    now = utcnow()
+    answer = {"status": "success", "model_id": body.model_id, "model_type": body.model_type}
+    if body.model_type not in DIFFUSION_FAMILIES:
+        asset = _asset_spec(body)
+        with writing(context) as session:
+            register_asset(session, asset, now=now)
+        return answer | {"message": "registered; it is loaded by the first job that uses it"}
+    if body.family or body.options:
+        raise InvalidInput("options", "family and options apply to assets, not to model families",
+                           value=body.model_type)
+    spec = _pipeline_spec(body)
+    with writing(context) as session:
+        register_model(session, spec, now=now)
+        command = issue_command(session, "load", target=body.model_id, now=now)
+    return answer | {"message": "registered; every worker loads it between jobs", "command_id": command}
 
 
 @router.post("/load_vae", summary="Register a VAE that requests can name in `vae`")
-def load_vae(body: LoadVaeBody, key: AdminKey, session: SessionDep) -> dict[str, Any]:
+def load_vae(body: LoadVaeBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
     try:
         asset = AssetSpec(kind="vae", name=body.vae_id, source=body.vae_url, family=body.family)
     except ValueError as exc:
         raise InvalidInput("vae_id", f"is not a valid name: {exc}", value=body.vae_id) from None
-    register_asset(session, asset, now=utcnow())
-    return {
-        "status": "success",
-        "vae_id": body.vae_id,
-        "message": "registered; requests may name it in `vae`",
-    }
+    with writing(context) as session:
+        register_asset(session, asset, now=utcnow())
+    return {"status": "success", "vae_id": body.vae_id,
+            "message": "registered; requests may name it in `vae`"}
 
 
 @router.post("/verify_model", summary="Whether a model is registered and which workers hold it in memory")
@@ -193,50 +189,42 @@ def verify_model(
     return {"status": "success", **status}
 
 
-def _delete_registrations(session: SessionDep, name: str, kind: str | None) -> dict[str, str]:
+def _delete_registrations(session: Session, name: str, kind: str | None) -> dict[str, str]:
     """Delete the registrations of `name` (of `kind`, or of every kind); returns {kind: source} deleted."""
     deleted: dict[str, str] = {}
     if kind is None or kind in DIFFUSION_FAMILIES:
-        spec = find_model(session, name)
-        if spec is not None and (kind is None or spec.family == kind) and delete_model(session, name):
-            deleted[spec.family] = spec.source
+        source = delete_model(session, name)
+        if source is not None:
+            deleted["model"] = source
     for asset_kind in ASSET_KINDS if kind is None else [k for k in [kind] if k in ASSET_KINDS]:
-        asset = find_asset(session, asset_kind, name)
-        if asset is not None and delete_asset(session, asset_kind, name):
-            deleted[asset_kind] = asset.source
+        source = delete_asset(session, asset_kind, name)
+        if source is not None:
+            deleted[asset_kind] = source
     return deleted
 
 
 @router.post("/delete_model", summary="Remove a registration (a built-in it overrode comes back)")
-def delete_model_route(body: ModelIdBody, key: AdminKey, session: SessionDep) -> dict[str, Any]:
-    deleted = _delete_registrations(session, body.model_id, body.model_type)
+def delete_model_route(body: ModelIdBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
+    now = utcnow()
+    with writing(context) as session:
+        deleted = _delete_registrations(session, body.model_id, body.model_type)
+        for source in {s for s in deleted.values() if s}:
+            issue_command(session, "evict", target=source, now=now)
     if not deleted:
         if body.model_id in BUILTIN or any(n == body.model_id for _k, n in BUILTIN_ASSETS):
-            raise InvalidInput(
-                "model_id",
-                "is built in and cannot be deleted; load_model re-points it",
-                value=body.model_id,
-            )
+            raise InvalidInput("model_id", "is built in and cannot be deleted; load_model re-points it",
+                               value=body.model_id)
         raise NotFound(f"model {body.model_id!r} is not registered")
-    now = utcnow()
-    for source in {s for s in deleted.values() if s}:
-        issue_command(session, "evict", target=source, now=now)
-    return {
-        "status": "success",
-        "model_id": body.model_id,
-        "deleted": sorted(deleted),
-        "message": "deleted; workers drop its weights from memory between jobs",
-    }
+    return {"status": "success", "model_id": body.model_id, "deleted": sorted(deleted),
+            "message": "deleted; workers drop its weights from memory between jobs"}
 
 
 @router.post("/clear_cache", summary="Drop every resident model from every worker, between jobs")
-def clear_cache(key: AdminKey, session: SessionDep, body: AdminBody | None = None) -> dict[str, Any]:
-    command = issue_command(session, "clear_cache", now=utcnow())
-    return {
-        "status": "success",
-        "command_id": command,
-        "message": "every worker drops its resident models before its next job, or within a heartbeat",
-    }
+def clear_cache(key: AdminKey, context: ContextDep, body: AdminBody | None = None) -> dict[str, Any]:
+    with writing(context) as session:
+        command = issue_command(session, "clear_cache", now=utcnow())
+    return {"status": "success", "command_id": command,
+            "message": "every worker drops its resident models before its next job, or within a heartbeat"}
 
 
 @router.post("/schedulers_list", summary="The scheduler names requests may use")
