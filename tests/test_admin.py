@@ -36,7 +36,7 @@ def admin(stack: Stack, route: str, body: dict | None = None, *, header: bool = 
     return httpx.post(stack.base_url + BASE + route, json=payload, headers=headers, timeout=60)
 
 
-def poll(check: Callable[[], Any], timeout: float = 240) -> Any:
+def poll(check: Callable[[], Any], timeout: float = 240, explain: Callable[[], Any] = lambda: "") -> Any:
     """Wait for `check()` to be truthy. A worker's first model load also imports torch: be patient."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,7 +44,7 @@ def poll(check: Callable[[], Any], timeout: float = 240) -> Any:
         if result:
             return result
         time.sleep(0.2)
-    raise TimeoutError("the condition did not hold in time")
+    raise TimeoutError(f"the condition did not hold in time: {explain()}")
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -81,14 +81,17 @@ def test_load_verify_use_clear_and_delete_a_model(stack: Stack, tiny_assets, tmp
     def verify() -> dict:
         return admin(stack, "verify_model", {"model_id": "my-xl"}, header=True).json()
 
-    warm = poll(lambda: verify() if verify()["loaded"] else None)
+    def explain() -> str:
+        return f"verify: {verify()}; system: {admin(stack, 'system_details').json()}"
+
+    warm = poll(lambda: verify() if verify()["loaded"] else None, explain=explain)
     assert warm["model_type"] == "sdxl" and warm["loaded_on"], warm
 
     job_id = stack.submit("my-xl", job_body(seed=2))
     assert stack.wait(job_id)["status"] == "COMPLETED"
 
     assert admin(stack, "clear_cache").json()["status"] == "success"
-    poll(lambda: not verify()["loaded"])
+    poll(lambda: not verify()["loaded"], explain=explain)
 
     deleted = admin(stack, "delete_model", {"model_id": "my-xl"})
     assert deleted.status_code == 200 and deleted.json()["deleted"] == ["model"], deleted.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 from storage.db import session_scope
@@ -31,9 +32,15 @@ def test_worker_acts_on_commands_between_jobs_only(bench, tmp_path) -> None:
     since = utcnow()
     load = command(bench, "load", "tiny-sd15")  # while it was starting up: replayed
     member = FleetMember(settings, bench.sessions, cache, busy)
-    member.start("test@fleet", since=since)
+    member.start("test@fleet", since=since)  # its thread beats once now, then every 300 s
     try:
+        deadline = time.monotonic() + 120
+        while member.cursor != load and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert member.cursor == load
+        with busy:  # wait for the thread's beat to finish
+            pass
+        member.beat()
         assert [r["kind"] for r in cache.resident()] == ["sd15"], "the warm-up did not load the model"
         (row,) = [w for w in workers(bench) if w["name"] == "test@fleet"]
         assert row["online"] and not row["busy"] and row["resident"][0]["kind"] == "sd15"

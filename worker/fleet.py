@@ -55,7 +55,7 @@ class FleetMember:
         with session_scope(self.sessions) as session:
             self.cursor = latest_command_id(session, before=since)
         self.name = name
-        self.beat()
+        self.report(busy=False)  # commands wait for the heartbeat thread: start-up is not held up
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
 
@@ -68,11 +68,13 @@ class FleetMember:
                 remove_worker(session, self.name)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.worker_heartbeat_seconds):
+        while True:
             try:
                 self.beat()
             except Exception:  # noqa: BLE001 - a database blip must not end the heartbeat
                 log.exception("heartbeat failed")
+            if self._stop.wait(self.settings.worker_heartbeat_seconds):
+                return
 
     def beat(self) -> None:
         """Carry out pending commands if idle, then report."""
