@@ -7,10 +7,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from api.body_limit import BodyLimitMiddleware
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import catalog, enterprise, files, health, v2
+from api.routes import (
+    batch,
+    catalog,
+    enterprise,
+    files,
+    health,
+    modelslab,
+    playground,
+    requests,
+    v1,
+    v2,
+    webhooks,
+)
 from storage.db import session_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
@@ -31,8 +45,10 @@ def bootstrap_key(context: AppContext) -> None:
     secret = context.settings.bootstrap_api_key
     if secret is None:
         return
+    hook_secret = context.settings.bootstrap_webhook_secret
     with session_scope(context.sessions) as session:
-        if ensure_key(session, key=secret.get_secret_value(), name="bootstrap", is_admin=True, now=utcnow()):
+        if ensure_key(session, key=secret.get_secret_value(), name="bootstrap", is_admin=True, now=utcnow(),
+                      webhook_secret=hook_secret.get_secret_value() if hook_secret else None):
             log.info("created the bootstrap API key from INPAINT_BOOTSTRAP_API_KEY")
 
 
@@ -49,9 +65,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Inpaint Queue", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
+    install_middleware(app, settings)
     app.include_router(health.router)
     app.include_router(catalog.router)
+    app.include_router(batch.router)  # before v2: POST /v2/batch is not a model
+    app.include_router(requests.router)
     app.include_router(v2.router)
-    app.include_router(files.router)
+    app.include_router(webhooks.router)
+    app.include_router(v1.router)
+    app.include_router(modelslab.router)
     app.include_router(enterprise.router)
+    app.include_router(files.router)
+    app.include_router(playground.router)
     return app
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """CORS only for origins configured by name; the body limit outermost, so it acts first."""
+    if settings.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list,
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["x-api-key", "authorization", "content-type"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

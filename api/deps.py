@@ -70,7 +70,7 @@ def get_admin_key(
     """An admin key from the header, or from the body's `key`. 401 if missing or unknown, 403 if not admin."""
     key = get_current_key(session, x_api_key or body_key, authorization)
     if not key.is_admin:
-        raise Forbidden("this endpoint needs an admin API key")
+        raise Forbidden("this route needs an admin key")
     return key
 
 
@@ -83,3 +83,8 @@ def get_base_url(request: Request, context: ContextDep) -> str:
 
 
 BaseUrl = Annotated[str, Depends(get_base_url)]
+
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=255,
+    description="The same key and body within 24 h return the original request_id; another body gets 409.",
+)]

@@ -8,19 +8,24 @@ also carry `errors`: one entry per field with `field`, `message`, `limit` and
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.errors import (
+    Conflict,
     Forbidden,
     InpaintError,
     InvalidInput,
     NotFound,
+    OutOfCredits,
     PayloadTooLarge,
+    RateLimited,
     Unauthorized,
     Unavailable,
 )
@@ -32,7 +37,10 @@ STATUS_BY_ERROR: list[tuple[type[InpaintError], int]] = [
     (Unauthorized, 401),
     (Forbidden, 403),
     (NotFound, 404),
+    (Conflict, 409),
+    (OutOfCredits, 406),
     (PayloadTooLarge, 413),
+    (RateLimited, 429),
     (Unavailable, 503),
 ]
 
@@ -86,8 +94,8 @@ def describe_validation_error(err: dict[str, Any]) -> dict[str, Any]:
     return {"field": field, "message": f"{field}: {message}", "limit": limit, "value": given}
 
 
-def _error_response(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message, **extra})
+def _error_response(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, **extra}, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -101,6 +109,13 @@ def install_error_handlers(app: FastAPI) -> None:
         entry = {"field": exc.field, "message": exc.message, "limit": exc.limit, "value": preview(exc.value)}
         return _error_response(400, exc.message, errors=[entry])
 
+    @app.exception_handler(RateLimited)
+    async def on_rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        seconds = max(1, math.ceil(exc.retry_after))
+        response = _error_response(429, exc.message, retry_after=seconds)
+        response.headers["Retry-After"] = str(seconds)
+        return response
+
     @app.exception_handler(InpaintError)
     async def on_domain_error(_: Request, exc: InpaintError) -> JSONResponse:
         for kind, status in STATUS_BY_ERROR:
@@ -112,6 +127,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def on_database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return _error_response(503, "the database is unavailable right now; nothing was stored, try again",
+                               headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

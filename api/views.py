@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 from storage.blobs import BlobStore
 from storage.jobs import count_jobs_ahead
 from storage.models import Job, JobStatus
+from storage.results import iso, metrics_of, output_inline, output_links
 
 
 def job_urls(base_url: str, job_id: str) -> dict[str, str]:
@@ -20,19 +20,10 @@ def job_urls(base_url: str, job_id: str) -> dict[str, str]:
     }
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def progress_of(job: Job) -> dict[str, Any]:
     total = max(job.progress_total, 0)
     step = min(job.progress_step, total) if total else 0
     return {"step": step, "total": total, "percent": round(100.0 * step / total, 1) if total else 0.0}
-
-
-def metrics_of(job: Job) -> dict[str, float | None]:
-    queue_time = (job.started_at - job.created_at).total_seconds() if job.started_at else None
-    return {"inference_time": job.inference_time, "queue_time": queue_time}
 
 
 def status_body(session: Session, job: Job, *, base_url: str) -> dict[str, Any]:
@@ -41,17 +32,17 @@ def status_body(session: Session, job: Job, *, base_url: str) -> dict[str, Any]:
         "request_id": job.id,
         "status": job.status,
         "model": job.model,
-        "created_at": _iso(job.created_at),
+        "created_at": iso(job.created_at),
         **job_urls(base_url, job.id),
     }
     if job.status == JobStatus.QUEUED:
         body["queue_position"] = count_jobs_ahead(session, job)
     elif job.status == JobStatus.PROCESSING:
         body["progress"] = progress_of(job)
-        body["started_at"] = _iso(job.started_at)
+        body["started_at"] = iso(job.started_at)
     else:
-        body["finished_at"] = _iso(job.finished_at)
-        body["expires_at"] = _iso(job.expires_at)
+        body["finished_at"] = iso(job.finished_at)
+        body["expires_at"] = iso(job.expires_at)
         body["metrics"] = metrics_of(job)
     if job.status == JobStatus.FAILED:
         body["error"] = job.error_message
@@ -63,11 +54,10 @@ def result_body(
     job: Job, *, blobs: BlobStore, base_url: str, now: datetime, inline: bool
 ) -> dict[str, Any]:
     """GET /v2/requests/{id} of a COMPLETED job: output URLs (or base64), seed, metrics, expiry."""
-    assert job.expires_at is not None and job.output_keys is not None
     if inline:
-        output = [base64.b64encode(blobs.get(k)).decode() for k in job.output_keys]
+        output = output_inline(job, blobs=blobs)
     else:
-        output = [blobs.url(k, expires_at=job.expires_at, now=now, base_url=base_url) for k in job.output_keys]
+        output = output_links(job, blobs=blobs, base_url=base_url, now=now)
     seeds = list(job.output_seeds or [])
     return {
         "request_id": job.id,
@@ -78,9 +68,9 @@ def result_body(
         "seed": seeds[0] if seeds else job.params.get("seed"),
         "seeds": seeds,
         "metrics": metrics_of(job),
-        "created_at": _iso(job.created_at),
-        "finished_at": _iso(job.finished_at),
-        "expires_at": _iso(job.expires_at),
+        "created_at": iso(job.created_at),
+        "finished_at": iso(job.finished_at),
+        "expires_at": iso(job.expires_at),
         "params": job.params,
         "nsfw": job.nsfw,
         "meta": meta_of(job),

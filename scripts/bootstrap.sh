@@ -3,7 +3,8 @@
 # torch is pinned to 2.13.0 *before* anything that depends on it is installed:
 # an unpinned torch pulls the registry's newest CUDA build and gigabytes of
 # packages. On a CPU machine the pin takes the CPU build, on a GPU machine the
-# CUDA one. Installs are skipped when pyproject.toml has not changed.
+# CUDA one. The client distribution (client/: the SDK and the `inpaint` CLI) is
+# installed too, editable. Installs are skipped when neither pyproject.toml has changed.
 
 VENV="${INPAINT_VENV:-.venv}"
 TORCH_VERSION="2.13.0"
@@ -26,16 +27,17 @@ ensure_venv() {
     echo "creating the virtual environment in $VENV"
     "$python" -m venv "$VENV"
   fi
-  stamp="$VENV/.installed-$(cat pyproject.toml | sha256sum | cut -c1-12)-${extras//,/-}"
+  stamp="$VENV/.installed-$(cat pyproject.toml client/pyproject.toml | sha256sum | cut -c1-12)-${extras//,/-}"
   if [ -f "$stamp" ]; then return 0; fi
   local log="$VENV/install.log"
   echo "installing into $VENV (torch $TORCH_VERSION first; log: $log)"
   {
     "$VENV/bin/python" -m pip install --upgrade pip &&
     "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" &&
-    "$VENV/bin/python" -m pip install -e ".[$extras]"
+    "$VENV/bin/python" -m pip install -e ".[$extras]" &&
+    "$VENV/bin/python" -m pip install -e ./client
   } >"$log" 2>&1 || { tail -n 30 "$log" >&2; echo "error: the install failed; see $log" >&2; return 1; }
-  "$VENV/bin/python" -c "import torch, diffusers, api, worker, storage" ||
+  "$VENV/bin/python" -c "import torch, diffusers, api, worker, storage, inpaint_client" ||
     { echo "error: the install is incomplete; see $log" >&2; return 1; }
   rm -f "$VENV"/.installed-*
   touch "$stamp"

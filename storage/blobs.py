@@ -8,28 +8,33 @@ which the API verifies and serves.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import logging
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from storage.errors import NotFound, Unavailable
+from storage.links import is_valid, signed_query
 from storage.settings import Settings
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def input_key(job_id: str, role: str) -> str:
     return f"jobs/{job_id}/input/{role}.png"
 
 
-def output_key(job_id: str, index: int) -> str:
-    return f"jobs/{job_id}/output/{index}.png"
+def output_key(job_id: str, attempt: int, index: int) -> str:
+    """Deterministic per attempt: a run that lost its claim can never overwrite the winner's images."""
+    return f"jobs/{job_id}/output/{attempt}-{index}.png"
 
 
 def job_prefix(job_id: str) -> str:
@@ -44,8 +49,24 @@ class BlobStore(Protocol):
     def check(self) -> None: ...
 
 
-def sign_local(key: str, expires: int, signing_key: bytes) -> str:
-    return hmac.new(signing_key, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+def with_retries(action: Callable[[], T], *, budget: float, what: str) -> T:
+    """Run a storage call, retrying with exponential backoff for up to `budget` seconds.
+
+    A missing object is an answer, not a fault, and is never retried. When the
+    budget runs out, Unavailable says what could not be done."""
+    deadline = time.monotonic() + budget
+    delay = 0.25
+    while True:
+        try:
+            return action()
+        except NotFound:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other storage error may be passing
+            if time.monotonic() + delay > deadline:
+                raise Unavailable(f"{what}: object storage was unavailable for {budget:g} s") from exc
+            log.warning("%s failed (%s); retrying in %.2f s", what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class LocalBlobStore:
@@ -85,13 +106,11 @@ class LocalBlobStore:
         return count
 
     def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str:
-        expires = int(expires_at.timestamp())
-        query = urlencode({"expires": expires, "signature": sign_local(key, expires, self.signing_key)})
+        query = signed_query(key, expires_at=expires_at, key=self.signing_key)
         return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
 
     def verify(self, key: str, expires: int, signature: str, *, now: datetime) -> bool:
-        expected = sign_local(key, expires, self.signing_key)
-        return hmac.compare_digest(expected, signature) and now.timestamp() < expires
+        return is_valid(key, expires, signature, key=self.signing_key, now=now)
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):

@@ -19,9 +19,16 @@ from storage.settings import Settings
 
 QUEUE_INPAINT = "inpaint"
 QUEUE_MAINTENANCE = "maintenance"
+QUEUE_WEBHOOKS = "webhooks"
 
 TASK_RUN_JOB = "inpaint.run_job"
 TASK_REAP_EXPIRED = "maintenance.reap_expired"
+TASK_SWEEP = "maintenance.sweep"
+TASK_WEBHOOK_DELIVER = "webhooks.deliver"
+TASK_WEBHOOK_DISPATCH = "webhooks.dispatch"
+TASK_WEBHOOK_JOB_FINISHED = "webhooks.job_finished"
+TASK_WEBHOOK_PROGRESS = "webhooks.progress"
+WEBHOOK_TASKS = (TASK_WEBHOOK_DELIVER, TASK_WEBHOOK_DISPATCH, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS)
 
 # Publishing fails fast: the API answers instead of hanging while the broker is down.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.05, "interval_step": 0.1, "interval_max": 0.2}
@@ -67,7 +74,11 @@ def make_celery(settings: Settings, *, main: str = "inpaint-queue") -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=QUEUE_INPAINT,
-        task_routes={TASK_REAP_EXPIRED: {"queue": QUEUE_MAINTENANCE}},
+        task_routes={
+            TASK_REAP_EXPIRED: {"queue": QUEUE_MAINTENANCE},
+            TASK_SWEEP: {"queue": QUEUE_MAINTENANCE},
+            **{name: {"queue": QUEUE_WEBHOOKS} for name in WEBHOOK_TASKS},
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
@@ -77,3 +88,18 @@ def make_celery(settings: Settings, *, main: str = "inpaint-queue") -> Celery:
 def publish_job(app: Celery, job_id: str, *, queue: str) -> None:
     """Send the job's task by name. Messages carry the id, never image bytes."""
     app.send_task(TASK_RUN_JOB, args=[job_id], queue=queue, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+
+
+def queue_depth(app: Celery, queue: str) -> int | None:
+    """Messages waiting in the broker for `queue` (not counting those a worker holds), or None."""
+    try:
+        with app.connection_for_read() as conn:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+    except Exception:  # noqa: BLE001 - unknown is an answer the sweeper handles
+        return None
+
+
+def publish_task(app: Celery, name: str, *args: object, queue: str | None = None) -> None:
+    """Send any task by name, to `queue` or its routed queue."""
+    options = {"queue": queue} if queue else {}
+    app.send_task(name, args=list(args), retry=True, retry_policy=PUBLISH_RETRY_POLICY, **options)

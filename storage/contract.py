@@ -12,9 +12,9 @@ validator.
 from __future__ import annotations
 
 import random
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
 from storage.assets import AssetCatalog
 from storage.errors import InvalidInput
@@ -34,6 +34,13 @@ from storage.schedulers import SUPPORTED_NAMES, find_scheduler
 
 MAX_SEED = 999_999_999_999_999
 MAX_PROMPT_CHARS = 4000
+MAX_TRACK_ID_CHARS = 256
+MAX_URL_CHARS = 2048
+
+TrackId = Annotated[str, StringConstraints(max_length=MAX_TRACK_ID_CHARS)] | Annotated[
+    int, Field(ge=-(2**63), le=2**63 - 1)
+]
+WebhookEvent = Literal["progress", "completed", "failed"]
 
 
 class InpaintRequest(BaseModel):
@@ -71,6 +78,17 @@ class InpaintRequest(BaseModel):
     mask_padding: int = Field(32, ge=0, le=256, description="With inpaint_only_masked: pixels of context "
                               "around the mask's bounding box.")
     invert_mask: bool = Field(False, description="Repaint the black area and keep the white one.")
+
+    webhook: str | None = Field(
+        None, max_length=MAX_URL_CHARS, description="http(s) URL to POST the job's outcome to, signed."
+    )
+    track_id: TrackId | None = Field(
+        None, description="Your id for this job, returned as given (string or integer) in every webhook."
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        None, max_length=3,
+        description='Extra events: ["progress"] adds throttled progress events. Terminal events are always sent.',
+    )
 
 
 class DiffusionRequest(InpaintRequest):

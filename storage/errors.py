@@ -36,7 +36,23 @@ class Unauthorized(InpaintError):
 
 
 class Forbidden(InpaintError):
-    pass
+    """The key is known but may not do this: another model, or an admin route."""
+
+
+class OutOfCredits(InpaintError):
+    """The key has fewer credits left than the request's images."""
+
+
+class RateLimited(InpaintError):
+    """The key's token bucket is empty; `retry_after` is the seconds until it holds a token."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Conflict(InpaintError):
+    """The request is valid but the resource is not in a state that allows it."""
 
 
 class Unavailable(InpaintError):

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import IllegalTransition
+from storage.keys import refund_job_credits
 from storage.models import Job, JobStatus
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -63,6 +64,13 @@ def create_job(
     input_keys: dict[str, str],
     base64_output: bool,
     now: datetime,
+    base_url: str | None = None,
+    webhook_url: str | None = None,
+    track_id: Any = None,
+    webhook_events: list[str] | None = None,
+    batch_id: str | None = None,
+    credits_charged: int = 0,
+    api_format: str | None = None,
 ) -> Job:
     job = Job(
         id=job_id,
@@ -77,6 +85,15 @@ def create_job(
         progress_step=0,
         progress_total=0,
         attempts=0,
+        base_url=base_url,
+        webhook_url=webhook_url,
+        track_id=track_id,
+        webhook_events=webhook_events,
+        webhook_state="pending" if webhook_url else None,
+        published_at=now,
+        batch_id=batch_id,
+        credits_charged=credits_charged,
+        api_format=api_format,
     )
     session.add(job)
     session.flush()
@@ -84,33 +101,69 @@ def create_job(
 
 
 def claim_job(session: Session, job_id: str, *, now: datetime) -> bool:
-    """QUEUED → PROCESSING. False when someone else has it, it is already over, or it does not exist."""
+    """QUEUED → PROCESSING, starting a new attempt. False when someone else has it, it is already
+    over, or it does not exist. The attempt number (`attempts` after the claim) is the claimer's
+    token: every later write of this run is conditional on it."""
     return _move(
         session,
         job_id,
         [JobStatus.QUEUED],
         JobStatus.PROCESSING,
         started_at=now,
+        heartbeat_at=now,
         progress_step=0,
         attempts=Job.attempts + 1,
     )
 
 
-def record_progress(session: Session, job_id: str, *, step: int, total: int) -> bool:
-    """Not a transition: only a PROCESSING job's progress moves."""
+def _is_mine(job_id: str, attempt: int) -> Any:
+    return (Job.id == job_id) & (Job.status == JobStatus.PROCESSING.value) & (Job.attempts == attempt)
+
+
+def record_progress(session: Session, job_id: str, *, attempt: int, step: int, total: int) -> bool:
+    """Not a transition. False when the job is no longer this attempt's: cancelled, timed out or requeued."""
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value)
-        .values(progress_step=step, progress_total=total)
+        update(Job).where(_is_mine(job_id, attempt)).values(progress_step=step, progress_total=total)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def beat_heartbeat(session: Session, job_id: str, *, attempt: int, now: datetime) -> bool:
+    """The worker running this attempt is alive. False when the job is no longer this attempt's."""
+    result = session.execute(
+        update(Job).where(_is_mine(job_id, attempt)).values(heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def requeue_job(session: Session, job_id: str, *, attempt: int | None, now: datetime, refund: bool = False) -> bool:
+    """PROCESSING → QUEUED, to run again. `attempt` None: whichever attempt holds it (the sweeper).
+    refund: the attempt does not count against the limit (a graceful shutdown)."""
+    check_transition(JobStatus.PROCESSING, JobStatus.QUEUED)
+    condition = _is_mine(job_id, attempt) if attempt is not None else \
+        (Job.id == job_id) & (Job.status == JobStatus.PROCESSING.value)
+    values: dict[str, Any] = {"status": JobStatus.QUEUED.value, "heartbeat_at": None, "progress_step": 0,
+                              "published_at": now}
+    if refund:
+        values["attempts"] = Job.attempts - 1
+    result = session.execute(update(Job).where(condition).values(**values)
+                             .execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_published(session: Session, job_ids: list[str], *, at: datetime | None) -> None:
+    """When the job's task was last sent to the broker (None: the send failed)."""
+    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED.value)
+                    .values(published_at=at).execution_options(synchronize_session=False))
 
 
 def complete_job(
     session: Session,
     job_id: str,
     *,
+    attempt: int,
     output_keys: list[str],
     output_seeds: list[int],
     inference_time: float,
@@ -118,25 +171,23 @@ def complete_job(
     ttl: timedelta,
     nsfw: list[bool] | None = None,
 ) -> bool:
-    """PROCESSING → COMPLETED, with its results. A job is never COMPLETED without output.
+    """PROCESSING → COMPLETED with this attempt's results, only if the job is still this attempt's:
+    a job is never completed twice, and never COMPLETED without output.
 
     nsfw: per output, whether the safety checker flagged (and replaced) it; None when it did not run.
     """
     if not output_keys:
         raise IllegalTransition("a job cannot complete without output")
-    return _move(
-        session,
-        job_id,
-        [JobStatus.PROCESSING],
-        JobStatus.COMPLETED,
-        output_keys=output_keys,
-        output_seeds=output_seeds,
-        nsfw=nsfw,
-        inference_time=inference_time,
-        finished_at=now,
-        expires_at=now + ttl,
-        progress_step=Job.progress_total,
+    check_transition(JobStatus.PROCESSING, JobStatus.COMPLETED)
+    result = session.execute(
+        update(Job)
+        .where(_is_mine(job_id, attempt))
+        .values(status=JobStatus.COMPLETED.value, output_keys=output_keys, output_seeds=output_seeds,
+                nsfw=nsfw, inference_time=inference_time, finished_at=now, expires_at=now + ttl,
+                progress_step=Job.progress_total, heartbeat_at=None)
+        .execution_options(synchronize_session=False)
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def fail_job(
@@ -148,18 +199,43 @@ def fail_job(
     now: datetime,
     ttl: timedelta,
     srcs: Iterable[JobStatus] = (JobStatus.QUEUED, JobStatus.PROCESSING),
+    attempt: int | None = None,
 ) -> bool:
-    """QUEUED or PROCESSING → FAILED, with a code and a message safe to show."""
-    return _move(
-        session,
-        job_id,
-        srcs,
-        JobStatus.FAILED,
-        error_code=code,
-        error_message=message,
-        finished_at=now,
-        expires_at=now + ttl,
-    )
+    """QUEUED or PROCESSING → FAILED, with a code and a message safe to show.
+    With `attempt`, only if the job is still that attempt's.
+
+    The credits the submit took go back to the key in the same transaction: a
+    job that made no images costs nothing, and the transition happens once.
+    """
+    if attempt is not None:
+        check_transition(JobStatus.PROCESSING, JobStatus.FAILED)
+        result = session.execute(
+            update(Job).where(_is_mine(job_id, attempt))
+            .values(status=JobStatus.FAILED.value, error_code=code, error_message=message, finished_at=now,
+                    expires_at=now + ttl, heartbeat_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        failed = bool(result.rowcount)  # type: ignore[attr-defined]
+    else:
+        failed = _move(session, job_id, srcs, JobStatus.FAILED, error_code=code, error_message=message,
+                       finished_at=now, expires_at=now + ttl, heartbeat_at=None)
+    if failed:
+        refund_job_credits(session, job_id)
+    return failed
+
+
+def list_jobs(session: Session, *, api_key_id: int, now: datetime, status: JobStatus | None, limit: int,
+              before: tuple[datetime, str] | None) -> list[Job]:
+    """This key's unexpired jobs, newest first, starting after the cursor `before` (created_at, id)."""
+    stmt = select(Job).where(Job.api_key_id == api_key_id, Job.expired_at.is_(None),
+                             (Job.expires_at.is_(None)) | (Job.expires_at > now))
+    if status is not None:
+        stmt = stmt.where(Job.status == status.value)
+    if before is not None:
+        created, job_id = before
+        stmt = stmt.where((Job.created_at < created) | ((Job.created_at == created) & (Job.id < job_id)))
+    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    return list(session.execute(stmt).scalars())
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
@@ -186,6 +262,14 @@ def count_jobs_ahead(session: Session, job: Job) -> int:
     return int(session.execute(stmt).scalar_one())
 
 
+def mean_inference_time(session: Session, model: str, *, sample: int = 20, default: float = 10.0) -> float:
+    """Mean inference seconds of the model's last `sample` completed jobs: a basis for ETAs."""
+    recent = select(Job.inference_time).where(Job.model == model, Job.status == JobStatus.COMPLETED.value) \
+        .order_by(Job.finished_at.desc()).limit(sample).subquery()
+    mean = session.execute(select(func.avg(recent.c.inference_time))).scalar_one_or_none()
+    return float(mean) if mean else default
+
+
 def list_expired(session: Session, *, now: datetime, limit: int) -> list[Job]:
     stmt = (
         select(Job)
@@ -193,6 +277,38 @@ def list_expired(session: Session, *, now: datetime, limit: int) -> list[Job]:
         .order_by(Job.expires_at)
         .limit(limit)
     )
+    return list(session.execute(stmt).scalars())
+
+
+def stale_processing(session: Session, *, heartbeat_before: datetime, limit: int) -> list[Job]:
+    """PROCESSING jobs whose worker stopped beating."""
+    stmt = select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.heartbeat_at < heartbeat_before) \
+        .limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def overdue_processing(session: Session, *, started_before: datetime, limit: int) -> list[Job]:
+    """PROCESSING jobs running longer than the time limit."""
+    stmt = select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.started_at < started_before).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def unpublished_queued(session: Session, *, created_before: datetime, limit: int) -> list[tuple[str, str]]:
+    """(id, queue) of QUEUED jobs whose task was never sent (the publish failed)."""
+    stmt = select(Job.id, Job.queue).where(Job.status == JobStatus.QUEUED.value, Job.published_at.is_(None),
+                                           Job.created_at < created_before).order_by(Job.created_at).limit(limit)
+    return [(row.id, row.queue) for row in session.execute(stmt)]
+
+
+def published_queued(session: Session, *, queue: str, published_before: datetime, limit: int) -> list[str]:
+    """QUEUED jobs of a queue whose task was sent before a moment, oldest first."""
+    stmt = select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.queue == queue,
+                                Job.published_at < published_before).order_by(Job.created_at).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def queues_with_waiting_jobs(session: Session) -> list[str]:
+    stmt = select(Job.queue).where(Job.status == JobStatus.QUEUED.value).distinct()
     return list(session.execute(stmt).scalars())
 
 

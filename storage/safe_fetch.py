@@ -1,45 +1,38 @@
 """The one way this service talks to a URL a user gave it (input images, webhooks).
 
-- http and https only;
-- the host name is resolved once, every address must be public, and the request
-  then connects to that very address (no second lookup for DNS rebinding to use);
+- http and https only, and no user name or password in the URL;
+- the host is resolved once and every address must be public (storage.addresses);
+  the connection then goes to that very address: the network backend below
+  ignores the host name it is handed and dials the pinned address, while the
+  request keeps the URL's own name for the `Host` header, TLS SNI and the
+  certificate check;
 - redirects are never followed: a 3xx is returned to the caller as it is;
-- an overall deadline and a cap on the bytes read while streaming.
+- one overall deadline covers resolving, connecting, TLS, sending and every read,
+  so a server that drips a byte at a time cannot hold a fetch past it;
+- the body is read as a stream and refused once it passes the byte cap; nothing
+  is decompressed (the request asks for the identity encoding).
 
-`allow_loopback` admits 127.0.0.0/8 and ::1 only, for tests and local use; it is
-off unless configured, and Settings refuses it in production.
+`policy.allow_loopback` admits 127.0.0.0/8 and ::1 only, for tests and local use.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpcore
 import httpx
 
-from storage.errors import InpaintError
+from storage.addresses import FetchError, IPAddress, is_public, normalize_host, resolve_public
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = ["FetchError", "FetchPolicy", "FetchResult", "fetch", "is_public"]
 
-# Ranges that ipaddress.is_global calls global but that must never be reached,
-# plus the obvious ones, listed so the intent is readable.
-BLOCKED_NETWORKS = [
-    ipaddress.ip_network(n)
-    for n in (
-        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
-        "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
-        "2001::/32", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-    )
-]
-LOOPBACK_NETWORKS = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
-
-
-class FetchError(InpaintError):
-    """The URL could not be fetched; the message is safe to show and names no internal address."""
+USER_AGENT = "inpaint-queue/0.1"
+WRITE_SLICE = 64 * 1024
+_CALLER_MAY_NOT_SET = {"host", "content-length", "transfer-encoding", "connection"}
 
 
 @dataclass(frozen=True)
@@ -58,36 +51,102 @@ class FetchResult:
     address: str = field(default="", repr=False)
 
 
-def is_public(ip: IPAddress, *, allow_loopback: bool = False) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return False
-    if allow_loopback and any(ip in net for net in LOOPBACK_NETWORKS):
-        return True
-    if any(ip.version == net.version and ip in net for net in BLOCKED_NETWORKS):
-        return False
-    return ip.is_global and not ip.is_multicast
+@dataclass(frozen=True)
+class Target:
+    """A parsed URL: what to resolve, what to put in `Host`, and what to request."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: str
+    path: bytes
 
 
-def resolve_public(host: str, port: int, *, allow_loopback: bool) -> list[IPAddress]:
-    """Resolve `host` once; every address must be public, or FetchError."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise FetchError(f"host {host!r} could not be resolved") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    if not addresses or not all(is_public(a, allow_loopback=allow_loopback) for a in addresses):
-        raise FetchError(f"host {host!r} resolves to an address that is not public")
-    return addresses
+class Deadline:
+    """Seconds left until a fixed instant; every network call gets at most that long."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.at = self.started + seconds
+
+    def remaining(self) -> float:
+        return max(self.at - time.monotonic(), 0.0)
+
+    def left(self, cap: float | None, timeout_error: type[Exception]) -> float:
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            raise timeout_error("the overall deadline has passed")
+        return remaining if cap is None else min(cap, remaining)
 
 
-def parse_url(url: str) -> httpx.URL:
+class DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every read, write and handshake ends by the deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: Deadline) -> None:
+        self._inner, self._deadline = inner, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for start in range(0, len(buffer), WRITE_SLICE):
+            piece = buffer[start:start + WRITE_SLICE]
+            self._inner.write(piece, self._deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        left = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, left), self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class PinnedBackend(httpcore.SyncBackend):
+    """Dials `address` whatever host it is asked for, and wraps the stream in the deadline."""
+
+    def __init__(self, address: IPAddress, deadline: Deadline) -> None:
+        self._address, self._deadline = address, deadline
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        left = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = super().connect_tcp(str(self._address), port, left, local_address, socket_options)
+        return DeadlineStream(stream, self._deadline)
+
+
+def parse_url(url: str) -> Target:
+    """Parse and check a user-supplied URL. Raises FetchError with a message safe to show."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
         raise FetchError("is not a valid URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise FetchError("must be an http or https URL")
-    return parsed
+    if parsed.userinfo:
+        raise FetchError("must not carry a user name or password")
+    host = normalize_host(parsed.raw_host.decode("ascii"))
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if parsed.port is None else f"{shown}:{parsed.port}"
+    return Target(parsed.scheme, host, port, host_header, parsed.raw_path or b"/")
+
+
+def request_headers(target: Target, headers: dict[str, str] | None,
+                    content: bytes | None) -> list[tuple[str, str]]:
+    """Ours (Host, length) cannot be overridden; the caller's come after them."""
+    own = [("Host", target.host_header), ("User-Agent", USER_AGENT), ("Accept-Encoding", "identity"),
+           ("Connection", "close")]
+    if content is not None:
+        own.append(("Content-Length", str(len(content))))
+    given = [(k, v) for k, v in (headers or {}).items() if k.lower() not in _CALLER_MAY_NOT_SET]
+    names = {k.lower() for k, _ in given}
+    return [(k, v) for k, v in own if k.lower() not in names] + given
 
 
 def fetch(
@@ -98,43 +157,53 @@ def fetch(
     content: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> FetchResult:
-    """Send one request to a user-supplied URL under `policy`. Never follows redirects."""
-    parsed = parse_url(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    started = time.monotonic()
-    address = resolve_public(parsed.host, port, allow_loopback=policy.allow_loopback)[0]
-    pinned = parsed.copy_with(host=str(address))
-    request_headers = {"Host": parsed.netloc.decode("ascii"), "User-Agent": "inpaint-queue/0.1"}
-    request_headers.update(headers or {})
-    extensions = {"sni_hostname": parsed.host} if parsed.scheme == "https" else {}
-    timeout = httpx.Timeout(policy.timeout, read=min(policy.timeout, 5.0))
+    """Send one request to a user-supplied URL under `policy`. Never follows redirects.
+
+    Raises FetchError (message safe to show: never the resolved address) for a URL
+    that is refused, a host that cannot be reached, the deadline or the byte cap.
+    """
+    deadline = Deadline(policy.timeout)
+    target = parse_url(url)
+    address = resolve_public(target.host, target.port, allow_loopback=policy.allow_loopback,
+                             timeout=deadline.remaining())
+    core_url = httpcore.URL(scheme=target.scheme, host=target.host, port=target.port, target=target.path)
+    ssl_context = httpx.create_ssl_context(trust_env=False)
+    sni = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    backend = PinnedBackend(address, deadline)
+    options = {"headers": request_headers(target, headers, content), "content": content,
+               "extensions": {"timeout": _timeouts(policy.timeout), **sni}}
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            request = client.build_request(method, pinned, content=content, headers=request_headers,
-                                           extensions=extensions)
-            response = client.send(request, stream=True)
-            try:
-                body = _read_capped(response, policy, started)
-            finally:
-                response.close()
-    except httpx.TimeoutException:
-        raise FetchError(f"timed out after {policy.timeout:g} s") from None
-    except httpx.HTTPError as exc:
+        with httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend, max_connections=1,
+                                     retries=0) as pool, pool.stream(method, core_url, **options) as response:
+            body = read_capped(response, policy.max_bytes)
+    except httpcore.TimeoutException:
+        raise FetchError(_timed_out(deadline)) from None
+    except httpcore.ConnectError:
+        raise FetchError("could not connect to the host") from None
+    except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
         raise FetchError(f"request failed: {type(exc).__name__}") from None
-    return FetchResult(response.status_code, response.headers, body, time.monotonic() - started, str(address))
+    elapsed = time.monotonic() - deadline.started
+    return FetchResult(response.status, httpx.Headers(response.headers), body, elapsed, str(address))
 
 
-def _read_capped(response: httpx.Response, policy: FetchPolicy, started: float) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > policy.max_bytes:
-        raise FetchError(f"is {declared} bytes, more than the limit of {policy.max_bytes}")
+def read_capped(response: httpcore.Response, max_bytes: int) -> bytes:
+    """The body, refused as soon as it is (or says it will be) longer than `max_bytes`."""
+    declared = httpx.Headers(response.headers).get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError(f"is {declared} bytes, more than the limit of {max_bytes}")
     chunks: list[bytes] = []
     total = 0
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_stream():
         total += len(chunk)
-        if total > policy.max_bytes:
-            raise FetchError(f"is more than the limit of {policy.max_bytes} bytes")
-        if time.monotonic() - started > policy.timeout:
-            raise FetchError(f"timed out after {policy.timeout:g} s")
+        if total > max_bytes:
+            raise FetchError(f"is more than the limit of {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _timeouts(seconds: float) -> dict[str, float]:
+    return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+
+
+def _timed_out(deadline: Deadline) -> str:
+    return f"timed out after {deadline.seconds:g} s"

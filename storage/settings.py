@@ -13,10 +13,10 @@ import secrets
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
 
@@ -56,15 +56,75 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(3600, ge=1, description="How long results are kept after a job ends.")
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often expired results are deleted.")
     max_image_pixels: int = Field(
-        4096 * 4096, ge=64 * 64, description="Largest input image, in pixels, checked before decoding."
+        4096 * 4096, ge=64 * 64, le=89_478_485,
+        description="Largest input image, in pixels, checked before decoding; at most Pillow's own limit.",
     )
     max_image_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest encoded input image.")
     fetch_timeout_seconds: float = Field(15.0, gt=0, description="Overall deadline for fetching an image URL.")
     allow_loopback_urls: bool = Field(
         False, description="Let image and webhook URLs point at loopback. Tests and local use only."
     )
+    max_body_bytes: int = Field(
+        12 * 1024 * 1024, ge=1024,
+        description="Largest request body; larger ones get 413 before they are read in full. The "
+        "default fits two incompressible 1024x1024 RGBA PNGs in base64 (2 x 4.2 MB x 4/3 = 11.2 MB) "
+        "plus the JSON fields.",
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS; empty (the default) turns CORS off."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis holding the rate-limit buckets; default: the broker URL when it is "
+        "redis://, else the buckets live in the database.",
+    )
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Default submits per minute per key (token bucket refill); 0: no default limit."
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Default bucket size: submits a key may make at once."
+    )
     bootstrap_api_key: SecretStr | None = Field(
         None, description="A key to create at start-up if it does not exist yet (admin)."
+    )
+
+    webhook_timeout_seconds: float = Field(15.0, gt=0, le=60, description="Deadline of one webhook delivery attempt.")
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        [5, 60, 300, 1800, 7200, 21600, 43200, 86400],
+        description="Seconds to wait before each retry of a failed terminal event (comma-separated).",
+    )
+    webhook_progress_interval_seconds: float = Field(
+        1.0, ge=0, description="Least time between two progress events of one job."
+    )
+    webhook_dispatch_interval_seconds: float = Field(
+        1.0, gt=0, description="How often due webhook deliveries are looked for."
+    )
+    webhook_secret_overlap_seconds: int = Field(
+        86400, ge=0, description="After a rotation, how long deliveries also carry the old secret's signature."
+    )
+    bootstrap_webhook_secret: SecretStr | None = Field(
+        None, description="Webhook signing secret (whsec_...) of the bootstrap key; generated if unset."
+    )
+
+    sync_wait_seconds: float = Field(
+        60.0, gt=0, le=600, description="How long POST /v1/{model} waits for its job before answering 504."
+    )
+    modelslab_wait_seconds: float = Field(
+        10.0, ge=0, le=600,
+        description="How long the ModelsLab routes wait before answering `processing` with fetch links.",
+    )
+    heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its job alive.")
+    heartbeat_timeout_seconds: float = Field(
+        30.0, gt=0, description="A PROCESSING job with no heartbeat for this long has lost its worker."
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Runs of a job before a lost worker fails it for good.")
+    job_time_limit_seconds: int = Field(900, ge=1, description="A job running longer than this ends FAILED.")
+    sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper repairs lost jobs.")
+    storage_retry_seconds: float = Field(
+        30.0, ge=0, description="How long a worker retries object storage before failing the job."
+    )
+
+    warmup_models: Annotated[list[str], NoDecode] = Field(
+        [], description="Model slugs an inference worker loads at start, before taking jobs (comma-separated)."
     )
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -80,6 +140,13 @@ class Settings(BaseSettings):
         None, gt=0, description="Memory a worker may fill with resident models; the least recently used are "
         "evicted past it. Default: 75% of the device's memory."
     )
+
+    @field_validator("webhook_retry_schedule", "warmup_models", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip().strip("'\"") for v in value.strip("[] ").split(",") if v.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -103,6 +170,18 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_broker_url(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @cached_property
+    def resolved_redis_url(self) -> str | None:
+        """Where rate-limit buckets live: Redis when there is one, else None (the database)."""
+        if self.redis_url:
+            return self.redis_url
+        broker = self.resolved_broker_url
+        return broker if broker.startswith(("redis://", "rediss://")) else None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @cached_property
     def resolved_storage_dir(self) -> Path:

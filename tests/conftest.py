@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from tests.support import services as svc
+from tests.support.browser import SKIP_MARK
 from tests.support.stack import BIN, Stack, unique_name
 
 TINY_SLUG = "tiny-sd-inpaint"
@@ -96,7 +97,14 @@ def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, s
         "INPAINT_PROGRESS_INTERVAL_SECONDS": "0.05",
         "INPAINT_WORKER_HEARTBEAT_SECONDS": "0.5",
         "OMP_NUM_THREADS": "1",  # 2 shared cores: more torch threads only contend
+        "INPAINT_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,1,1,2,3",
+        "INPAINT_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.5",
+        "INPAINT_WEBHOOK_TIMEOUT_SECONDS": "3",
+        "INPAINT_WEBHOOK_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "INPAINT_SYNC_WAIT_SECONDS": "10",
         "INPAINT_LOG_LEVEL": "INFO",
+        # Tests submit in bursts with one key; the limiter is tested with per-key limits.
+        "INPAINT_RATE_LIMIT_PER_MINUTE": "0",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
@@ -167,6 +175,15 @@ def production(stack_factory: Any) -> Stack:
 
 def pytest_report_header() -> str:
     return f"python {sys.version.split()[0]} at {sys.executable}"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Skipped browser tests are never silent: their reason is repeated as a warning at the end."""
+    reasons = {str(report.longrepr[2]) for report in terminalreporter.stats.get("skipped", [])
+               if isinstance(report.longrepr, tuple) and SKIP_MARK in str(report.longrepr[2])}
+    for reason in sorted(reasons):
+        terminalreporter.write_sep("!", "WARNING", red=True, bold=True)
+        terminalreporter.write_line(reason, red=True, bold=True)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
-    for name, field in Settings.model_fields.items():
+    for name in Settings.model_fields:
         env = "PORT" if name == "port" else f"INPAINT_{name.upper()}"
         assert f"`{env}`" in README or f"{env}`" in README, f"{env} is not documented"
 

@@ -9,6 +9,7 @@ import pytest
 from storage.errors import IllegalTransition
 from storage.jobs import (
     TRANSITIONS,
+    beat_heartbeat,
     check_transition,
     claim_job,
     complete_job,
@@ -17,6 +18,7 @@ from storage.jobs import (
     fail_job,
     get_visible_job,
     record_progress,
+    requeue_job,
     utcnow,
 )
 from storage.keys import create_key, find_key
@@ -53,23 +55,47 @@ def test_claim_is_exclusive(db, key_id: int) -> None:
 def test_complete_then_nothing_moves_it(db, key_id: int) -> None:
     new_job(db, key_id, "j2")
     claim_job(db, "j2", now=utcnow())
-    assert record_progress(db, "j2", step=3, total=10)
-    assert complete_job(db, "j2", output_keys=["k"], output_seeds=[1], inference_time=0.5, now=utcnow(), ttl=TTL)
+    assert record_progress(db, "j2", attempt=1, step=3, total=10)
+    assert complete_job(db, "j2", attempt=1, output_keys=["k"], output_seeds=[1], inference_time=0.5, now=utcnow(),
+                        ttl=TTL)
     assert status_of(db, "j2") == "COMPLETED"
-    assert not complete_job(db, "j2", output_keys=["k"], output_seeds=[1], inference_time=0.5, now=utcnow(),
-                            ttl=TTL)
+    assert not complete_job(db, "j2", attempt=1, output_keys=["k"], output_seeds=[1], inference_time=0.5,
+                            now=utcnow(), ttl=TTL)
     assert not fail_job(db, "j2", code="x", message="y", now=utcnow(), ttl=TTL)
-    assert not record_progress(db, "j2", step=1, total=10), "progress of a finished job moved"
+    assert not record_progress(db, "j2", attempt=1, step=1, total=10), "progress of a finished job moved"
     assert status_of(db, "j2") == "COMPLETED"
 
 
 def test_complete_needs_processing_and_output(db, key_id: int) -> None:
     new_job(db, key_id, "j3")
-    assert not complete_job(db, "j3", output_keys=["k"], output_seeds=[1], inference_time=0.1, now=utcnow(),
-                            ttl=TTL), "a QUEUED job cannot complete"
+    assert not complete_job(db, "j3", attempt=0, output_keys=["k"], output_seeds=[1], inference_time=0.1,
+                            now=utcnow(), ttl=TTL), "a QUEUED job cannot complete"
     claim_job(db, "j3", now=utcnow())
     with pytest.raises(IllegalTransition):
-        complete_job(db, "j3", output_keys=[], output_seeds=[], inference_time=0.1, now=utcnow(), ttl=TTL)
+        complete_job(db, "j3", attempt=1, output_keys=[], output_seeds=[], inference_time=0.1, now=utcnow(), ttl=TTL)
+
+
+def test_only_the_current_attempt_may_finish(db, key_id: int) -> None:
+    new_job(db, key_id, "j5")
+    claim_job(db, "j5", now=utcnow())
+    assert requeue_job(db, "j5", attempt=1, now=utcnow())
+    assert claim_job(db, "j5", now=utcnow()), "a requeued job can be claimed again"
+    assert not record_progress(db, "j5", attempt=1, step=1, total=2), "the lost attempt must notice"
+    assert not beat_heartbeat(db, "j5", attempt=1, now=utcnow())
+    assert not complete_job(db, "j5", attempt=1, output_keys=["a"], output_seeds=[1], inference_time=1, now=utcnow(),
+                            ttl=TTL), "the lost attempt completed the job"
+    assert complete_job(db, "j5", attempt=2, output_keys=["b"], output_seeds=[1], inference_time=1, now=utcnow(),
+                        ttl=TTL)
+    db.expire_all()
+    assert db.get(Job, "j5").output_keys == ["b"]
+
+
+def test_graceful_requeue_refunds_the_attempt(db, key_id: int) -> None:
+    new_job(db, key_id, "j6")
+    claim_job(db, "j6", now=utcnow())
+    assert requeue_job(db, "j6", attempt=1, now=utcnow(), refund=True)
+    db.expire_all()
+    assert (db.get(Job, "j6").status, db.get(Job, "j6").attempts) == ("QUEUED", 0)
 
 
 def test_fail_sets_expiry_and_error(db, key_id: int) -> None:

@@ -1,36 +1,88 @@
 """The worker's Celery app: the shared broker settings plus the tasks and the periodic schedule.
 
-Tasks are thin: they hand a job id to `worker.runner`, or call the reaper.
-The context (database, storage, resident pipelines) is built on first use, once
-per process.
+Tasks are thin: they hand an id to `worker.runner` or `worker.webhooks`, or call the
+reaper. The context (database, storage, resident pipelines) is built on first
+use, once per process.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
-from storage.broker import QUEUE_MAINTENANCE, TASK_REAP_EXPIRED, TASK_RUN_JOB, make_celery
+from storage.broker import (
+    QUEUE_MAINTENANCE,
+    QUEUE_WEBHOOKS,
+    TASK_REAP_EXPIRED,
+    TASK_RUN_JOB,
+    TASK_SWEEP,
+    TASK_WEBHOOK_DELIVER,
+    TASK_WEBHOOK_DISPATCH,
+    TASK_WEBHOOK_JOB_FINISHED,
+    TASK_WEBHOOK_PROGRESS,
+    make_celery,
+    publish_job,
+    publish_task,
+    queue_depth,
+)
 from storage.jobs import utcnow
 from storage.retention import reap_expired
 from storage.settings import Settings
+from storage.sweeper import sweep
+from worker import webhooks
 from worker.context import WorkerContext
 
+log = logging.getLogger(__name__)
 
-def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
-    """heartbeat: this process runs inference; it reports itself and takes admin commands (worker.fleet)."""
-    app = make_celery(settings, main="inpaint-worker")
-    app.conf.beat_schedule = {
+
+def periodic_schedule(settings: Settings) -> dict[str, dict[str, object]]:
+    return {
         "reap-expired-results": {
             "task": TASK_REAP_EXPIRED,
             "schedule": settings.reaper_interval_seconds,
             "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.reaper_interval_seconds},
         },
+        "sweep-jobs": {
+            "task": TASK_SWEEP,
+            "schedule": settings.sweep_interval_seconds,
+            "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.sweep_interval_seconds * 2},
+        },
+        "dispatch-webhooks": {
+            "task": TASK_WEBHOOK_DISPATCH,
+            "schedule": settings.webhook_dispatch_interval_seconds,
+            "options": {"queue": QUEUE_WEBHOOKS, "expires": settings.webhook_dispatch_interval_seconds * 5},
+        },
     }
-    context = functools.cache(lambda: WorkerContext.build(settings))
+
+
+def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
+    return build_worker(settings, heartbeat=heartbeat)[0]
+
+
+def build_worker(settings: Settings, *, heartbeat: bool = False) -> tuple[Celery, Callable[[], WorkerContext]]:
+    """The Celery app with its tasks, and the (lazily built, cached) context they share.
+
+    heartbeat: this process runs inference; it reports itself and takes admin commands (worker.fleet).
+    """
+    app = make_celery(settings, main="inpaint-worker")
+    app.conf.beat_schedule = periodic_schedule(settings)
+
+    def publish(name: str, *args: object, queue: str | None = None) -> None:
+        try:
+            publish_task(app, name, *args, queue=queue)
+        except Exception:  # the sweeper and the webhook dispatcher are the safety nets
+            log.warning("could not publish %s%r; the periodic sweep will", name, args)
+
+    context = functools.cache(lambda: WorkerContext.build(settings, publish=publish))
+
+    @worker_shutting_down.connect(weak=False)
+    def stop_running_job(**_: object) -> None:
+        context().stopping.set()
 
     if heartbeat:
         started = utcnow()
@@ -54,4 +106,30 @@ def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
         ctx = context()
         return reap_expired(ctx.sessions, ctx.blobs, now=utcnow())
 
-    return app
+    @app.task(name=TASK_SWEEP, ignore_result=True)
+    def sweep_jobs() -> dict[str, int]:
+        ctx = context()
+        report = sweep(ctx.sessions, settings, now=utcnow(),
+                       publish=lambda job_id, queue: publish_job(app, job_id, queue=queue),
+                       queue_depth=lambda queue: queue_depth(app, queue))
+        return {name: len(ids) for name, ids in vars(report).items()}
+
+    @app.task(name=TASK_WEBHOOK_DISPATCH, ignore_result=True)
+    def dispatch_webhooks() -> int:
+        return webhooks.dispatch(context(), lambda delivery_id: publish(TASK_WEBHOOK_DELIVER, delivery_id))
+
+    @app.task(name=TASK_WEBHOOK_DELIVER, ignore_result=True)
+    def deliver_webhook(delivery_id: str) -> str | None:
+        return webhooks.attempt(context(), delivery_id)
+
+    @app.task(name=TASK_WEBHOOK_JOB_FINISHED, ignore_result=True)
+    def job_finished(job_id: str) -> str | None:
+        delivery_id = webhooks.write_terminal_event(context(), job_id)
+        return webhooks.attempt(context(), delivery_id) if delivery_id else None
+
+    @app.task(name=TASK_WEBHOOK_PROGRESS, ignore_result=True)
+    def job_progress(job_id: str, step: int, total: int) -> str | None:
+        delivery_id = webhooks.write_progress_event(context(), job_id, step, total)
+        return webhooks.attempt(context(), delivery_id) if delivery_id else None
+
+    return app, context

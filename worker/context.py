@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,9 +25,13 @@ class WorkerContext:
     pipelines: PipelineCache
     busy: threading.Lock  # held for the length of each job; admin commands wait for it
     fleet: FleetMember
+    publish: Callable[..., None]
+    """publish(task_name, *args, queue=None): send a task by name; never raises."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the worker is asked to shut down: a running job is given back at its next step."""
 
     @classmethod
-    def build(cls, settings: Settings) -> WorkerContext:
+    def build(cls, settings: Settings, *, publish: Callable[..., None]) -> WorkerContext:
         engine = make_engine(settings.resolved_database_url, pool_size=2, max_overflow=2) \
             if not settings.resolved_database_url.startswith("sqlite") \
             else make_engine(settings.resolved_database_url)
@@ -41,4 +46,5 @@ class WorkerContext:
             pipelines=pipelines,
             busy=busy,
             fleet=FleetMember(settings, sessions, pipelines, busy),
+            publish=publish,
         )

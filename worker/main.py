@@ -55,11 +55,15 @@ def main(argv: list[str] | None = None) -> None:
         write_tiny_command(settings, args)
         return
 
-    from worker.app import create_worker_app
+    from worker.app import build_worker
 
     inference = args.command == "run" and any(q != QUEUE_MAINTENANCE for q in args.queues.split(","))
-    app = create_worker_app(settings, heartbeat=inference)
+    app, context = build_worker(settings, heartbeat=inference)
     level = settings.log_level.upper()
+    if args.command == "run" and settings.warmup_models and QUEUE_INPAINT in args.queues.split(","):
+        from worker.warmup import warm_up
+
+        warm_up(settings, context())
     if args.command == "run":
         name = args.name or f"{args.queues.replace(',', '+')}@{socket.gethostname()}"
         app.worker_main(["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency), "-n", name,

@@ -19,8 +19,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from storage.errors import JobFailure
 from storage.registry import ModelSpec
 from worker.devices import memory_budget
 from worker.inference import Inpainter
@@ -97,6 +99,15 @@ def release_memory() -> None:
             torch.cuda.empty_cache()
 
 
+def check_local_source(spec: ModelSpec) -> None:
+    """A source that is a path must be a directory: fail fast, before importing torch for nothing."""
+    if spec.source and (Path(spec.source).is_absolute() or spec.source.startswith(".")) \
+            and not Path(spec.source).is_dir():
+        what = f"base_model {spec.base_model!r} of model {spec.slug!r}" if spec.base_model \
+            else f"model {spec.slug!r}"
+        raise JobFailure("model_unavailable", f"{what} could not be loaded: its local directory does not exist")
+
+
 class PipelineCache:
     """Loaded models by (kind, source), least recently used first. Thread-safe.
 
@@ -116,9 +127,12 @@ class PipelineCache:
     def get(self, spec: ModelSpec) -> Inpainter:
         """The inpainter for this spec's family and weights, loaded on first use."""
         kind, loader = LOADERS[spec.family]
-        inpainter: Inpainter = self.component(
-            kind, spec.source, lambda: loader(spec, self.device), label=spec.slug
-        )
+
+        def load() -> Inpainter:
+            check_local_source(spec)
+            return loader(spec, self.device)
+
+        inpainter: Inpainter = self.component(kind, spec.source, load, label=spec.slug)
         return inpainter
 
     def component(self, kind: str, source: str, load: Callable[[], Any], *, label: str = "") -> Any:

@@ -1,24 +1,43 @@
 """Running one job: claim it, run `inpaint`, store the images, record the outcome.
 
-This is the only code that moves a job through PROCESSING. A duplicate delivery
-loses the claim and does nothing. Any failure ends the job FAILED with a code
-and a message safe to show; the traceback goes to the log.
+This is the only code that moves a job through PROCESSING. A claim starts an
+attempt; every later write of the run is conditional on that attempt still
+holding the job, so a duplicate delivery, a run the sweeper gave up on, or a
+cancelled job stops at the next step boundary and records nothing. While it
+runs, a heartbeat thread marks the job alive. Any failure ends the job FAILED
+with a code and a message safe to show; the traceback goes to the log.
+
+Between jobs (never during one) the worker applies the admin commands it was
+sent (worker.fleet: clear_cache, warm-up). The job's named components (base
+model, VAE, LoRAs, ControlNet, safety checker) are resolved from the registry
+inside the attempt, so a name that vanished fails the job with a reason.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
 from PIL import Image
 
-from storage.blobs import output_key
+from storage.blobs import output_key, with_retries
+from storage.broker import TASK_RUN_JOB, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS
 from storage.contract import JobParams
 from storage.db import session_scope
-from storage.errors import JobFailure
+from storage.errors import JobFailure, Unavailable
 from storage.images import decode_png, encode_png
-from storage.jobs import claim_job, complete_job, fail_job, get_job, record_progress, utcnow
+from storage.jobs import (
+    beat_heartbeat,
+    claim_job,
+    complete_job,
+    fail_job,
+    get_job,
+    record_progress,
+    requeue_job,
+    utcnow,
+)
 from storage.registry import ModelSpec, find_model
 from worker.components import JobSources, load_components, resolve_sources
 from worker.context import WorkerContext
@@ -29,29 +48,79 @@ from worker.screening import screen_images
 log = logging.getLogger(__name__)
 
 
+class Superseded(Exception):
+    """The job is no longer this attempt's (cancelled, timed out, requeued): stop quietly."""
+
+
+class ShuttingDown(Exception):
+    """The worker was asked to stop: give the job back to the queue."""
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     job_id: str
+    attempt: int
+    queue: str
     spec: ModelSpec
     params: JobParams
     input_keys: dict[str, str]
-    sources: JobSources
+    progress_events: bool
 
 
 class ProgressRecorder:
-    """on_step for a job: writes progress at most once per `interval` seconds, and the last step."""
+    """on_step for a job: writes progress at most once per `interval` seconds, and the last step.
 
-    def __init__(self, ctx: WorkerContext, job_id: str, interval: float) -> None:
-        self.ctx, self.job_id, self.interval = ctx, job_id, interval
-        self._last = 0.0
+    Each write is also the check that the job is still ours, and the place where a
+    shutdown is noticed: both end the run at a step boundary. With progress events
+    asked for, it publishes one at most every `event_interval` seconds; the light
+    webhook worker sends it, so inference never waits on a receiver.
+    """
+
+    def __init__(self, ctx: WorkerContext, job: ClaimedJob) -> None:
+        self.ctx, self.job = ctx, job
+        self.interval = ctx.settings.progress_interval_seconds
+        self.event_interval = ctx.settings.webhook_progress_interval_seconds
+        self._last_write = self._last_event = 0.0
 
     def __call__(self, step: int, total: int) -> None:
+        if self.ctx.stopping.is_set() and step < total:
+            raise ShuttingDown()
         now = time.monotonic()
-        if step < total and now - self._last < self.interval:
+        if step < total and now - self._last_write < self.interval:
             return
-        self._last = now
+        self._last_write = now
         with session_scope(self.ctx.sessions) as session:
-            record_progress(session, self.job_id, step=step, total=total)
+            ours = record_progress(session, self.job.job_id, attempt=self.job.attempt, step=step, total=total)
+        if not ours:
+            raise Superseded()
+        if self.job.progress_events and step < total and now - self._last_event >= self.event_interval:
+            self._last_event = now
+            self.ctx.publish(TASK_WEBHOOK_PROGRESS, self.job.job_id, step, total)
+
+
+class Heartbeat:
+    """Marks the job alive every `interval` seconds from a side thread, until stopped."""
+
+    def __init__(self, ctx: WorkerContext, job: ClaimedJob) -> None:
+        self.ctx, self.job = ctx, job
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ctx.settings.heartbeat_interval_seconds):
+            try:
+                with session_scope(self.ctx.sessions) as session:
+                    beat_heartbeat(session, self.job.job_id, attempt=self.job.attempt, now=utcnow())
+            except Exception:  # noqa: BLE001 - a missed beat is survivable; the next one may succeed
+                log.warning("heartbeat write failed", exc_info=True, extra={"request_id": self.job.job_id})
 
 
 def run_job(ctx: WorkerContext, job_id: str) -> None:
@@ -64,23 +133,40 @@ def run_job(ctx: WorkerContext, job_id: str) -> None:
 def run_claimed_job(ctx: WorkerContext, job_id: str) -> None:
     try:
         claimed = claim(ctx, job_id)
-        if claimed is None:
-            return
-        log.info("job started", extra={"request_id": job_id})
-        images, nsfw, seconds = infer(ctx, claimed)
-        keys = store_outputs(ctx, job_id, images)
     except JobFailure as exc:
-        record_failure(ctx, job_id, exc.code, exc.message)
+        record_failure(ctx, job_id, exc.code, exc.message, attempt=None)
+        return
+    if claimed is None:
+        return
+    log.info("job started (attempt %d)", claimed.attempt, extra={"request_id": job_id})
+    try:
+        with Heartbeat(ctx, claimed):
+            images, nsfw, seconds = infer(ctx, claimed)
+            keys = store_outputs(ctx, claimed, images)
+    except Superseded:
+        log.info("job was taken away (cancelled, timed out or requeued); stopped", extra={"request_id": job_id})
+        return
+    except ShuttingDown:
+        give_back(ctx, claimed)
+        return
+    except (JobFailure, Unavailable) as exc:
+        code = exc.code if isinstance(exc, JobFailure) else "storage_unavailable"
+        record_failure(ctx, job_id, code, exc.message, attempt=claimed.attempt)
         return
     except Exception as exc:
         log.exception("job crashed", extra={"request_id": job_id})
-        record_failure(ctx, job_id, "internal_error", f"the worker hit an unexpected error ({type(exc).__name__})")
+        record_failure(ctx, job_id, "internal_error", f"the worker hit an unexpected error ({type(exc).__name__})",
+                       attempt=claimed.attempt)
         return
     with session_scope(ctx.sessions) as session:
-        done = complete_job(session, job_id, output_keys=keys, output_seeds=claimed.params.seeds(), nsfw=nsfw,
-                            inference_time=seconds, now=utcnow(), ttl=ctx.settings.result_ttl)
-    log.info("job completed in %.3f s" % seconds if done else "job was finished elsewhere; result not recorded",
-             extra={"request_id": job_id})
+        done = complete_job(session, job_id, attempt=claimed.attempt, output_keys=keys,
+                            output_seeds=claimed.params.seeds(), nsfw=nsfw, inference_time=seconds,
+                            now=utcnow(), ttl=ctx.settings.result_ttl)
+    if done:
+        log.info("job completed in %.3f s", seconds, extra={"request_id": job_id})
+        announce_end(ctx, job_id)
+    else:
+        log.info("job was finished elsewhere; this run's result is not recorded", extra={"request_id": job_id})
 
 
 def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
@@ -95,26 +181,29 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
         job = get_job(session, job_id)
         assert job is not None
         params = JobParams.model_validate(job.params)
-        record_progress(session, job_id, step=0, total=params.num_inference_steps)
+        record_progress(session, job_id, attempt=job.attempts, step=0, total=params.num_inference_steps)
         spec = find_model(session, job.model)
-        model, input_keys = job.model, dict(job.input_keys)
-    if spec is None:
-        raise JobFailure("model_unavailable", f"model {model!r} is no longer registered")
-    with session_scope(ctx.sessions) as session:
-        sources = resolve_sources(session, spec, params)
-    return ClaimedJob(job_id=job_id, spec=spec, params=params, input_keys=input_keys, sources=sources)
+        if spec is None:
+            raise JobFailure("model_unavailable", f"model {job.model!r} is no longer registered")
+        return ClaimedJob(job_id=job_id, attempt=job.attempts, queue=job.queue, spec=spec, params=params,
+                          input_keys=dict(job.input_keys),
+                          progress_events=bool(job.webhook_url and "progress" in (job.webhook_events or [])))
 
 
 def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], list[bool] | None, float]:
-    """Load the inputs and the resident models, run inference and the safety check.
+    """Load the inputs, the resident models and the job's components, run inference and the safety check.
 
     Returns the images, the per-image NSFW flags (None when not checked) and the seconds taken.
     """
-    image = decode_png(ctx.blobs.get(job.input_keys["image"])).convert("RGB")
-    mask = decode_png(ctx.blobs.get(job.input_keys["mask"])).convert("L")
-    recorder = ProgressRecorder(ctx, job.job_id, ctx.settings.progress_interval_seconds)
+    with session_scope(ctx.sessions) as session:
+        sources = resolve_sources(session, job.spec, job.params)
+    budget = ctx.settings.storage_retry_seconds
+    image_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["image"]), budget=budget, what="reading inputs")
+    mask_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["mask"]), budget=budget, what="reading inputs")
+    image, mask = decode_png(image_bytes).convert("RGB"), decode_png(mask_bytes).convert("L")
+    recorder = ProgressRecorder(ctx, job)
     started = time.perf_counter()
-    images, nsfw = run_inference(ctx.pipelines, job.sources, job.params, image, mask, on_step=recorder)
+    images, nsfw = run_inference(ctx.pipelines, sources, job.params, image, mask, on_step=recorder)
     return images, nsfw, round(time.perf_counter() - started, 4)
 
 
@@ -131,15 +220,38 @@ def run_inference(
     return screen_images(pipelines, sources.safety, images, params.safety)
 
 
-def store_outputs(ctx: WorkerContext, job_id: str, images: list[Image.Image]) -> list[str]:
-    """PNG under keys derived from the job id: a retry overwrites, it never adds."""
-    keys = [output_key(job_id, i) for i in range(len(images))]
+def store_outputs(ctx: WorkerContext, job: ClaimedJob, images: list[Image.Image]) -> list[str]:
+    """PNG under keys derived from the job and attempt, retried while storage is briefly away."""
+    keys = [output_key(job.job_id, job.attempt, i) for i in range(len(images))]
     for key, image in zip(keys, images, strict=True):
-        ctx.blobs.put(key, encode_png(image))
+        data = encode_png(image)
+        with_retries(lambda k=key, d=data: ctx.blobs.put(k, d), budget=ctx.settings.storage_retry_seconds,
+                     what="storing results")
     return keys
 
 
-def record_failure(ctx: WorkerContext, job_id: str, code: str, message: str) -> None:
+def give_back(ctx: WorkerContext, job: ClaimedJob) -> None:
+    """On shutdown: PROCESSING → QUEUED (the attempt does not count) and publish it again."""
     with session_scope(ctx.sessions) as session:
-        fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl)
+        requeued = requeue_job(session, job.job_id, attempt=job.attempt, now=utcnow(), refund=True)
+    if requeued:
+        ctx.publish(TASK_RUN_JOB, job.job_id, queue=job.queue)
+        log.info("worker stopping: job given back to the queue", extra={"request_id": job.job_id})
+
+
+def record_failure(ctx: WorkerContext, job_id: str, code: str, message: str, *, attempt: int | None) -> None:
+    with session_scope(ctx.sessions) as session:
+        failed = fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl,
+                          attempt=attempt)
     log.warning("job failed: %s: %s", code, message, extra={"request_id": job_id})
+    if failed:
+        announce_end(ctx, job_id)
+
+
+def announce_end(ctx: WorkerContext, job_id: str) -> None:
+    """Nudge the webhook worker to send the terminal event now (the dispatcher would, within a second)."""
+    with session_scope(ctx.sessions) as session:
+        job = get_job(session, job_id)
+        wants = job is not None and job.webhook_url is not None
+    if wants:
+        ctx.publish(TASK_WEBHOOK_JOB_FINISHED, job_id)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import BaseUrl, ContextDep, CurrentKey, SessionDep
-from api.submit import accept_job
+from api.bodies import JsonBody, submit_body_schema
+from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader, SessionDep
+from api.limits import SubmitKey
+from api.submit import accept_job, idempotency_of
 from api.views import job_urls, result_body, status_body
-from storage.contract import REQUEST_CLASSES
 from storage.errors import NotFound
 from storage.jobs import get_visible_job, utcnow
 from storage.models import Job, JobStatus
@@ -29,33 +28,19 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
     return job
 
 
-async def read_json_body(request: Request) -> Any:
-    """The raw JSON body; the model's family decides which request class validates it."""
-    try:
-        return json.loads(await request.body())
-    except ValueError as exc:
-        detail = getattr(exc, "msg", "parse error")
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
-                                       "input": None, "ctx": {"error": detail}}]) from None
-
-
-def submit_body_schema() -> dict[str, Any]:
-    """OpenAPI: the body is one of the family request classes (GET /v2/models gives each model's family)."""
-    schemas = []
-    for cls in dict.fromkeys(REQUEST_CLASSES.values()):
-        families = ", ".join(f for f, c in REQUEST_CLASSES.items() if c is cls)
-        doc = " ".join((cls.__doc__ or "").split())
-        schemas.append(cls.model_json_schema() | {"description": f"Model families: {families}. {doc}"})
-    body = {"schema": {"oneOf": schemas}}
-    return {"requestBody": {"required": True, "content": {"application/json": body}}}
-
-
 @router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED",
-             openapi_extra=submit_body_schema())
-def submit(model: str, key: CurrentKey, body: Annotated[Any, Depends(read_json_body)], context: ContextDep,
-           base_url: BaseUrl) -> dict[str, Any]:
-    accepted = accept_job(context, key=key, model=model, body=body)
-    return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id)}
+             openapi_extra=submit_body_schema(),
+             responses={403: {"description": "This key may not use this model"},
+                        406: {"description": "This key is out of credits (one per image)"},
+                        409: {"description": "Idempotency-Key reused with another body"},
+                        413: {"description": "The body is over INPAINT_MAX_BODY_BYTES"},
+                        429: {"description": "Rate limited; see Retry-After"}})
+def submit(model: str, key: SubmitKey, body: JsonBody, context: ContextDep, base_url: BaseUrl,
+           idempotency_key: IdempotencyKeyHeader = None) -> dict[str, Any]:
+    idempotency = idempotency_of(idempotency_key, f"/v2/{model}", body)
+    accepted = accept_job(context, key=key, model=model, body=body, base_url=base_url, idempotency=idempotency)
+    return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id),
+            **({"idempotent_replay": True} if accepted.replayed else {})}
 
 
 @router.get("/requests/{job_id}/status", summary="Poll a job's status",

@@ -1,7 +1,7 @@
 """jobs, api keys and the model registry
 
 Revision ID: 0001
-Revises: 
+Revises:
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,17 +28,23 @@ class Received:
 
 
 class ScriptedServer:
-    """Answers each path with a Reply (or a function of the request); records every request."""
+    """Answers each path with a Reply (or a function of the request); records every request.
 
-    def __init__(self, port: int | None = None) -> None:
+    `connections` counts accepted TCP connections, including any that never send
+    a complete request (what an SSRF canary must see: zero).
+    """
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port or free_port()
         self.routes: dict[str, Reply | Callable[[Received], Reply]] = {}
         self.received: list[Received] = []
+        self.connections = 0
         self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
 
     def start(self) -> ScriptedServer:
         outer = self
@@ -67,7 +74,14 @@ class ScriptedServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in outer.host else socket.AF_INET
+
+            def verify_request(self, request: object, client_address: object) -> bool:
+                outer.connections += 1
+                return True
+
+        self._server = Server((self.host, self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -35,6 +35,8 @@ class Stack:
     logs: dict[str, Any] = field(default_factory=dict)
     admin_key: str = ""
     user_key: str = ""
+    admin_webhook_secret: str = ""
+    user_webhook_secret: str = ""
 
     @property
     def base_url(self) -> str:
@@ -81,14 +83,19 @@ class Stack:
     def start_worker(self) -> None:
         self.start("worker", "inpaint-worker", "run", "--queues", "inpaint")
 
+    def start_ops(self) -> None:
+        self.start("ops", "inpaint-worker", "run", "--queues", "maintenance,webhooks", "--pool", "threads",
+                   "--concurrency", "8")
+
     def start_all(self) -> None:
         self.cli("inpaint-admin", "migrate")
-        self.admin_key = _key_of(self.cli("inpaint-admin", "keys", "create", "--name", "admin", "--admin"))
-        self.user_key = _key_of(self.cli("inpaint-admin", "keys", "create", "--name", "user"))
+        self.admin_key, self.admin_webhook_secret = _keys_of(
+            self.cli("inpaint-admin", "keys", "create", "--name", "admin", "--admin"))
+        self.user_key, self.user_webhook_secret = _keys_of(
+            self.cli("inpaint-admin", "keys", "create", "--name", "user"))
         self.start_api()
         self.start_worker()
-        self.start("ops", "inpaint-worker", "run", "--queues", "maintenance", "--pool", "threads",
-                   "--concurrency", "2")
+        self.start_ops()
         self.start("beat", "inpaint-worker", "beat", "--schedule", str(self.workdir / "beat-schedule"))
 
     def stop_all(self) -> None:
@@ -124,7 +131,7 @@ class Stack:
         assert response.status_code == 200, response.text
         return str(response.json()["request_id"])
 
-    def wait(self, job_id: str, *, timeout: float = 120, key: str | None = None,
+    def wait(self, job_id: str, *, timeout: float = 300, key: str | None = None,
              until: set[str] = TERMINAL) -> dict[str, Any]:
         """Poll the status route until the job reaches one of `until`; return that status body."""
         deadline = time.monotonic() + timeout
@@ -138,10 +145,12 @@ class Stack:
                            f"{self.log('worker')[-3000:]}")
 
 
-def _key_of(output: str) -> str:
-    match = re.search(r"(iq_[A-Za-z0-9_-]+)", output)
-    assert match, output
-    return match.group(1)
+def _keys_of(output: str) -> tuple[str, str]:
+    """(API key, webhook secret) from the output of `inpaint-admin keys create`."""
+    key = re.search(r"(iq_[A-Za-z0-9_-]+)", output)
+    secret = re.search(r"(whsec_[A-Za-z0-9+/=]+)", output)
+    assert key and secret, output
+    return key.group(1), secret.group(1)
 
 
 def unique_name(prefix: str) -> str:

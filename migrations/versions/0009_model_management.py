@@ -1,7 +1,7 @@
 """model management: named model assets, worker heartbeats and commands, per-output nsfw flags
 
-Revision ID: 0003
-Revises: 0001
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0001"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,151 @@
+"""ModelsLab / Stable Diffusion API routes (seeds/002, 004): the key in the JSON body, numbers as
+strings, base64 as "yes"/"no", and answers shaped `{status: success | processing | error, ...}`.
+
+They are adapters onto the one contract and the one queue: a body is translated
+(storage.modelslab) and accepted exactly like POST /v2/{model}.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.context import AppContext
+from api.errors import STATUS_BY_ERROR, describe_validation_error
+from api.limits import admit
+from api.routes.files import job_image_link
+from api.submit import accept_job
+from api.waiting import wait_for_end
+from storage import modelslab
+from storage.db import session_scope
+from storage.errors import InpaintError, NotFound, Unauthorized
+from storage.jobs import count_jobs_ahead, get_visible_job, mean_inference_time, utcnow
+from storage.keys import find_key
+from storage.models import ApiKey, Job, JobStatus
+from storage.results import output_inline, output_links
+
+router = APIRouter(tags=["ModelsLab / Stable Diffusion API"])
+
+SUBMIT_PATHS = ["/api/v6/image_editing/inpaint", "/api/v1/enterprise/inpaint",
+                "/api/v1/enterprise/image_editing/inpaint"]
+FETCH_PATHS = ["/api/v6/image_editing/fetch/{job_id}", "/api/v1/enterprise/fetch/{job_id}"]
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": "error", "message": message, **extra}, status_code=status)
+
+
+async def read_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise InpaintError("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InpaintError("the body must be a JSON object")
+    return body
+
+
+def key_of(context: AppContext, request: Request, body: dict[str, Any]) -> ApiKey:
+    secret = body.get("key") or request.headers.get("x-api-key")
+    if not secret or not isinstance(secret, str):
+        raise Unauthorized("missing API key: send it as `key` in the body (or the x-api-key header)")
+    with session_scope(context.sessions) as session:
+        key = find_key(session, secret)
+        if key is None:
+            raise Unauthorized("unknown or revoked API key")
+        session.expunge(key)
+        return key
+
+
+def base_url_of(context: AppContext, request: Request) -> str:
+    return (context.settings.public_url or str(request.base_url)).rstrip("/")
+
+
+def answer_for(context: AppContext, job: Job, *, base_url: str, inline: bool) -> dict[str, Any]:
+    if JobStatus(job.status).terminal:
+        output = output_inline(job, blobs=context.blobs) if inline and job.status == "COMPLETED" else \
+            output_links(job, blobs=context.blobs, base_url=base_url, now=utcnow())
+        return modelslab.final_body(job, output)
+    with session_scope(context.sessions) as session:
+        ahead = count_jobs_ahead(session, job) if job.status == JobStatus.QUEUED.value else 0
+        each = mean_inference_time(session, job.model)
+    fetch_path = f"/api/v6/image_editing/fetch/{job.id}"
+    valid_until = job.created_at + timedelta(seconds=context.settings.job_time_limit_seconds) \
+        + context.settings.result_ttl
+    links = [job_image_link(base_url, job.id, i, expires_at=valid_until, signing_key=context.settings.signing_key)
+             for i in range(int(job.params.get("samples", 1)))]
+    return {"status": "processing", "id": job.id, "eta": round(each * (ahead + 1), 1),
+            "message": "the job is queued or running; POST {key} to fetch_result for the outcome",
+            "fetch_result": base_url + fetch_path, "future_links": links, "output": [],
+            "meta": modelslab.meta_of(job)}
+
+
+def status_of(answer: dict[str, Any]) -> int:
+    return 422 if answer["status"] == "error" else 200
+
+
+def submit(context: AppContext, request: Request, body: dict[str, Any]) -> tuple[ApiKey, str, bool, bool]:
+    """Validate and accept; returns (key, job id, inline output, answer at once)."""
+    key = key_of(context, request, body)
+    model, fields = modelslab.translate(body)
+    admit(context, key, model)
+    accepted = accept_job(context, key=key, model=model, body=fields, base_url=base_url_of(context, request),
+                          api_format=modelslab.FORMAT)
+    return key, accepted.job_id, fields.get("base64") is True, modelslab.is_yes(body.get("instant_response"))
+
+
+async def inpaint(request: Request) -> JSONResponse:
+    context: AppContext = request.app.state.context
+    try:
+        body = await read_body(request)
+        key, job_id, inline, instant = await run_in_threadpool(submit, context, request, body)
+    except RequestValidationError as exc:  # the body, checked with the request class of the model's family
+        errors = [describe_validation_error(e) for e in exc.errors()]
+        return error(400, "; ".join(e["message"] for e in errors), errors=errors)
+    except InpaintError as exc:
+        return error(next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400), exc.message)
+    waited = 0.0 if instant else context.settings.modelslab_wait_seconds
+    job = await wait_for_end(context, job_id, timeout=waited) if waited else None
+    if job is None:
+        job = await run_in_threadpool(load, context, job_id, key.id)
+    answer = await run_in_threadpool(answer_for, context, job, base_url=base_url_of(context, request), inline=inline)
+    return JSONResponse(answer, status_code=status_of(answer))
+
+
+def load(context: AppContext, job_id: str, api_key_id: int) -> Job:
+    with session_scope(context.sessions) as session:
+        job = get_visible_job(session, job_id, api_key_id=api_key_id, now=utcnow())
+        if job is None:
+            raise NotFound(f"request {job_id!r} was not found or has expired")
+        session.expunge(job)
+        return job
+
+
+async def fetch(request: Request, job_id: str | None = None) -> JSONResponse:
+    context: AppContext = request.app.state.context
+    try:
+        body = await read_body(request)
+        key = await run_in_threadpool(key_of, context, request, body)
+        wanted = job_id or body.get("request_id") or body.get("id")
+        if not isinstance(wanted, str | int):
+            return error(400, "request_id: is required")
+        job = await run_in_threadpool(load, context, str(wanted), key.id)
+        answer = await run_in_threadpool(answer_for, context, job, base_url=base_url_of(context, request),
+                                         inline=job.base64_output)
+    except InpaintError as exc:
+        return error(next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400), exc.message)
+    return JSONResponse(answer, status_code=status_of(answer))
+
+
+for path in SUBMIT_PATHS:
+    router.add_api_route(path, inpaint, methods=["POST"], summary=f"Inpaint ({path})")
+for path in FETCH_PATHS:
+    router.add_api_route(path, fetch, methods=["POST"], summary=f"Fetch a result ({path})")
+router.add_api_route("/api/v1/enterprise/fetch_queue_image", fetch, methods=["POST"],
+                     summary="Fetch a queued result (body: key, request_id)")

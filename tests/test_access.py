@@ -1,0 +1,149 @@
+"""Keys and limits over HTTP, on both topologies: 403 for a model a key may not use or an admin
+route, 406 when out of credits (taken atomically, given back when the job FAILS), 429 with
+Retry-After from the per-key token bucket (Redis in production, the database when embedded)."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.deps import AdminKey
+from storage.db import make_engine, make_session_factory, session_scope
+from storage.jobs import utcnow
+from storage.keys import create_key
+from storage.migrate import upgrade
+from storage.models import ApiKey
+from storage.settings import load_settings
+from tests.conftest import TINY_SLUG
+from tests.support.db import stack_session
+from tests.support.images import job_body
+from tests.support.stack import Stack
+
+
+def new_key(stack: Stack, *options: str) -> tuple[int, str]:
+    """A user key made with `inpaint-admin keys create` and these limit options: (id, secret)."""
+    out = stack.cli("inpaint-admin", "keys", "create", "--name", "limits-test", *options)
+    match = re.search(r"#(\d+) \(user\): (iq_\S+)", out)
+    assert match, out
+    return int(match.group(1)), match.group(2)
+
+
+def post(stack: Stack, key: str, model: str = "erase", **overrides: Any) -> httpx.Response:
+    with stack.client(key) as client:
+        return client.post(f"/v2/{model}", json=job_body(**overrides))
+
+
+def credits_of(stack: Stack, key_id: int) -> int | None:
+    with stack_session(stack) as session:
+        key = session.get(ApiKey, key_id)
+        assert key is not None
+        return key.credits
+
+
+def test_a_key_limited_to_some_models_gets_403_for_the_others(stack: Stack) -> None:
+    _, key = new_key(stack, "--models", "erase")
+    refused = post(stack, key, TINY_SLUG)
+    assert refused.status_code == 403
+    assert refused.json()["error"] == f"this key may not use model '{TINY_SLUG}'; it may use: erase"
+    accepted = post(stack, key, "erase")
+    assert accepted.status_code == 200, accepted.text
+    stack.wait(accepted.json()["request_id"], key=key)
+
+
+def test_credits_pay_for_images_and_run_out_with_406(stack: Stack) -> None:
+    key_id, key = new_key(stack, "--credits", "3")
+    first = post(stack, key, samples=2)
+    assert first.status_code == 200, first.text
+    assert credits_of(stack, key_id) == 1
+    short = post(stack, key, samples=2)
+    assert short.status_code == 406
+    assert short.json()["error"] == "this key is out of credits: 1 left, this request needs 2 (one per image)"
+    assert post(stack, key, samples=1).status_code == 200
+    assert post(stack, key, samples=1).status_code == 406
+    assert credits_of(stack, key_id) == 0
+    stack.wait(first.json()["request_id"], key=key)
+    assert credits_of(stack, key_id) == 0, "a COMPLETED job gave its credits back"
+
+
+def test_racing_submits_cannot_spend_more_credits_than_there_are(stack: Stack) -> None:
+    key_id, key = new_key(stack, "--credits", "5")
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(lambda _: post(stack, key).status_code, range(12)))
+    assert sorted(codes) == [200] * 5 + [406] * 7, codes
+    assert credits_of(stack, key_id) == 0
+
+
+def test_a_failed_job_gives_its_credits_back(stack: Stack, tmp_path) -> None:
+    stack.cli("inpaint-admin", "models", "register", "no-weights-credits", str(tmp_path / "nothing"),
+              "--family", "sd15", "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+    key_id, key = new_key(stack, "--credits", "2")
+    response = post(stack, key, "no-weights-credits", samples=2)
+    assert response.status_code == 200, response.text
+    assert credits_of(stack, key_id) == 0
+    assert stack.wait(response.json()["request_id"], key=key)["status"] == "FAILED"
+    assert credits_of(stack, key_id) == 2
+
+
+def test_rate_limit_is_429_with_retry_after_and_can_be_lifted(stack: Stack) -> None:
+    """One submit a minute, three at once. Refused bodies (404: no such model) still take a token."""
+    key_id, key = new_key(stack, "--rate", "1", "--burst", "3")
+    codes = [post(stack, key, "no-such-model").status_code for _ in range(3)]
+    assert codes == [404, 404, 404]
+    limited = post(stack, key, "no-such-model")
+    assert limited.status_code == 429
+    retry_after = int(limited.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert limited.json()["retry_after"] == retry_after
+    assert "1 jobs a minute, 3 at once" in limited.json()["error"]
+    stack.cli("inpaint-admin", "keys", "update", str(key_id), "--rate", "0")
+    assert post(stack, key, "no-such-model").status_code == 404
+
+
+def test_racing_submits_get_exactly_burst_tokens(stack: Stack) -> None:
+    _, key = new_key(stack, "--rate", "1", "--burst", "4")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        codes = list(pool.map(lambda _: post(stack, key, "no-such-model").status_code, range(16)))
+    assert sorted(codes) == [404] * 4 + [429] * 12, codes
+
+
+def in_process_app(tmp_path, **settings: Any) -> tuple[TestClient, dict[str, str]]:
+    """The real app on a real SQLite database, with an admin and a user key."""
+    config = load_settings(data_dir=tmp_path, **settings)
+    upgrade(config.resolved_database_url)
+    engine = make_engine(config.resolved_database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        keys = {"admin": create_key(session, name="a", is_admin=True, now=utcnow()).secret,
+                "user": create_key(session, name="u", is_admin=False, now=utcnow()).secret}
+    engine.dispose()
+    return TestClient(create_app(config), raise_server_exceptions=False), keys
+
+
+def test_admin_routes_need_an_admin_key(tmp_path) -> None:
+    client, keys = in_process_app(tmp_path)
+
+    @client.app.get("/admin/ping")  # type: ignore[attr-defined]
+    def ping(key: AdminKey) -> dict[str, str]:
+        return {"admin": key.name}
+
+    with client:
+        assert client.get("/admin/ping", headers={"x-api-key": keys["admin"]}).json() == {"admin": "a"}
+        refused = client.get("/admin/ping", headers={"x-api-key": keys["user"]})
+        assert refused.status_code == 403 and refused.json() == {"error": "this route needs an admin key"}
+        assert client.get("/admin/ping").status_code == 401
+        assert client.get("/admin/ping", headers={"x-api-key": "iq_unknown"}).status_code == 401
+
+
+def test_the_configured_default_rate_applies_to_every_key(tmp_path) -> None:
+    client, keys = in_process_app(tmp_path, rate_limit_per_minute=2, rate_limit_burst=2)
+    with client:
+        user = {"x-api-key": keys["user"]}
+        codes = [client.post("/v2/no-such-model", json=job_body(), headers=user).status_code
+                 for _ in range(3)]
+        other = client.post("/v2/no-such-model", json=job_body(), headers={"x-api-key": keys["admin"]})
+    assert codes == [404, 404, 429]
+    assert other.status_code == 404, "one key's bucket is not another's"

@@ -1,0 +1,247 @@
+"""Faults, injected for real: killed workers, restarted brokers, storage and database outages.
+
+Each topology gets a private stack with its own Redis, PostgreSQL and S3 server, so
+they can be stopped and started, and with fast clocks: heartbeats every 0.5 s, a
+worker presumed lost after 10 s, the sweeper every second, 3 attempts, 8 s of storage
+retries, and the tiny model loaded at worker start.
+INPAINT_CHAOS_ROUNDS sets how many kills (default 3; `./scripts/test -m chaos` with a
+larger value for long runs).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import s3_client, stack_env
+from tests.support.db import job_row
+from tests.support.images import job_body
+from tests.support.services import MotoServer, PostgresServer, RedisServer
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
+
+ROUNDS = int(os.environ.get("INPAINT_CHAOS_ROUNDS", "3"))
+FAST_CLOCKS = {
+    "INPAINT_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    "INPAINT_HEARTBEAT_TIMEOUT_SECONDS": "10",
+    "INPAINT_SWEEP_INTERVAL_SECONDS": "1",
+    "INPAINT_MAX_ATTEMPTS": "3",
+    "INPAINT_JOB_TIME_LIMIT_SECONDS": "600",
+    "INPAINT_STORAGE_RETRY_SECONDS": "8",
+    "INPAINT_WARMUP_MODELS": "tiny-slow",
+}
+pytestmark = pytest.mark.timeout(900)
+
+
+class ChaosStack(Stack):
+    redis: RedisServer | None = None
+    moto: MotoServer | None = None
+    postgres: PostgresServer | None = None
+    bucket: str = ""
+
+
+@pytest.fixture(scope="module", params=["embedded", "production"])
+def chaos(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+          tiny_model_dir: Path) -> Iterator[ChaosStack]:
+    workdir = tmp_path_factory.mktemp(f"chaos-{request.param}")
+    private: dict[str, Any] = {}
+    if request.param == "production":
+        private = {"redis": RedisServer().start(), "moto": MotoServer().start(), "postgres": PostgresServer().start()}
+        services = {"INPAINT_TEST_REDIS_URL": private["redis"].url, "INPAINT_TEST_S3_ENDPOINT": private["moto"].url,
+                    "INPAINT_TEST_POSTGRES_URL": private["postgres"].url()}
+    else:
+        services = {}
+    env = {**stack_env(request.param, workdir, services), **FAST_CLOCKS}
+    stack = ChaosStack(name=f"chaos-{request.param}", workdir=workdir, env=env)
+    for name, server in private.items():
+        setattr(stack, name, server)
+    stack.bucket = env.get("INPAINT_S3_BUCKET", "")
+    stack.cli("inpaint-admin", "migrate")
+    stack.cli("inpaint-admin", "models", "register", "tiny-slow", str(tiny_model_dir), "--family", "sd15",
+              "--max-side", "128", "--default-size", "64", "--steps", "1:1000:2")
+    stack.start_all()
+    yield stack
+    stack.stop_all()
+    for server in private.values():
+        server.stop()
+
+
+def status(stack: Stack, job_id: str) -> dict[str, Any]:
+    with stack.client() as client:
+        return client.get(f"/v2/requests/{job_id}/status").json()  # type: ignore[no-any-return]
+
+
+
+
+def running(stack: Stack, job_ids: list[str]) -> str | None:
+    """A job that is PROCESSING and past its first step, if any."""
+    for job_id in job_ids:
+        body = status(stack, job_id)
+        if body["status"] == "PROCESSING" and body["progress"]["step"] > 0:
+            return job_id
+    return None
+
+
+def test_sigkill_the_worker_repeatedly_loses_nothing(chaos: ChaosStack) -> None:
+    ids = [chaos.submit("tiny-slow", job_body(num_inference_steps=12, seed=i)) for i in range(ROUNDS + 3)]
+    killed: list[str] = []
+    for _ in range(ROUNDS):
+        killed.append(wait_until(lambda: running(chaos, ids), what="a job mid-run"))
+        chaos.stop("worker", sig=signal.SIGKILL)
+        chaos.start_worker()
+    finals = [chaos.wait(job_id, timeout=400) for job_id in ids]
+    assert all(f["status"] == "COMPLETED" for f in finals), [(f["status"], f.get("error")) for f in finals]
+    for job_id in ids:
+        row = job_row(chaos, job_id)
+        prefixes = {key.rsplit("/", 1)[1].split("-")[0] for key in row.output_keys}
+        assert prefixes == {str(row.attempts)}, f"the recorded result mixes attempts: {row.output_keys}"
+    for job_id in set(killed):
+        assert job_row(chaos, job_id).attempts >= 2, "a killed job was not run again"
+    completions = [line for line in chaos.log("worker").splitlines() if "job completed" in line]
+    for job_id in ids:
+        assert sum(job_id in line for line in completions) == 1, "a job completed twice"
+
+
+def test_a_job_whose_worker_keeps_dying_fails_saying_so(chaos: ChaosStack) -> None:
+    job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=400))
+    for _ in range(3):
+        wait_until(lambda: running(chaos, [job_id]), what="the job mid-run")
+        chaos.stop("worker", sig=signal.SIGKILL)
+        chaos.start_worker()
+    final = chaos.wait(job_id)
+    assert final["status"] == "FAILED" and final["error_code"] == "worker_lost"
+    assert "stopped responding 3 times" in final["error"]
+
+
+def test_a_job_over_its_time_limit_fails_and_the_worker_moves_on(chaos: ChaosStack) -> None:
+    chaos.stop("ops")  # the sweeper runs there: give it a 20 s limit for this test
+    chaos.env["INPAINT_JOB_TIME_LIMIT_SECONDS"] = "20"
+    chaos.start_ops()
+    try:
+        slow = chaos.submit("tiny-slow", job_body(num_inference_steps=1000, img_width=128, img_height=128))
+        after = chaos.submit("erase", job_body())
+        final = chaos.wait(slow, timeout=300)
+        assert final["status"] == "FAILED" and final["error_code"] == "timeout"
+        assert "limit of 20 s" in final["error"]
+        assert chaos.wait(after)["status"] == "COMPLETED", "the worker did not stop the timed-out job"
+    finally:
+        chaos.stop("ops")
+        chaos.env["INPAINT_JOB_TIME_LIMIT_SECONDS"] = FAST_CLOCKS["INPAINT_JOB_TIME_LIMIT_SECONDS"]
+        chaos.start_ops()
+
+
+def test_sigterm_gives_the_running_job_back(chaos: ChaosStack) -> None:
+    job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=60))
+    wait_until(lambda: running(chaos, [job_id]), what="the job mid-run")
+    proc = chaos.procs["worker"]
+    chaos.stop("worker", sig=signal.SIGTERM, timeout=30)
+    assert proc.returncode is not None, "the worker did not exit on SIGTERM"
+    assert status(chaos, job_id)["status"] == "QUEUED", "the job was left PROCESSING"
+    chaos.start_worker()
+    assert chaos.wait(job_id)["status"] == "COMPLETED"
+    assert job_row(chaos, job_id).attempts == 1, "a graceful give-back counted as a lost attempt"
+
+
+# The faults below exist only in the production topology (the embedded broker, database
+# and image store are local files), so those tests run on the production stack alone.
+production_only = pytest.mark.parametrize("chaos", ["production"], indirect=True)
+
+
+@production_only
+def test_broker_unreachable_at_submit_the_sweeper_publishes_later(chaos: ChaosStack) -> None:
+    redis = chaos.redis
+    redis.stop()
+    try:
+        with chaos.client() as client:
+            response = client.post("/v2/erase", json=job_body())
+        assert response.status_code == 200, response.text
+        job_id = response.json()["request_id"]
+        assert job_row(chaos, job_id).published_at is None
+    finally:
+        redis.start()
+    assert chaos.wait(job_id, timeout=120)["status"] == "COMPLETED"
+
+
+@production_only
+@pytest.mark.parametrize("how", ["restart", "wipe"])
+def test_redis_restart_with_jobs_queued_loses_none(chaos: ChaosStack, how: str) -> None:
+    redis = chaos.redis
+    chaos.stop("worker")
+    ids = [chaos.submit("erase", job_body()) for _ in range(10)]
+    time.sleep(1.5)  # appendfsync everysec
+    if how == "restart":
+        redis.stop(signal.SIGKILL)
+        redis.start()
+    else:  # total loss of the broker's data: the sweeper's queue-depth check republishes
+        import redis as redis_client
+
+        redis_client.Redis.from_url(redis.url).flushall()
+    chaos.start_worker()
+    finals = [chaos.wait(job_id, timeout=180) for job_id in ids]
+    assert [f["status"] for f in finals] == ["COMPLETED"] * 10
+
+
+@production_only
+def test_s3_briefly_down_during_upload_is_retried(chaos: ChaosStack) -> None:
+    moto = chaos.moto
+    job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=30))
+    wait_until(lambda: running(chaos, [job_id]), what="the job mid-run (inputs read)")
+    moto.stop()
+    time.sleep(3)
+    moto.start()
+    s3_client(moto.url).create_bucket(Bucket=chaos.bucket)  # moto keeps nothing across restarts
+    assert chaos.wait(job_id)["status"] == "COMPLETED"
+    with chaos.client() as client:
+        url = client.get(f"/v2/requests/{job_id}").json()["output"][0]
+    assert httpx.get(url).status_code == 200, "COMPLETED but the image is missing"
+
+
+@production_only
+def test_s3_down_for_good_fails_the_job_with_a_reason(chaos: ChaosStack) -> None:
+    moto = chaos.moto
+    job_id = chaos.submit("tiny-slow", job_body(num_inference_steps=30))
+    wait_until(lambda: running(chaos, [job_id]), what="the job mid-run (inputs read)")
+    moto.stop()
+    try:
+        final = chaos.wait(job_id, timeout=120)
+    finally:
+        moto.start()
+        s3_client(moto.url).create_bucket(Bucket=chaos.bucket)
+    assert final["status"] == "FAILED" and final["error_code"] == "storage_unavailable"
+    assert "unavailable for 8 s" in final["error"]
+
+
+@production_only
+def test_database_down_at_submit_is_503_and_writes_nothing(chaos: ChaosStack) -> None:
+    postgres = chaos.postgres
+    objects_before = s3_client(chaos.moto.url).list_objects_v2(Bucket=chaos.bucket).get("KeyCount", 0)
+    postgres.stop()
+    try:
+        with chaos.client() as client:
+            response = client.post("/v2/erase", json=job_body())
+    finally:
+        postgres.start()
+    assert response.status_code == 503
+    assert "database is unavailable" in response.json()["error"]
+    assert s3_client(chaos.moto.url).list_objects_v2(Bucket=chaos.bucket).get("KeyCount", 0) == objects_before
+    job_id = wait_until(lambda: _submit_ok(chaos), timeout=60, what="submits to work again")
+    assert chaos.wait(job_id)["status"] == "COMPLETED"
+
+
+def _submit_ok(stack: Stack) -> str | None:
+    with stack.client() as client:
+        response = client.post("/v2/erase", json=job_body())
+    return response.json()["request_id"] if response.status_code == 200 else None
+
+
+@pytest.mark.chaos
+def test_long_kill_loop(chaos: ChaosStack) -> None:
+    """The same as the first test with many more rounds: INPAINT_CHAOS_ROUNDS=20 ./scripts/test -m chaos."""
+    test_sigkill_the_worker_repeatedly_loses_nothing(chaos)
