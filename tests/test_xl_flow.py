@@ -7,6 +7,7 @@ so that every checked image is flagged.
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 
@@ -168,3 +169,30 @@ def test_openapi_describes_each_family_body() -> None:
     assert titles == ["InpaintRequest", "DiffusionRequest", "SDXLRequest", "ControlNetRequest"]
     assert "cn_processor" in body["oneOf"][3]["properties"]
     assert "/api/v1/enterprise/load_model" in schema["paths"]
+
+
+def test_every_submit_route_takes_the_family_fields(xl_embedded: Stack) -> None:
+    """v1, batch and the ModelsLab route validate with the named model's family, like v2."""
+    stack = xl_embedded
+    with stack.client() as client:
+        v1 = client.post("/v1/sdxl-inpaint", json=job_body(base_model="Juggernaut XL", seed=3), timeout=120)
+        assert v1.status_code in (200, 504), v1.text  # 504: not done within the wait; it still runs
+        auto = {"model": "inpaint-auto", "cn_model": "Canny", "cn_processor": "canny", **job_body()}
+        wrong = {"model": "tiny-sd15", "cn_model": "Canny", **job_body()}
+        batch = client.post("/v2/batch", json={"requests": [auto, wrong]})
+    assert batch.status_code == 200, batch.text
+    accepted, refused = batch.json()["items"]
+    assert refused["http_status"] == 400 and "sdxl-controlnet" in refused["error"], refused
+    assert stack.wait(accepted["request_id"])["status"] == "COMPLETED"
+    result, _ = fetch_outputs(stack, accepted["request_id"])
+    assert result["params"]["control"] == {"model": "Canny", "processor": "canny"}
+    assert stack.wait(v1.headers["x-request-id"])["status"] == "COMPLETED"
+    v1_result, _ = fetch_outputs(stack, v1.headers["x-request-id"])
+    assert v1_result["params"]["base_model"] == "Juggernaut XL" and v1_result["seeds"] == [3]
+
+    body = {"key": stack.user_key, "model_id": "inpaint-auto", "prompt": "a red apple",
+            "init_image": job_body()["image"], "cn_model": "Depth", "seed": "9", "instant_response": "yes"}
+    answer = httpx.post(stack.base_url + "/api/v6/image_editing/inpaint", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["meta"]["cn_model"] == "Depth" and answer.json()["meta"]["cn_processor"] == "depth"
+    assert stack.wait(answer.json()["id"])["status"] == "COMPLETED", "no mask_image: inpaint-auto repaints all"

@@ -13,7 +13,7 @@ import socket
 import sys
 from pathlib import Path
 
-from storage.broker import QUEUE_INPAINT, QUEUE_MAINTENANCE
+from storage.broker import QUEUE_INPAINT, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS
 from storage.logs import configure_logging
 from storage.settings import Settings, load_settings
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from worker.app import build_worker
 
-    inference = args.command == "run" and any(q != QUEUE_MAINTENANCE for q in args.queues.split(","))
+    light = (QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)  # the others run inference: they join the fleet
+    inference = args.command == "run" and any(q not in light for q in args.queues.split(","))
     app, context = build_worker(settings, heartbeat=inference)
     level = settings.log_level.upper()
     if args.command == "run" and settings.warmup_models and QUEUE_INPAINT in args.queues.split(","):
