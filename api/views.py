@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from storage import modelslab
 from storage.blobs import BlobStore
 from storage.jobs import count_jobs_ahead
 from storage.models import Job, JobStatus
@@ -73,25 +74,6 @@ def result_body(
         "expires_at": iso(job.expires_at),
         "params": job.params,
         "nsfw": job.nsfw,
-        "meta": meta_of(job),
+        "meta": modelslab.meta_of(job),  # what it ran with, in the Stable Diffusion API's terms
     }
 
-
-def meta_of(job: Job) -> dict[str, Any]:
-    """What the job actually ran with, in the Stable Diffusion API's `meta` terms (seeds/002, 004)."""
-    params = job.params
-    return {
-        "prompt": params.get("prompt"),
-        "negative_prompt": params.get("negative_prompt"),
-        "model_id": job.model,
-        "base_model": params.get("base_model"),
-        "scheduler": params.get("scheduler"),
-        "W": params.get("width"),
-        "H": params.get("height"),
-        "steps": params.get("num_inference_steps"),
-        "guidance_scale": params.get("guidance_scale"),
-        "strength": params.get("strength"),
-        "seed": params.get("seed"),
-        "n_samples": params.get("samples"),
-        "safetychecker": "yes" if params.get("safety") else "no",
-    }
