@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -64,10 +65,12 @@ def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
     return build_worker(settings, heartbeat=heartbeat)[0]
 
 
-def build_worker(settings: Settings, *, heartbeat: bool = False) -> tuple[Celery, Callable[[], WorkerContext]]:
+def build_worker(settings: Settings, *, heartbeat: bool = False,
+                 started: datetime | None = None) -> tuple[Celery, Callable[[], WorkerContext]]:
     """The Celery app with its tasks, and the (lazily built, cached) context they share.
 
     heartbeat: this process runs inference; it reports itself and takes admin commands (worker.fleet).
+    started: when the process started; the admin commands issued since then are carried out.
     """
     app = make_celery(settings, main="inpaint-worker")
     app.conf.beat_schedule = periodic_schedule(settings)
@@ -85,11 +88,11 @@ def build_worker(settings: Settings, *, heartbeat: bool = False) -> tuple[Celery
         context().stopping.set()
 
     if heartbeat:
-        started = utcnow()
+        since = started or utcnow()
 
         @worker_ready.connect(weak=False)
         def join_fleet(sender: Any = None, **_: Any) -> None:
-            context().fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=started)
+            context().fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=since)
 
         @worker_shutdown.connect(weak=False)
         def leave_fleet(**_: Any) -> None:

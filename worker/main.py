@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.broker import QUEUE_INPAINT, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS
@@ -32,6 +33,7 @@ def write_tiny_command(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = datetime.now(UTC)  # before the heavy imports: admin commands issued after it are carried out
     parser = argparse.ArgumentParser(prog="inpaint-worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     light = (QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)  # the others run inference: they join the fleet
     inference = args.command == "run" and any(q not in light for q in args.queues.split(","))
-    app, context = build_worker(settings, heartbeat=inference)
+    app, context = build_worker(settings, heartbeat=inference, started=started)
     level = settings.log_level.upper()
     if args.command == "run" and settings.warmup_models and QUEUE_INPAINT in args.queues.split(","):
         from worker.warmup import warm_up
