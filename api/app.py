@@ -12,7 +12,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.body_limit import BodyLimitMiddleware
 from api.context import AppContext
 from api.errors import install_error_handlers
-from api.routes import batch, catalog, files, health, metrics, modelslab, playground, requests, v1, v2, webhooks
+from api.routes import (
+    batch,
+    catalog,
+    enterprise,
+    files,
+    health,
+    metrics,
+    modelslab,
+    playground,
+    requests,
+    v1,
+    v2,
+    webhooks,
+)
 from storage.db import session_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
@@ -63,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(v1.router)
     app.include_router(modelslab.router)
+    app.include_router(enterprise.router)
     app.include_router(files.router)
     app.include_router(playground.router)
     return app

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
@@ -54,11 +55,31 @@ def get_current_key(
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
-def get_admin_key(key: CurrentKey) -> ApiKey:
-    """The caller's key if it is an admin key; 403 otherwise (401 first if it is missing or unknown)."""
+async def get_body_key(request: Request) -> str | None:
+    """`key` from a JSON object body: the Stable Diffusion API (seeds/002) sends the key there."""
+    try:
+        body: Any = json.loads(await request.body() or b"null")
+    except ValueError:
+        return None
+    key = body.get("key") if isinstance(body, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def require_admin(key: ApiKey) -> ApiKey:
+    """The key if it is an admin key; 403 otherwise."""
     if not key.is_admin:
         raise Forbidden("this route needs an admin key")
     return key
+
+
+def get_admin_key(
+    context: ContextDep,
+    body_key: Annotated[str | None, Depends(get_body_key)],
+    x_api_key: Annotated[str | None, Header(description="An admin API key (or `key` in the body).")] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> ApiKey:
+    """An admin key from the header, or from the body's `key`. 401 if missing or unknown, 403 if not admin."""
+    return require_admin(get_current_key(context, x_api_key or body_key, authorization))
 
 
 AdminKey = Annotated[ApiKey, Depends(get_admin_key)]

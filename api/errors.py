@@ -71,7 +71,7 @@ def describe_validation_error(err: dict[str, Any]) -> dict[str, Any]:
     if kind == "missing":
         message = "is required"
     elif kind == "extra_forbidden":
-        message = "is not a field this endpoint accepts"
+        message = ctx.get("reason") or "is not a field this endpoint accepts"
     elif kind in ("less_than_equal", "less_than"):
         limit = ctx.get("le", ctx.get("lt"))
         message = f"must be at most {limit}, got {given}" if kind == "less_than_equal" \

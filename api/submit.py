@@ -7,6 +7,10 @@ is published, so a worker never receives a task for a row it cannot read.
 Credits (one per image) are checked before any image is fetched, and taken by a
 conditional UPDATE in the transaction that inserts the row: two submits racing
 for the last credits cannot both get them.
+
+Every submit route hands over the body as sent (a JSON value); it is validated
+here with the request class of the named model's family (`REQUEST_CLASSES`), so
+a field is accepted exactly where that family applies it.
 """
 
 from __future__ import annotations
@@ -15,15 +19,18 @@ import ipaddress
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
+from fastapi.exceptions import RequestValidationError
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from api.context import AppContext
+from storage.assets import AssetCatalog
 from storage.blobs import input_key, job_prefix, with_retries
 from storage.broker import publish_job
-from storage.contract import InpaintRequest, JobParams, resolve_params
+from storage.contract import REQUEST_CLASSES, InpaintRequest, JobParams, resolve_params
 from storage.db import session_scope
 from storage.errors import InvalidInput, NotFound, OutOfCredits, Unavailable
 from storage.idempotency import find_previous, request_hash, reserve
@@ -85,12 +92,47 @@ def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
     return url
 
 
-def lookup_model(context: AppContext, slug: str) -> ModelSpec:
+def lookup_model(context: AppContext, slug: str) -> tuple[ModelSpec, AssetCatalog]:
+    """The model's spec and the registered asset names, or NotFound."""
     with session_scope(context.sessions) as session:
         spec = find_model(session, slug)
+        catalog = AssetCatalog.load(session)
     if spec is None:
         raise NotFound(f"unknown model {slug!r}; GET /v2/models lists the models")
-    return spec
+    return spec, catalog
+
+
+def explain_extra(error: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """An unknown field that another family takes says so, instead of just 'not a field'."""
+    if error.get("type") != "extra_forbidden" or not error.get("loc"):
+        return error
+    field = str(error["loc"][0])
+    families = [f for f, cls in REQUEST_CLASSES.items() if field in cls.model_fields]
+    if families:
+        reason = (f"is not accepted by model {spec.slug!r} (family {spec.family}); "
+                  f"it applies to {', '.join(families)} models")
+        error = {**error, "ctx": {**(error.get("ctx") or {}), "reason": reason}}
+    return error
+
+
+def parse_request(spec: ModelSpec, body: Any) -> InpaintRequest:
+    """Validate the body with the request class of the model's family.
+
+    Raises RequestValidationError (the usual 400, one entry per field); the batch and
+    ModelsLab routes turn its `errors()` into their own shapes.
+    """
+    try:
+        return REQUEST_CLASSES[spec.family].model_validate(body)
+    except ValidationError as exc:
+        errors = [explain_extra(e, spec) for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def load_mask(request: InpaintRequest, image_size: tuple[int, int], limits: dict[str, Any]) -> Image.Image:
+    """The mask, thresholded and at the image's size; no mask (inpaint-auto) repaints everything."""
+    if request.mask is None:
+        return Image.new("L", image_size, 255)
+    return to_mask(load_image("mask", request.mask, **limits), image_size)
 
 
 def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
@@ -99,12 +141,14 @@ def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
                         "(one per image)")
 
 
-def accept_job(context: AppContext, *, key: ApiKey, model: str, request: InpaintRequest, base_url: str,
+def accept_job(context: AppContext, *, key: ApiKey, model: str, body: Any, base_url: str,
                idempotency: Idempotency | None = None, batch_id: str | None = None,
                api_format: str | None = None) -> AcceptedJob:
+    """Validate `body` (the JSON value as sent) for `model`, store its inputs, record and publish it."""
     if idempotency is not None and (previous := previous_result(context, key, idempotency)):
         return AcceptedJob(job_id=previous, replayed=True)
-    spec = lookup_model(context, model)
+    spec, catalog = lookup_model(context, model)
+    request = parse_request(spec, body)
     if request.webhook is not None:
         check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)
     if key.credits is not None and key.credits < request.samples:
@@ -112,8 +156,8 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, request: Inpaint
     limits = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
               "max_pixels": context.settings.max_image_pixels}
     image = to_rgb(load_image("image", request.image, **limits))
-    mask = to_mask(load_image("mask", request.mask, **limits), image.size)
-    params = resolve_params(request, spec, image_size=image.size, rng=context.rng)
+    mask = load_mask(request, image.size, limits)
+    params = resolve_params(request, spec, image_size=image.size, rng=context.rng, catalog=catalog)
 
     job_id = str(uuid.uuid4())
     with log_context(request_id=job_id, track_id=request.track_id):
@@ -143,11 +187,12 @@ def store_and_record(context: AppContext, job_id: str, *, key: ApiKey, spec: Mod
     return AcceptedJob(job_id=job_id)
 
 
-def idempotency_of(header: str | None, route: str, body: BaseModel) -> Idempotency | None:
-    """The Idempotency-Key header with a digest of the route and the body as parsed."""
+def idempotency_of(header: str | None, route: str, body: Any) -> Idempotency | None:
+    """The Idempotency-Key header with a digest of the route and the JSON body (key order and
+    whitespace do not matter; the body is validated later, for the model it names)."""
     if not header:
         return None
-    return Idempotency(key=header, digest=request_hash(route, body.model_dump(mode="json", exclude_unset=True)))
+    return Idempotency(key=header, digest=request_hash(route, body))
 
 
 def previous_result(context: AppContext, key: ApiKey, idempotency: Idempotency) -> str | None:

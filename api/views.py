@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from storage import modelslab
 from storage.blobs import BlobStore
 from storage.jobs import count_jobs_ahead
 from storage.models import Job, JobStatus
@@ -72,4 +73,7 @@ def result_body(
         "finished_at": iso(job.finished_at),
         "expires_at": iso(job.expires_at),
         "params": job.params,
+        "nsfw": job.nsfw,
+        "meta": modelslab.meta_of(job),  # what it ran with, in the Stable Diffusion API's terms
     }
+

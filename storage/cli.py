@@ -8,6 +8,9 @@
     inpaint-admin keys list | revoke ID | rotate-webhook-secret ID
     inpaint-admin models list
     inpaint-admin models register SLUG SOURCE --family sd15 [--sizes 512,768] [--steps 20:100:25]
+    inpaint-admin assets list
+    inpaint-admin assets register KIND NAME SOURCE [--family sdxl] [--option score_offset=0.1]
+    inpaint-admin assets delete KIND NAME
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from storage.assets import ASSET_KINDS, AssetSpec, delete_asset, list_assets, register_asset
 from storage.db import make_engine, make_session_factory, session_scope
 from storage.jobs import utcnow
 from storage.keys import KeyLimits, create_key, list_keys, revoke_key, update_key
@@ -105,7 +109,25 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--default-size", type=int, default=512)
     register.add_argument("--steps", type=_range, help="MIN:MAX:DEFAULT")
     register.add_argument("--scheduler", default="DDIM", help="default scheduler")
+    register.add_argument("--base-model", help="sdxl families: the default base_model name")
+    add_asset_commands(sub)
     return parser
+
+
+def add_asset_commands(sub: Any) -> None:
+    assets = sub.add_parser("assets", help="named base models, ControlNets, LoRAs, VAEs, embeddings, ...")
+    actions = assets.add_subparsers(dest="action", required=True)
+    actions.add_parser("list")
+    register = actions.add_parser("register", help="register (or re-point) a named asset")
+    register.add_argument("kind", choices=ASSET_KINDS)
+    register.add_argument("name", help="the name requests use, e.g. 'SDXL' or 'Canny'")
+    register.add_argument("source", help="Hugging Face hub id, local directory or local file")
+    register.add_argument("--family", choices=["sd15", "sdxl"], help="which models may use it")
+    register.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                          help="kind-specific option, e.g. score_offset=0.5 (numbers are parsed)")
+    delete = actions.add_parser("delete")
+    delete.add_argument("kind", choices=ASSET_KINDS)
+    delete.add_argument("name")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,9 +219,36 @@ def _models_register(session: Any, args: argparse.Namespace) -> None:
         options["sizes"] = tuple(int(s) for s in args.sizes.split(","))
     if args.steps:
         options["steps"] = args.steps
+    if args.base_model:
+        options["base_model"] = args.base_model
     spec = ModelSpec(slug=args.slug, family=args.family, source=args.source, **options)
     register_model(session, spec, now=utcnow())
     _out(f"registered {spec.slug!r} ({spec.family}) from {spec.source}")
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, _, value = text.partition("=")
+    try:
+        return key, float(value)
+    except ValueError:
+        return key, value
+
+
+def _assets_list(session: Any, args: argparse.Namespace) -> None:
+    for asset in list_assets(session):
+        _out(f"{asset.kind}\t{asset.name}\t{asset.source}\t{asset.family or '-'}\t{asset.options or ''}")
+
+
+def _assets_register(session: Any, args: argparse.Namespace) -> None:
+    asset = AssetSpec(kind=args.kind, name=args.name, source=args.source, family=args.family,
+                      options=dict(_option(o) for o in args.option))
+    register_asset(session, asset, now=utcnow())
+    _out(f"registered {asset.kind} {asset.name!r} from {asset.source}")
+
+
+def _assets_delete(session: Any, args: argparse.Namespace) -> None:
+    deleted = delete_asset(session, args.kind, args.name) is not None
+    _out("deleted" if deleted else f"no registered {args.kind} {args.name!r}")
 
 
 HANDLERS = {
@@ -211,4 +260,7 @@ HANDLERS = {
     ("keys", "rotate-webhook-secret"): _keys_rotate,
     ("models", "list"): _models_list,
     ("models", "register"): _models_register,
+    ("assets", "list"): _assets_list,
+    ("assets", "register"): _assets_register,
+    ("assets", "delete"): _assets_delete,
 }

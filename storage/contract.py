@@ -1,21 +1,35 @@
 """The one contract of a job's parameters.
 
 `InpaintRequest` is the wire body of `POST /v2/{model}` (Segmind's fields; other
-wire formats are adapters onto it). `resolve_params` turns it, with the model's
-spec and the input's size, into `JobParams`: every value concrete and in range,
-the seed drawn if it was -1. `JobParams` is what the job row stores and what
-the worker reads back. Nothing here mutates a request in a validator.
+wire formats are adapters onto it); each model family accepts the subclass that
+`REQUEST_CLASSES` names. `resolve_params` turns a request, with the model's spec,
+the input's size and the registered asset names, into `JobParams`: every value
+concrete and in range, the seed drawn if it was -1. `JobParams` is what the job
+row stores and what the worker reads back. Nothing here mutates a request in a
+validator.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
+from storage.assets import AssetCatalog
 from storage.errors import InvalidInput
 from storage.registry import ModelSpec, Range
+from storage.resolve import (
+    NOT_APPLIED,
+    check_name,
+    check_scheduler_fits,
+    enhance,
+    resolve_algorithm,
+    resolve_karras,
+    resolve_loras,
+    resolve_processor,
+    split_names,
+)
 from storage.schedulers import MAX_STEPS, SUPPORTED_NAMES, find_scheduler
 
 MAX_SEED = 999_999_999_999_999
@@ -30,9 +44,11 @@ WebhookEvent = Literal["progress", "completed", "failed"]
 
 
 class InpaintRequest(BaseModel):
-    """Body of POST /v2/{model}. Images: an http(s) URL, raw base64 or a data URI.
+    """Body of POST /v2/{model}, the fields every model takes (erase uses exactly these).
 
-    mask: white (255) means repaint, black (0) means keep; grey is thresholded at 128.
+    Images: an http(s) URL, raw base64 or a data URI. mask: white (255) means repaint,
+    black (0) means keep; grey is thresholded at 128. Family-specific fields live in the
+    subclasses below; a field the model's family does not take is a 400, never ignored.
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -54,6 +70,15 @@ class InpaintRequest(BaseModel):
         None, ge=8, validation_alias=AliasChoices("img_height", "height"), description="Output height."
     )
     base64: bool = Field(False, description="Return the images inline as base64 instead of URLs.")
+    mask_blur: int = Field(0, ge=0, le=64, description="Feather the composite over this many pixels "
+                           "around the mask; 0 keeps unmasked pixels exactly.")
+    inpaint_only_masked: bool = Field(False, description="Inpaint a crop around the mask at the model's "
+                                      "size, then paste it back into the full-size input (A1111's "
+                                      "'only masked').")
+    mask_padding: int = Field(32, ge=0, le=256, description="With inpaint_only_masked: pixels of context "
+                              "around the mask's bounding box.")
+    invert_mask: bool = Field(False, description="Repaint the black area and keep the white one.")
+
     webhook: str | None = Field(
         None, max_length=MAX_URL_CHARS, description="http(s) URL to POST the job's outcome to, signed."
     )
@@ -66,8 +91,106 @@ class InpaintRequest(BaseModel):
     )
 
 
+class DiffusionRequest(InpaintRequest):
+    """A diffusers model (sd15 family, seeds/003), with the options of seeds/002."""
+
+    use_karras_sigmas: bool | None = Field(None, description="Karras sigmas on schedulers that have them.")
+    algorithm_type: Literal["dpmsolver++", "dpmsolver+++", "sde-dpmsolver++"] | None = Field(
+        None, description="DPM-Solver algorithm (DPM-Solver schedulers only); 'dpmsolver+++' means "
+        "'dpmsolver++'."
+    )
+    clip_skip: int | None = Field(None, ge=1, le=8, description="1 uses the text encoder's usual output "
+                                  "layer, n skips n-1 more layers (A1111 convention).")
+    lora_model: str | None = Field(None, max_length=1000,
+                                   description="Registered LoRA names, comma-separated.")
+    lora_strength: str | float | None = Field(
+        None, description="LoRA weights, comma-separated in lora_model's order (one value: all; default 1)."
+    )
+    vae: str | None = Field(None, max_length=100, description="A registered VAE that replaces the model's.")
+    embeddings_model: str | None = Field(
+        None, max_length=1000, description="Registered textual-inversion embeddings, comma-separated."
+    )
+    safety_checker: bool = Field(False, description="Check images for NSFW content; replace flagged ones.")
+    safety_checker_type: Literal["blur", "pixelate", "black", "sensitive_content_text"] | None = Field(
+        None, description="How a flagged image is replaced (default sensitive_content_text)."
+    )
+    enhance_prompt: bool = Field(False, description="Append a quality suffix to the prompt.")
+    tomesd: bool | None = Field(None, description="Accepted for compatibility; not applied.")
+    loadbalancer: bool | None = Field(None, description="Accepted for compatibility; not applied.")
+    temp: bool | None = Field(None, description="Accepted for compatibility; not applied.")
+    multi_lingual: bool | None = Field(None, description="Accepted for compatibility; not applied.")
+
+
+class SDXLRequest(DiffusionRequest):
+    """SDXL inpainting (seeds/001): `base_model` picks among registered SDXL checkpoints."""
+
+    base_model: str | None = Field(None, max_length=100, description="A registered SDXL checkpoint name, "
+                                   "e.g. 'SDXL', 'Real Vision XL', 'Juggernaut XL', 'DreamShaper XL'.")
+
+
+class ControlNetRequest(SDXLRequest):
+    """SDXL ControlNet inpainting (seeds/000, inpaint-auto). Without a mask the whole image is repainted."""
+
+    mask: str | None = Field(None, min_length=1, description="Optional: without it the whole image is "
+                             "repainted under ControlNet guidance.")
+    cn_model: str = Field("Canny", max_length=100,
+                          description="ControlNet: Canny, Depth, SoftEdge or Openpose.")
+    cn_processor: str | None = Field(
+        None, max_length=100, description="Builds the control image: canny, depth or none (the image as "
+        "given). Default: canny for Canny, depth for Depth, none otherwise."
+    )
+
+
+REQUEST_CLASSES: dict[str, type[InpaintRequest]] = {
+    "erase": InpaintRequest,
+    "sd15": DiffusionRequest,
+    "sdxl": SDXLRequest,
+    "sdxl-controlnet": ControlNetRequest,
+}
+"""The body each model family accepts."""
+
+
+class LoraUse(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    weight: float
+
+
+class AdapterParams(BaseModel):
+    """Loaded onto the resident pipeline for one job and removed after it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loras: tuple[LoraUse, ...] = ()
+    vae: str | None = None
+    embeddings: tuple[str, ...] = ()
+    clip_skip: int | None = Field(None, description="A1111 convention: 1 = no skip.")
+
+
+class MaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blur: int = 0
+    only_masked: bool = False
+    padding: int = 32
+    invert: bool = False
+
+
+class ControlParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    processor: str
+
+
 class JobParams(BaseModel):
-    """What the worker runs: concrete, in range, seed resolved. Stored as the job's params."""
+    """What the worker runs: concrete, in range, seed resolved. Stored as the job's params.
+
+    `prompt` is the prompt as used (with the enhance_prompt suffix when asked for).
+    `safety` is the replacement type when the safety checker is on, else None.
+    `ignored` names the accepted-but-not-applied fields the request set.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +204,15 @@ class JobParams(BaseModel):
     seed: int
     width: int
     height: int
+    use_karras_sigmas: bool | None = None
+    algorithm_type: str | None = None
+    base_model: str | None = None
+    control: ControlParams | None = None
+    adapters: AdapterParams = AdapterParams()
+    mask: MaskParams = MaskParams()
+    safety: str | None = None
+    enhance_prompt: bool = False
+    ignored: tuple[str, ...] = ()
 
     def seeds(self) -> list[int]:
         """Image i of the job uses seed + i."""
@@ -140,27 +272,99 @@ def _check_step_budget(scheduler: str, steps: int, strength: float) -> None:
                            limit=limit, value=steps)
 
 
+def _check_steps_run(steps: int, strength: float) -> None:
+    """Diffusers runs int(steps * strength) denoising steps; zero would be an error on the worker."""
+    if int(steps * strength) < 1:
+        raise InvalidInput("strength", f"with num_inference_steps={steps}, strength {strength} runs no "
+                           f"denoising step; it must be at least {1 / steps:.3g}", limit=1 / steps,
+                           value=strength)
+
+
+def _resolve_mask(request: InpaintRequest) -> MaskParams:
+    given = request.model_fields_set
+    if "mask_padding" in given and not request.inpaint_only_masked:
+        raise InvalidInput("mask_padding", "only applies with inpaint_only_masked: true",
+                           value=request.mask_padding)
+    if request.invert_mask and request.mask is None:
+        raise InvalidInput("invert_mask", "needs a mask: without one the whole image is repainted",
+                           value=request.invert_mask)
+    return MaskParams(blur=request.mask_blur, only_masked=request.inpaint_only_masked,
+                      padding=request.mask_padding, invert=request.invert_mask)
+
+
+def _resolve_adapters(request: DiffusionRequest, catalog: AssetCatalog, family: str) -> AdapterParams:
+    loras = resolve_loras(request.lora_model, request.lora_strength, catalog, family)
+    embeddings = split_names(request.embeddings_model or "")
+    for name in embeddings:
+        check_name("embeddings_model", "embeddings", name, catalog, family)
+    return AdapterParams(
+        loras=tuple(LoraUse(name=n, weight=w) for n, w in loras),
+        vae=check_name("vae", "vae", request.vae, catalog, family) if request.vae else None,
+        embeddings=tuple(dict.fromkeys(embeddings)),
+        clip_skip=request.clip_skip,
+    )
+
+
+def _resolve_diffusion(
+    request: DiffusionRequest, spec: ModelSpec, scheduler: str, strength: float, catalog: AssetCatalog
+) -> dict[str, Any]:
+    """The fields only diffusers models take."""
+    family = "sdxl" if spec.is_sdxl else "sd15"
+    check_scheduler_fits(scheduler, strength, family)
+    if request.safety_checker_type is not None and not request.safety_checker:
+        raise InvalidInput("safety_checker_type", "only applies with safety_checker: yes",
+                           value=request.safety_checker_type)
+    resolved: dict[str, Any] = {
+        "prompt": enhance(request.prompt) if request.enhance_prompt else request.prompt,
+        "enhance_prompt": request.enhance_prompt,
+        "use_karras_sigmas": resolve_karras(scheduler, request.use_karras_sigmas),
+        "algorithm_type": resolve_algorithm(scheduler, request.algorithm_type),
+        "adapters": _resolve_adapters(request, catalog, family),
+        "safety": request.safety_checker_type or "sensitive_content_text" if request.safety_checker else None,
+        "ignored": tuple(f for f in NOT_APPLIED if getattr(request, f) is not None),
+    }
+    if isinstance(request, SDXLRequest):
+        name = request.base_model or spec.base_model
+        resolved["base_model"] = name and check_name("base_model", "base_model", name, catalog, family)
+    if isinstance(request, ControlNetRequest):
+        resolved["control"] = ControlParams(
+            model=check_name("cn_model", "controlnet", request.cn_model, catalog, family),
+            processor=resolve_processor(request.cn_model, request.cn_processor),
+        )
+    return resolved
+
+
 def resolve_params(
-    request: InpaintRequest, spec: ModelSpec, *, image_size: tuple[int, int], rng: random.Random
+    request: InpaintRequest,
+    spec: ModelSpec,
+    *,
+    image_size: tuple[int, int],
+    rng: random.Random,
+    catalog: AssetCatalog | None = None,
 ) -> JobParams:
     """Apply the model's defaults and ranges; draw the seed. Raises InvalidInput naming the field."""
     if request.samples > spec.max_samples:
-        raise InvalidInput("samples", f"must be at most {spec.max_samples} for this model, got {request.samples}",
-                           limit=spec.max_samples, value=request.samples)
+        raise InvalidInput("samples", f"must be at most {spec.max_samples} for this model, "
+                           f"got {request.samples}", limit=spec.max_samples, value=request.samples)
     width, height = _resolve_size(request, spec, image_size)
     steps = int(_in_range("num_inference_steps", request.num_inference_steps, spec.steps, integer=True))
-    scheduler = _resolve_scheduler(request.scheduler, spec)
     strength = _in_range("strength", request.strength, spec.strength)
+    _check_steps_run(steps, strength)
+    scheduler = _resolve_scheduler(request.scheduler, spec)
     _check_step_budget(scheduler, steps, strength)
-    return JobParams(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt,
-        samples=request.samples,
-        scheduler=scheduler,
-        num_inference_steps=steps,
-        guidance_scale=_in_range("guidance_scale", request.guidance_scale, spec.guidance_scale),
-        strength=strength,
-        seed=request.seed if request.seed >= 0 else rng.randint(0, MAX_SEED - request.samples),
-        width=width,
-        height=height,
-    )
+    fields: dict[str, Any] = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "samples": request.samples,
+        "scheduler": scheduler,
+        "num_inference_steps": steps,
+        "guidance_scale": _in_range("guidance_scale", request.guidance_scale, spec.guidance_scale),
+        "strength": strength,
+        "seed": request.seed if request.seed >= 0 else rng.randint(0, MAX_SEED - request.samples),
+        "width": width,
+        "height": height,
+        "mask": _resolve_mask(request),
+    }
+    if isinstance(request, DiffusionRequest):
+        fields.update(_resolve_diffusion(request, spec, scheduler, strength, catalog or AssetCatalog([])))
+    return JobParams(**fields)

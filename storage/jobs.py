@@ -169,9 +169,13 @@ def complete_job(
     inference_time: float,
     now: datetime,
     ttl: timedelta,
+    nsfw: list[bool] | None = None,
 ) -> bool:
     """PROCESSING → COMPLETED with this attempt's results, only if the job is still this attempt's:
-    a job is never completed twice, and never COMPLETED without output."""
+    a job is never completed twice, and never COMPLETED without output.
+
+    nsfw: per output, whether the safety checker flagged (and replaced) it; None when it did not run.
+    """
     if not output_keys:
         raise IllegalTransition("a job cannot complete without output")
     check_transition(JobStatus.PROCESSING, JobStatus.COMPLETED)
@@ -179,7 +183,7 @@ def complete_job(
         update(Job)
         .where(_is_mine(job_id, attempt))
         .values(status=JobStatus.COMPLETED.value, output_keys=output_keys, output_seeds=output_seeds,
-                inference_time=inference_time, finished_at=now, expires_at=now + ttl,
+                nsfw=nsfw, inference_time=inference_time, finished_at=now, expires_at=now + ttl,
                 progress_step=Job.progress_total, heartbeat_at=None)
         .execution_options(synchronize_session=False)
     )

@@ -119,6 +119,9 @@ class Job(Base):
 
     output_keys: Mapped[list[Any] | None] = mapped_column(comment="Blob keys of the results, in order.")
     output_seeds: Mapped[list[Any] | None]
+    nsfw: Mapped[list[Any] | None] = mapped_column(
+        comment="Per output: flagged by the safety checker; null when it did not run."
+    )
     inference_time: Mapped[float | None] = mapped_column(Float)
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -222,3 +225,45 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(60), primary_key=True, comment="What is counted, e.g. sweeper_requeued.")
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ModelAsset(Base):
+    """A named component registered at run time: a base model, ControlNet, LoRA, VAE, embedding,
+    depth estimator or safety checker. Built-in names live in code (storage.assets)."""
+
+    __tablename__ = "model_assets"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source: Mapped[str] = mapped_column(Text, comment="Hub id, local directory or local file.")
+    options: Mapped[dict[str, Any]] = mapped_column(comment="Kind-specific options (storage.assets).")
+    created_at: Mapped[datetime]
+
+
+class WorkerRecord(Base):
+    """One inference worker process, as it last reported itself (a heartbeat every few seconds)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    device: Mapped[str] = mapped_column(String(200), comment="e.g. 'cuda:0 (NVIDIA H100)' or 'cpu'.")
+    memory_total: Mapped[int | None] = mapped_column(BigInteger, comment="Bytes on the device.")
+    memory_free: Mapped[int | None] = mapped_column(BigInteger, comment="Bytes free on the device.")
+    resident: Mapped[list[Any]] = mapped_column(comment="Models held in memory: [{kind, source, bytes}].")
+    busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    command_cursor: Mapped[int] = mapped_column(Integer, default=0, comment="Last worker_commands id done.")
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
+class WorkerCommand(Base):
+    """A request to every inference worker (clear_cache, load), acted on between jobs, in id order."""
+
+    __tablename__ = "worker_commands"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(Text, comment="A model slug (load) or a source (evict).")
+    created_at: Mapped[datetime]

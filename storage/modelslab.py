@@ -39,7 +39,7 @@ def meta_of(job: Job) -> dict[str, Any]:
     """The parameters actually used, in ModelsLab's names."""
     params = job.params
     return {
-        "prompt": params.get("prompt_used", params.get("prompt")),
+        "prompt": params.get("prompt"),  # as used: with the enhance_prompt suffix when asked for
         "negative_prompt": params.get("negative_prompt"),
         "model_id": job.model,
         "scheduler": params.get("scheduler"),
@@ -51,7 +51,37 @@ def meta_of(job: Job) -> dict[str, Any]:
         "seed": params.get("seed"),
         "strength": params.get("strength"),
         "file_prefix": job.id,
+        "enhance_prompt": yes_no(params.get("enhance_prompt")),
+        "safetychecker": yes_no(params.get("safety")),
+        **options_meta(params),
     }
+
+
+def yes_no(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+def options_meta(params: dict[str, Any]) -> dict[str, Any]:
+    """The family-specific options the job used (storage.contract.JobParams), only those it has."""
+    adapters = params.get("adapters") or {}
+    loras = adapters.get("loras") or []
+    control = params.get("control") or {}
+    found = {
+        "safety_checker_type": params.get("safety"),
+        "use_karras_sigmas": None if params.get("use_karras_sigmas") is None
+        else yes_no(params["use_karras_sigmas"]),
+        "algorithm_type": params.get("algorithm_type"),
+        "base_model": params.get("base_model"),
+        "cn_model": control.get("model"),
+        "cn_processor": control.get("processor"),
+        "lora_model": ",".join(lora["name"] for lora in loras) or None,
+        "lora_strength": ",".join(f"{lora['weight']:g}" for lora in loras) or None,
+        "vae": adapters.get("vae"),
+        "embeddings_model": ",".join(adapters.get("embeddings") or []) or None,
+        "clip_skip": adapters.get("clip_skip"),
+        "not_applied": list(params.get("ignored") or []) or None,
+    }
+    return {name: value for name, value in found.items() if value is not None}
 
 
 def final_body(job: Job, output: list[str]) -> dict[str, Any]:

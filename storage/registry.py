@@ -12,13 +12,14 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import RegisteredModel
 
-Family = Literal["sd15", "erase"]
-FAMILIES: tuple[str, ...] = ("sd15", "erase")
+Family = Literal["sd15", "sdxl", "sdxl-controlnet", "erase"]
+FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet", "erase")
+DIFFUSION_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet")
 
 
 class Range(BaseModel):
@@ -42,7 +43,14 @@ class ModelSpec(BaseModel):
 
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
     family: Family
-    source: str = Field("", description="Hugging Face hub id or local directory; empty for erase.")
+    source: str = Field(
+        "", description="Hugging Face hub id or local directory; empty for erase, and for SDXL slugs whose "
+        "weights come from `base_model`."
+    )
+    base_model: str | None = Field(
+        None, description="SDXL families: the registered base_model used when a request names none "
+        "(storage.assets); None uses `source`."
+    )
     queue: str = "inpaint"
     sizes: tuple[int, ...] | None = Field(
         None, description="Allowed values of width and height; None: any multiple of 8 up to max_side."
@@ -57,6 +65,16 @@ class ModelSpec(BaseModel):
     default_scheduler: str = "DDIM"
     max_samples: int = 4
 
+    @model_validator(mode="after")
+    def _has_weights(self) -> ModelSpec:
+        if self.family in DIFFUSION_FAMILIES and not (self.source or self.base_model):
+            raise ValueError(f"a {self.family} model needs a source or a base_model")
+        return self
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family in ("sdxl", "sdxl-controlnet")
+
     def accepts_size(self, side: int) -> bool:
         if self.sizes is not None:
             return side in self.sizes
@@ -68,6 +86,16 @@ class ModelSpec(BaseModel):
         return f"a multiple of 8 from 8 to {self.max_side}"
 
 
+def segmind_sdxl(slug: str, family: Family, *, base_model: str, scheduler: str) -> ModelSpec:
+    """The ranges of Segmind's SDXL pages (seeds/000, 001). Their documented strength default (7.5)
+    is a copy of guidance_scale's; the examples' 0.9 is used instead."""
+    return ModelSpec(
+        slug=slug, family=family, base_model=base_model, sizes=None, max_side=1024, default_size=1024,
+        steps=Range(min=20, max=100, default=25), guidance_scale=Range(min=1, max=25, default=7.5),
+        strength=Range(min=0, max=0.99, default=0.9), default_scheduler=scheduler,
+    )
+
+
 BUILTIN: dict[str, ModelSpec] = {
     spec.slug: spec
     for spec in [
@@ -76,6 +104,12 @@ BUILTIN: dict[str, ModelSpec] = {
             family="sd15",
             source="stable-diffusion-v1-5/stable-diffusion-inpainting",
             sizes=(512, 768),
+        ),
+        # seeds/001: Segmind sdxl-inpaint.
+        segmind_sdxl("sdxl-inpaint", "sdxl", base_model="SDXL", scheduler="DPM2 Karras"),
+        # seeds/000: Segmind inpaint-auto, SDXL ControlNet inpainting; mask optional.
+        segmind_sdxl(
+            "inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL", scheduler="DPM++ 2M SDE Karras"
         ),
         ModelSpec(
             slug="erase",
@@ -102,16 +136,24 @@ def spec_from_row(row: RegisteredModel) -> ModelSpec:
 
 
 def register_model(session: Session, spec: ModelSpec, *, now: datetime) -> None:
-    """Insert or replace the registration of `spec.slug`."""
+    """Insert or replace the registration of `spec.slug`. Writes first (UPDATE, then INSERT if
+    nothing was updated): the SQLite convention of storage.db."""
     options = spec.model_dump(mode="json", exclude={"slug", "family", "source"})
-    row = session.get(RegisteredModel, spec.slug)
-    if row is None:
-        session.add(
-            RegisteredModel(slug=spec.slug, family=spec.family, source=spec.source, options=options, created_at=now)
-        )
-    else:
-        row.family, row.source, row.options = spec.family, spec.source, options
+    values = {"family": spec.family, "source": spec.source, "options": options}
+    updated = session.execute(
+        update(RegisteredModel).where(RegisteredModel.slug == spec.slug).values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if not updated.rowcount:  # type: ignore[attr-defined]
+        session.add(RegisteredModel(slug=spec.slug, created_at=now, **values))
     session.flush()
+
+
+def delete_model(session: Session, slug: str) -> str | None:
+    """Remove a registration (a built-in slug it overrode comes back). Returns the source it had,
+    or None when nothing was registered. A single DELETE: it writes first."""
+    stmt = delete(RegisteredModel).where(RegisteredModel.slug == slug).returning(RegisteredModel.source)
+    return session.execute(stmt.execution_options(synchronize_session=False)).scalar_one_or_none()
 
 
 def list_models(session: Session) -> list[ModelSpec]:

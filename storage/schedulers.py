@@ -115,3 +115,26 @@ SUPPORTED_NAMES: list[str] = [name for name, spec in SCHEDULERS.items() if spec.
 
 def find_scheduler(name: str) -> SchedulerSpec | None:
     return SCHEDULERS.get(name)
+
+
+# Scheduler classes whose constructor takes `use_karras_sigmas` (checked against diffusers by a test).
+KARRAS_CLASSES: frozenset[str] = frozenset({
+    "DEISMultistepScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
+    "EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+    "KDPM2DiscreteScheduler", "LMSDiscreteScheduler", "UniPCMultistepScheduler",
+})
+# Scheduler classes that take `algorithm_type`, and the values this service lets a request set.
+# Scheduler classes without `add_noise`: they cannot start from a partly noised image, so they run
+# only at strength 1 on SD 1.5 inpainting models (SDXL's inpainting keeps noising the known latents).
+NO_ADD_NOISE_CLASSES: frozenset[str] = frozenset({"IPNDMScheduler"})
+ALGORITHM_CLASSES: frozenset[str] = frozenset({"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"})
+ALGORITHM_TYPES: dict[str, str] = {
+    "dpmsolver++": "dpmsolver++",
+    "dpmsolver+++": "dpmsolver++",  # seeds/002 spells it with three plus signs
+    "sde-dpmsolver++": "sde-dpmsolver++",
+}
+
+
+def names_of_classes(classes: frozenset[str]) -> list[str]:
+    """The supported scheduler names that build one of `classes`."""
+    return [n for n in SUPPORTED_NAMES if SCHEDULERS[n].class_name in classes]

@@ -145,6 +145,14 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of a worker's Prometheus /metrics server; 0: off."
     )
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, le=300, description="How often an inference worker reports itself (system_details) and "
+        "picks up admin commands (clear_cache, load_model's warm-up)."
+    )
+    model_memory_budget_gb: float | None = Field(
+        None, gt=0, description="Memory a worker may fill with resident models; the least recently used are "
+        "evicted past it. Default: 75% of the device's memory."
+    )
 
     @field_validator("webhook_retry_schedule", "warmup_models", mode="before")
     @classmethod

@@ -68,12 +68,35 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tiny SDXL pipelines, ControlNets, VAE, LoRAs, embeddings, safety checker and depth model."""
+    from tests.support.tiny_models import build_tiny_assets
+
+    return build_tiny_assets(tmp_path_factory.mktemp("tiny-assets"))
+
+
+@pytest.fixture(scope="session")
+def bench(tiny_assets: Any, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Runs request bodies in-process through the registry (a SQLite database) and the worker's path."""
+    from storage.db import session_scope
+    from tests.support.tiny_models import Bench, register_tiny_assets
+
+    bench = Bench(f"sqlite:///{tmp_path_factory.mktemp('bench') / 'bench.db'}")
+    with session_scope(bench.sessions) as session:
+        register_tiny_assets(session, tiny_assets, sd15_dir=tiny_model_dir)
+    yield bench
+    bench.close()
+
+
 def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, str]:
     env = {
         "INPAINT_DATA_DIR": str(workdir / "data"),
         "INPAINT_ALLOW_LOOPBACK_URLS": "true",
         "INPAINT_REAPER_INTERVAL_SECONDS": "1",
         "INPAINT_PROGRESS_INTERVAL_SECONDS": "0.05",
+        "INPAINT_WORKER_HEARTBEAT_SECONDS": "0.5",
+        "OMP_NUM_THREADS": "1",  # 2 shared cores: more torch threads only contend
         "INPAINT_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,1,1,2,3",
         "INPAINT_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.5",
         "INPAINT_WEBHOOK_TIMEOUT_SECONDS": "3",

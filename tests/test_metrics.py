@@ -92,7 +92,9 @@ def test_queue_depth_counts_waiting_messages_while_the_worker_is_stopped(stack: 
 def test_worker_port_serves_resident_models_and_jobs_run(stack: Stack) -> None:
     assert stack.wait(stack.submit("erase", job_body()))["status"] == "COMPLETED"
     worker = scrape_worker(stack.worker_metrics_port)
-    assert value(worker, "inpaint_worker_resident_models", model="erase", family="erase") == 1
+    resident = [v for (name, labels), v in worker.items()
+                if name == "inpaint_worker_resident_models" and dict(labels)["kind"] == "erase"]
+    assert resident == [1.0], resident
     assert value(worker, "inpaint_worker_jobs_total", model="erase", status="COMPLETED") >= 1
     assert value(worker, "inpaint_worker_inference_seconds_count", model="erase") >= 1
     ops = scrape_worker(stack.ops_metrics_port)

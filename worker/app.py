@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from storage.broker import (
     QUEUE_MAINTENANCE,
@@ -62,8 +64,8 @@ def periodic_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     }
 
 
-def create_worker_app(settings: Settings) -> Celery:
-    return build_worker(settings)[0]
+def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
+    return build_worker(settings, heartbeat=heartbeat)[0]
 
 
 def record_run(ctx: WorkerContext, metrics: WorkerMetrics, job_id: str, status: str | None) -> None:
@@ -76,9 +78,12 @@ def record_run(ctx: WorkerContext, metrics: WorkerMetrics, job_id: str, status: 
     metrics.record_job(model=model, status=status, inference_seconds=seconds)
 
 
-def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext], WorkerMetrics]:
+def build_worker(settings: Settings, *, heartbeat: bool = False, started: datetime | None = None,
+                 ) -> tuple[Celery, Callable[[], WorkerContext], WorkerMetrics]:
     """The Celery app with its tasks, the (lazily built, cached) context they share, and its metrics.
 
+    heartbeat: this process runs inference; it reports itself and takes admin commands (worker.fleet).
+    started: when the process started; the admin commands issued since then are carried out.
     Each task runs inside a fresh `log_context`, so job fields bound while it runs
     never leak into the next task a pool thread runs.
     """
@@ -97,6 +102,17 @@ def build_worker(settings: Settings) -> tuple[Celery, Callable[[], WorkerContext
     @worker_shutting_down.connect(weak=False)
     def stop_running_job(**_: object) -> None:
         context().stopping.set()
+
+    if heartbeat:
+        since = started or utcnow()
+
+        @worker_ready.connect(weak=False)
+        def join_fleet(sender: Any = None, **_: Any) -> None:
+            context().fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=since)
+
+        @worker_shutdown.connect(weak=False)
+        def leave_fleet(**_: Any) -> None:
+            context().fleet.stop()
 
     @app.task(name=TASK_RUN_JOB, ignore_result=True)
     def run_job(job_id: str) -> None:

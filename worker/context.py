@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.blobs import BlobStore, make_blob_store
 from storage.db import make_engine, make_session_factory
 from storage.settings import Settings
+from worker.fleet import FleetMember
 from worker.pipelines import PipelineCache
 
 
@@ -22,6 +23,8 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     pipelines: PipelineCache
+    busy: threading.Lock  # held for the length of each job; admin commands wait for it
+    fleet: FleetMember
     publish: Callable[..., None]
     """publish(task_name, *args, queue=None): send a task by name; never raises."""
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -32,11 +35,16 @@ class WorkerContext:
         engine = make_engine(settings.resolved_database_url, pool_size=2, max_overflow=2) \
             if not settings.resolved_database_url.startswith("sqlite") \
             else make_engine(settings.resolved_database_url)
+        sessions = make_session_factory(engine)
+        pipelines = PipelineCache(settings.device, settings.model_memory_budget_gb)
+        busy = threading.Lock()
         return cls(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=sessions,
             blobs=make_blob_store(settings),
-            pipelines=PipelineCache(settings.device),
+            pipelines=pipelines,
+            busy=busy,
+            fleet=FleetMember(settings, sessions, pipelines, busy),
             publish=publish,
         )

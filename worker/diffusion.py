@@ -12,8 +12,10 @@ from PIL import Image
 from storage.contract import JobParams
 from storage.errors import JobFailure
 from storage.registry import ModelSpec
+from worker.adapters import applied_adapters
+from worker.components import JobComponents
 from worker.inference import StepCallback
-from worker.schedulers import build_scheduler
+from worker.schedulers import build_scheduler, scheduler_overrides
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +31,36 @@ def dtype_for(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
-def describe_source(spec: ModelSpec) -> str:
+def is_local(source: str) -> bool:
+    return Path(source).is_absolute() or source.startswith(".")
+
+
+def describe_source(source: str) -> str:
     """The source as it may be shown to a client: hub ids yes, local paths no."""
-    return "its local directory" if Path(spec.source).is_absolute() or spec.source.startswith(".") \
-        else repr(spec.source)
+    return "its local directory" if is_local(source) else repr(source)
+
+
+def from_pretrained(cls: Any, source: str, what: str, **kwargs: Any) -> Any:
+    """`cls.from_pretrained(source, **kwargs)`; a failure becomes a JobFailure naming `what`."""
+    if is_local(source) and not Path(source).exists():
+        raise JobFailure("model_unavailable", f"{what} could not be loaded: its local path does not exist")
+    try:
+        return cls.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as exc:
+        log.error("loading %s from %s failed: %s", what, source, exc)
+        raise JobFailure(
+            "model_unavailable",
+            f"{what} could not be loaded from {describe_source(source)}: its weights were not found "
+            "or are incomplete",
+        ) from None
 
 
 def load_pretrained(pipeline_cls: Any, spec: ModelSpec, device: torch.device, **kwargs: Any) -> Any:
     """`pipeline_cls.from_pretrained(spec.source)`, on `device`; a failure becomes a JobFailure."""
-    looks_local = Path(spec.source).is_absolute() or spec.source.startswith(".")
-    if looks_local and not Path(spec.source).is_dir():
-        raise JobFailure("model_unavailable", f"model {spec.slug!r} could not be loaded: its local directory "
-                                              "does not exist")
-    try:
-        pipe = pipeline_cls.from_pretrained(spec.source, dtype=dtype_for(device), **kwargs)
-    except (OSError, ValueError) as exc:
-        log.error("loading %s from %s failed: %s", spec.slug, spec.source, exc)
-        raise JobFailure(
-            "model_unavailable",
-            f"model {spec.slug!r} could not be loaded from {describe_source(spec)}: its weights were not found "
-            "or are incomplete",
-        ) from None
+    what = f"model {spec.slug!r}"
+    if spec.base_model:
+        what = f"base_model {spec.base_model!r} of {what}"
+    pipe = from_pretrained(pipeline_cls, spec.source, what, dtype=dtype_for(device), **kwargs)
     pipe = pipe.to(device)
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
@@ -58,39 +69,72 @@ def load_pretrained(pipeline_cls: Any, spec: ModelSpec, device: torch.device, **
 
 
 class DiffusersInpainter:
-    """Runs a resident diffusers inpainting pipeline. Not thread-safe: one job at a time."""
+    """Runs a resident diffusers inpainting pipeline. Not thread-safe: one job at a time.
+
+    Per job: a fresh scheduler from the pipeline's own config, the job's adapters
+    (worker.adapters, removed after the call), clip_skip, and CPU generators
+    seeded seed, seed+1, ... so the same seed gives the same noise on every device.
+    Subclasses choose the pipeline to call (`pipeline_for`) and add arguments.
+    """
+
+    clip_skip_offset = 0  # SDXL already reads the penultimate layer: one layer fewer to skip
 
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
         self.scheduler_config = pipe.scheduler.config
 
+    def pipeline_for(self, params: JobParams, components: JobComponents) -> Any:
+        return self.pipe
+
+    def extra_arguments(
+        self, params: JobParams, image: Image.Image, components: JobComponents
+    ) -> dict[str, Any]:
+        return {}
+
+    def diffusers_clip_skip(self, params: JobParams) -> int | None:
+        """A1111's clip_skip n (1 = no skip) as diffusers' (layers skipped), checked against the encoder."""
+        wanted = params.adapters.clip_skip
+        if wanted is None or wanted == 1:
+            return None
+        layers = int(self.pipe.text_encoder.config.num_hidden_layers) - self.clip_skip_offset
+        if wanted - 1 >= layers:
+            raise JobFailure("invalid_input", f"clip_skip {wanted} is too large for this model: its text "
+                             f"encoder allows at most {layers}")
+        return wanted - 1
+
     def __call__(
-        self, params: JobParams, image: Image.Image, mask: Image.Image, *, on_step: StepCallback
+        self, params: JobParams, image: Image.Image, mask: Image.Image, *, on_step: StepCallback,
+        components: JobComponents | None = None,
     ) -> list[Image.Image]:
-        pipe = self.pipe
-        pipe.scheduler = build_scheduler(params.scheduler, self.scheduler_config)
-        # CPU generators: the same seed gives the same noise on every device.
+        components = components or JobComponents()
+        pipe = self.pipeline_for(params, components)
+        overrides = scheduler_overrides(params)
+        pipe.scheduler = build_scheduler(params.scheduler, self.scheduler_config, **overrides)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in params.seeds()]
 
         def step_end(p: Any, index: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             on_step(index + 1, int(p.num_timesteps))
             return kwargs
 
-        result = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt,
-            image=image,
-            mask_image=mask,
-            width=params.width,
-            height=params.height,
-            strength=params.strength,
-            num_inference_steps=params.num_inference_steps,
-            guidance_scale=params.guidance_scale,
-            num_images_per_prompt=params.samples,
-            generator=generators,
-            callback_on_step_end=step_end,
-            output_type="pil",
-        )
+        arguments = self.extra_arguments(params, image, components)
+        with applied_adapters(pipe, components):
+            result = pipe(
+                prompt=params.prompt,
+                negative_prompt=params.negative_prompt,
+                image=image,
+                mask_image=mask,
+                width=params.width,
+                height=params.height,
+                strength=params.strength,
+                num_inference_steps=params.num_inference_steps,
+                guidance_scale=params.guidance_scale,
+                num_images_per_prompt=params.samples,
+                generator=generators,
+                clip_skip=self.diffusers_clip_skip(params),
+                callback_on_step_end=step_end,
+                output_type="pil",
+                **arguments,
+            )
         return list(result.images)
 
 
@@ -103,6 +147,18 @@ def quiet_loaders() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def alias_text_model(encoder: Any) -> None:
+    """Let diffusers' SD 1.5 clip_skip path find `text_encoder.text_model.final_layer_norm`.
+
+    transformers 5 flattened CLIPTextModel (its layers are no longer under `.text_model`);
+    diffusers 0.42 still reads that attribute. The alias is a plain attribute, not a
+    registered submodule, so parameters, `to()` and saving are unaffected.
+    """
+    if "text_model" not in encoder.__dict__ and not hasattr(encoder, "text_model") \
+            and hasattr(encoder, "final_layer_norm"):
+        object.__setattr__(encoder, "text_model", encoder)
+
+
 def load_sd15(spec: ModelSpec, device: torch.device) -> DiffusersInpainter:
     from diffusers import StableDiffusionInpaintPipeline
 
@@ -110,4 +166,5 @@ def load_sd15(spec: ModelSpec, device: torch.device) -> DiffusersInpainter:
     pipe = load_pretrained(
         StableDiffusionInpaintPipeline, spec, device, safety_checker=None, requires_safety_checker=False
     )
+    alias_text_model(pipe.text_encoder)
     return DiffusersInpainter(pipe)

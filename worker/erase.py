@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -14,7 +16,8 @@ class EraseInpainter:
     """Deterministic: every sample is the same image, and the prompt, seed and scheduler are unused."""
 
     def __call__(
-        self, params: JobParams, image: Image.Image, mask: Image.Image, *, on_step: StepCallback
+        self, params: JobParams, image: Image.Image, mask: Image.Image, *, on_step: StepCallback,
+        components: Any = None,
     ) -> list[Image.Image]:
         rgb = np.asarray(image.convert("RGB"))
         holes = np.asarray(mask.convert("L"))

@@ -3,20 +3,37 @@
     inpaint-worker run [--queues inpaint] [--pool solo]   # GPU worker: one process per GPU
     inpaint-worker run --queues maintenance --pool threads --concurrency 4   # light worker
     inpaint-worker beat                                   # periodic scheduler (reaper)
-    inpaint-worker tiny-model DIR [--register tiny-sd-inpaint]
+    inpaint-worker tiny-model DIR [--kind sd15|sdxl|controlnet|...] [--register SLUG] [--asset NAME]
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
-from storage.broker import QUEUE_INPAINT
+from storage.broker import QUEUE_INPAINT, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS
 from storage.logs import configure_logging
-from storage.settings import load_settings
+from storage.settings import Settings, load_settings
+
+TINY_KINDS = ("sd15", "sdxl", "sdxl-plain", "controlnet", "vae", "lora-sd15", "lora-sdxl", "embeddings-sd15",
+              "embeddings-sdxl", "safety-checker", "depth")
+
+
+def write_tiny_command(settings: Settings, args: argparse.Namespace) -> None:
+    from worker.tiny_assets import register_tiny, write_tiny
+
+    source = write_tiny(Path(args.directory).resolve(), args.kind)
+    sys.stdout.write(f"wrote a tiny {args.kind} to {source}\n")
+    if args.register or args.asset:
+        register_tiny(settings, args.kind, source, slug=args.register, asset=args.asset)
+        sys.stdout.write(f"registered it as {args.register or args.asset!r}\n")
 
 
 def main(argv: list[str] | None = None) -> None:
+    started = datetime.now(UTC)  # before the heavy imports: admin commands issued after it are carried out
     parser = argparse.ArgumentParser(prog="inpaint-worker", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,22 +44,24 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--name", help="worker name (default: QUEUES@hostname)")
     beat = sub.add_parser("beat", help="send the periodic tasks")
     beat.add_argument("--schedule", help="beat's state file (default: DATA_DIR/celerybeat-schedule)")
-    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight SD inpainting pipeline")
+    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight pipeline or model asset")
     tiny.add_argument("directory")
-    tiny.add_argument("--register", metavar="SLUG", help="also register it under this model slug")
+    tiny.add_argument("--kind", default="sd15", choices=TINY_KINDS, help="what to write (default: sd15)")
+    tiny.add_argument("--register", metavar="SLUG", help="also register a pipeline under this model slug")
+    tiny.add_argument("--asset", metavar="NAME", help="also register it as a named asset (base_model, ...)")
     args = parser.parse_args(argv)
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "tiny-model":
-        from worker.tiny import write_tiny_model
-
-        write_tiny_model(settings, args.directory, slug=args.register)
+        write_tiny_command(settings, args)
         return
 
     from worker.app import build_worker
 
-    app, context, metrics = build_worker(settings)
+    light = (QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)  # the others run inference: they join the fleet
+    inference = args.command == "run" and any(q not in light for q in args.queues.split(","))
+    app, context, metrics = build_worker(settings, heartbeat=inference, started=started)
     level = settings.log_level.upper()
     if args.command == "run":  # before warm-up, so loading models shows; the main process: see worker/metrics.py
         metrics.serve(settings.worker_metrics_port)

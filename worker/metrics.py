@@ -33,11 +33,16 @@ class ResidentCollector(Collector):
         self.resident = resident
 
     def collect(self) -> Iterator[Metric]:
-        models = GaugeMetricFamily("inpaint_worker_resident_models", "Models loaded in this worker (1 each).",
-                                   labels=["model", "family"])
-        for model in self.resident():
-            models.add_metric([model["slug"], model["family"]], 1)
+        models = GaugeMetricFamily("inpaint_worker_resident_models",
+                                   "Pipelines and components loaded in this worker (1 each).",
+                                   labels=["kind", "source"])
+        sizes = GaugeMetricFamily("inpaint_worker_resident_bytes", "Bytes each resident pipeline or component holds.",
+                                  labels=["kind", "source"])
+        for item in self.resident():
+            models.add_metric([item["kind"], item["source"]], 1)
+            sizes.add_metric([item["kind"], item["source"]], item["bytes"])
         yield models
+        yield sizes
         yield from gpu_memory()
 
 

@@ -1,21 +1,30 @@
-"""Resident pipelines: each model is loaded once per worker process and kept.
+"""Resident models: each is loaded once per worker process and kept, up to a memory budget.
 
 Families map to loaders in a table; torch and diffusers are imported only when a
 diffusers family is first loaded, so a worker that only runs maintenance or
-`erase` never imports them.
+`erase` never imports them. The cache is a least-recently-used list keyed by
+(kind, source): SDXL inpainting and SDXL ControlNet slugs with the same weights
+share one pipeline, and ControlNets, VAEs, depth estimators and safety checkers
+are entries of their own. When the entries' bytes exceed the budget, the least
+recently used ones are dropped (a job still holding one keeps it until it ends).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from storage.errors import JobFailure
 from storage.registry import ModelSpec
+from worker.devices import memory_budget
 from worker.inference import Inpainter
 
 log = logging.getLogger(__name__)
@@ -35,34 +44,154 @@ def _load_sd15(spec: ModelSpec, device: str) -> Inpainter:
     return load_sd15(spec, resolve_device(device))
 
 
-LOADERS: dict[str, Loader] = {"erase": _load_erase, "sd15": _load_sd15}
+def _load_sdxl(spec: ModelSpec, device: str) -> Inpainter:
+    from worker.diffusion import resolve_device
+    from worker.sdxl import load_sdxl
+
+    return load_sdxl(spec, resolve_device(device))
+
+
+# family -> (cache kind, loader). sdxl-controlnet shares the sdxl pipeline; the ControlNet is per job.
+LOADERS: dict[str, tuple[str, Loader]] = {
+    "erase": ("erase", _load_erase),
+    "sd15": ("sd15", _load_sd15),
+    "sdxl": ("sdxl", _load_sdxl),
+    "sdxl-controlnet": ("sdxl", _load_sdxl),
+}
+
+
+@dataclass
+class Resident:
+    value: Any
+    nbytes: int
+    loaded_at: float
+
+
+def measure_bytes(value: Any) -> int:
+    """Bytes of the torch parameters and buffers reachable from `value` (0 when torch is not loaded)."""
+    if "torch" not in sys.modules:
+        return 0
+    import torch
+
+    modules: list[Any] = []
+    for candidate in (value, getattr(value, "pipe", None), getattr(value, "model", None)):
+        if isinstance(candidate, torch.nn.Module):
+            modules.append(candidate)
+        components = getattr(candidate, "components", None)
+        if isinstance(components, dict):
+            modules.extend(c for c in components.values() if isinstance(c, torch.nn.Module))
+    seen: set[int] = set()
+    total = 0
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def release_memory() -> None:
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def check_local_source(spec: ModelSpec) -> None:
     """A source that is a path must be a directory: fail fast, before importing torch for nothing."""
     if spec.source and (Path(spec.source).is_absolute() or spec.source.startswith(".")) \
             and not Path(spec.source).is_dir():
-        raise JobFailure("model_unavailable",
-                         f"model {spec.slug!r} could not be loaded: its local directory does not exist")
+        what = f"base_model {spec.base_model!r} of model {spec.slug!r}" if spec.base_model \
+            else f"model {spec.slug!r}"
+        raise JobFailure("model_unavailable", f"{what} could not be loaded: its local directory does not exist")
 
 
 class PipelineCache:
-    """Loaded inpainters by (slug, family, source). A re-registered slug loads afresh."""
+    """Loaded models by (kind, source), least recently used first. Thread-safe.
 
-    def __init__(self, device: str) -> None:
+    Loads are serialised by one lock; the table itself has its own short lock, so
+    `resident()` (the heartbeat) never waits for a load to finish.
+    """
+
+    def __init__(self, device: str, budget_gb: float | None = None) -> None:
+        """budget_gb: None is BUDGET_FRACTION of the device's memory, worked out at the first load."""
         self.device = device
-        self._loaded: dict[tuple[str, str, str], Inpainter] = {}
-        self._lock = threading.Lock()
+        self.budget_gb = budget_gb
+        self._budget: int | None = None
+        self._entries: OrderedDict[tuple[str, str], Resident] = OrderedDict()
+        self._loading = threading.Lock()
+        self._table = threading.Lock()
 
     def get(self, spec: ModelSpec) -> Inpainter:
-        key = (spec.slug, spec.family, spec.source)
-        with self._lock:
-            if key not in self._loaded:
-                check_local_source(spec)
-                started = time.perf_counter()
-                self._loaded[key] = LOADERS[spec.family](spec, self.device)
-                log.info("loaded model %s (%s) in %.1f s", spec.slug, spec.family, time.perf_counter() - started)
-            return self._loaded[key]
+        """The inpainter for this spec's family and weights, loaded on first use."""
+        kind, loader = LOADERS[spec.family]
+
+        def load() -> Inpainter:
+            check_local_source(spec)
+            return loader(spec, self.device)
+
+        inpainter: Inpainter = self.component(kind, spec.source, load, label=spec.slug)
+        return inpainter
+
+    def component(self, kind: str, source: str, load: Callable[[], Any], *, label: str = "") -> Any:
+        """The entry (kind, source), made by `load()` if absent; marks it most recently used."""
+        key = (kind, source)
+        with self._loading:
+            with self._table:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                    return entry.value
+            started = time.perf_counter()
+            value = load()
+            entry = Resident(value=value, nbytes=measure_bytes(value), loaded_at=time.time())
+            with self._table:
+                self._entries[key] = entry
+                dropped = self._drop_over_budget(keep=key)
+            log.info("loaded %s %s (%.1f MB) in %.1f s", kind, label or source, entry.nbytes / 1e6,
+                     time.perf_counter() - started)
+        if dropped:
+            release_memory()
+        return value
+
+    def budget_bytes(self) -> int | None:
+        if self._budget is None:
+            self._budget = memory_budget(self.device, self.budget_gb)
+        return self._budget
+
+    def _drop_over_budget(self, *, keep: tuple[str, str]) -> int:
+        """Drop least recently used entries (never `keep`) until the total fits. Holds the table lock."""
+        budget = self.budget_bytes()
+        dropped = 0
+        while budget is not None and sum(e.nbytes for e in self._entries.values()) > budget:
+            victim = next((k for k in self._entries if k != keep), None)
+            if victim is None:
+                break
+            gone = self._entries.pop(victim)
+            dropped += 1
+            log.info("evicted %s %s (%.1f MB): over the memory budget", *victim, gone.nbytes / 1e6)
+        return dropped
+
+    def clear(self) -> int:
+        """Drop every entry; returns how many were dropped."""
+        return self._drop(lambda key: True)
+
+    def evict_source(self, source: str) -> int:
+        """Drop the entries loaded from `source`; returns how many."""
+        return self._drop(lambda key: key[1] == source)
+
+    def _drop(self, chosen: Callable[[tuple[str, str]], bool]) -> int:
+        with self._table:
+            keys = [k for k in self._entries if chosen(k)]
+            for key in keys:
+                del self._entries[key]
+        if keys:
+            release_memory()
+        return len(keys)
 
     def resident(self) -> list[dict[str, Any]]:
-        return [{"slug": s, "family": f} for (s, f, _src) in self._loaded]
+        """What is in memory, least recently used first: [{kind, source, bytes}]."""
+        with self._table:
+            return [{"kind": k, "source": s, "bytes": e.nbytes} for (k, s), e in self._entries.items()]

@@ -6,6 +6,11 @@ holding the job, so a duplicate delivery, a run the sweeper gave up on, or a
 cancelled job stops at the next step boundary and records nothing. While it
 runs, a heartbeat thread marks the job alive. Any failure ends the job FAILED
 with a code and a message safe to show; the traceback goes to the log.
+
+Between jobs (never during one) the worker applies the admin commands it was
+sent (worker.fleet: clear_cache, warm-up). The job's named components (base
+model, VAE, LoRAs, ControlNet, safety checker) are resolved from the registry
+inside the attempt, so a name that vanished fails the job with a reason.
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ from storage.jobs import (
 from storage.logs import add_log_fields
 from storage.models import JobStatus
 from storage.registry import ModelSpec, find_model
+from worker.components import JobSources, load_components, resolve_sources
 from worker.context import WorkerContext
-from worker.inference import inpaint
+from worker.inference import StepCallback, inpaint
+from worker.pipelines import PipelineCache
+from worker.screening import screen_images
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +126,14 @@ class Heartbeat:
 
 
 def run_job(ctx: WorkerContext, job_id: str) -> str | None:
-    """Run one delivery of the job. Returns the status this run recorded (COMPLETED, FAILED) or None."""
+    """One delivery of the job, start to finish; the status this run recorded (COMPLETED, FAILED) or None.
+    Admin commands (clear_cache, warm-up) run first, never during it."""
+    with ctx.busy:
+        ctx.fleet.apply_commands()
+        return run_claimed_job(ctx, job_id)
+
+
+def run_claimed_job(ctx: WorkerContext, job_id: str) -> str | None:
     try:
         claimed = claim(ctx, job_id)
     except JobFailure as exc:
@@ -128,7 +143,7 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
     log.info("job started (attempt %d)", claimed.attempt, extra={"request_id": job_id})
     try:
         with Heartbeat(ctx, claimed):
-            images, seconds = infer(ctx, claimed)
+            images, nsfw, seconds = infer(ctx, claimed)
             keys = store_outputs(ctx, claimed, images)
     except Superseded:
         log.info("job was taken away (cancelled, timed out or requeued); stopped", extra={"request_id": job_id})
@@ -145,8 +160,8 @@ def run_job(ctx: WorkerContext, job_id: str) -> str | None:
                               f"the worker hit an unexpected error ({type(exc).__name__})", attempt=claimed.attempt)
     with session_scope(ctx.sessions) as session:
         done = complete_job(session, job_id, attempt=claimed.attempt, output_keys=keys,
-                            output_seeds=claimed.params.seeds(), inference_time=seconds, now=utcnow(),
-                            ttl=ctx.settings.result_ttl)
+                            output_seeds=claimed.params.seeds(), nsfw=nsfw, inference_time=seconds,
+                            now=utcnow(), ttl=ctx.settings.result_ttl)
     if not done:
         log.info("job was finished elsewhere; this run's result is not recorded", extra={"request_id": job_id})
         return None
@@ -177,17 +192,34 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
                           progress_events=bool(job.webhook_url and "progress" in (job.webhook_events or [])))
 
 
-def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], float]:
-    """Load the inputs and the resident pipeline, run inference. Returns the images and seconds taken."""
+def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], list[bool] | None, float]:
+    """Load the inputs, the resident models and the job's components, run inference and the safety check.
+
+    Returns the images, the per-image NSFW flags (None when not checked) and the seconds taken.
+    """
+    with session_scope(ctx.sessions) as session:
+        sources = resolve_sources(session, job.spec, job.params)
     budget = ctx.settings.storage_retry_seconds
     image_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["image"]), budget=budget, what="reading inputs")
     mask_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["mask"]), budget=budget, what="reading inputs")
     image, mask = decode_png(image_bytes).convert("RGB"), decode_png(mask_bytes).convert("L")
-    inpainter = ctx.pipelines.get(job.spec)
     recorder = ProgressRecorder(ctx, job)
     started = time.perf_counter()
-    images = inpaint(inpainter, job.params, image, mask, on_step=recorder)
-    return images, round(time.perf_counter() - started, 4)
+    images, nsfw = run_inference(ctx.pipelines, sources, job.params, image, mask, on_step=recorder)
+    return images, nsfw, round(time.perf_counter() - started, 4)
+
+
+def run_inference(
+    pipelines: PipelineCache, sources: JobSources, params: JobParams, image: Image.Image, mask: Image.Image,
+    *, on_step: StepCallback,
+) -> tuple[list[Image.Image], list[bool] | None]:
+    """The resident pipeline and the job's components, `inpaint`, then the safety check if asked for."""
+    inpainter = pipelines.get(sources.spec)
+    components = load_components(pipelines, sources)
+    images = inpaint(inpainter, params, image, mask, on_step=on_step, components=components)
+    if not (params.safety and sources.safety):
+        return images, None
+    return screen_images(pipelines, sources.safety, images, params.safety)
 
 
 def store_outputs(ctx: WorkerContext, job: ClaimedJob, images: list[Image.Image]) -> list[str]:

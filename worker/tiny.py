@@ -18,19 +18,16 @@ from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeli
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from storage.db import make_engine, make_session_factory, session_scope
-from storage.jobs import utcnow
-from storage.registry import ModelSpec, Range, register_model
-from storage.settings import Settings
+from storage.registry import Family, ModelSpec, Range
 
 TINY_SIZE = 64
 
 
-def tiny_spec(slug: str, source: str) -> ModelSpec:
+def tiny_spec(slug: str, source: str, family: Family = "sd15") -> ModelSpec:
     """Registry entry for a tiny pipeline: 64 px by default, few steps allowed."""
     return ModelSpec(
         slug=slug,
-        family="sd15",
+        family=family,
         source=source,
         sizes=None,
         max_side=128,
@@ -53,6 +50,20 @@ def build_tokenizer(workdir: Path) -> CLIPTokenizer:
     return CLIPTokenizer(str(workdir / "vocab.json"), str(workdir / "merges.txt"), model_max_length=77)
 
 
+def build_tiny_vae(seed: int | None = None) -> AutoencoderKL:
+    """A 2-block VAE with 4 latent channels; `seed` None continues the current random stream."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        latent_channels=4,
+    )
+
+
 def build_tiny_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -65,14 +76,7 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
     )
-    vae = AutoencoderKL(
-        block_out_channels=[32, 64],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
-        latent_channels=4,
-    )
+    vae = build_tiny_vae()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-05,
         num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000,
@@ -89,17 +93,3 @@ def build_tiny_pipeline(seed: int = 0) -> StableDiffusionInpaintPipeline:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-
-
-def write_tiny_model(settings: Settings, directory: str, *, slug: str | None = None) -> Path:
-    """save_pretrained a tiny pipeline into `directory`; register it under `slug` if given."""
-    path = Path(directory).resolve()
-    build_tiny_pipeline().save_pretrained(path)
-    print(f"wrote a tiny SD inpainting pipeline to {path}")  # noqa: T201 - CLI output
-    if slug:
-        engine = make_engine(settings.resolved_database_url)
-        with session_scope(make_session_factory(engine)) as session:
-            register_model(session, tiny_spec(slug, str(path)), now=utcnow())
-        engine.dispose()
-        print(f"registered it as model {slug!r}")  # noqa: T201
-    return path

@@ -13,6 +13,7 @@ from storage.db import session_scope
 from storage.errors import JobFailure
 from storage.registry import find_model
 from storage.settings import Settings
+from worker.components import weights_of
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,13 @@ log = logging.getLogger(__name__)
 
 def warm_up(settings: Settings, ctx: WorkerContext) -> None:
     for slug in settings.warmup_models:
-        with session_scope(ctx.sessions) as session:
-            spec = find_model(session, slug)
-        if spec is None:
-            log.warning("warm-up: no model %r is registered; skipped", slug)
-            continue
         try:
+            with session_scope(ctx.sessions) as session:
+                spec = find_model(session, slug)
+                if spec is None:
+                    log.warning("warm-up: no model %r is registered; skipped", slug)
+                    continue
+                spec = weights_of(session, spec, spec.base_model)  # an SDXL model runs on its base model's
             ctx.pipelines.get(spec)
         except JobFailure as exc:
             log.warning("warm-up: %s", exc.message)

@@ -6,7 +6,8 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from api.context import AppContext
@@ -16,7 +17,6 @@ from api.limits import admit
 from api.submit import Idempotency, accept_job, previous_result
 from api.views import job_urls
 from storage.batches import create_batch, get_batch, job_states, record_items, summarise
-from storage.contract import InpaintRequest
 from storage.db import session_scope
 from storage.errors import InpaintError, NotFound
 from storage.idempotency import request_hash, reserve
@@ -45,13 +45,11 @@ def accept_item(context: AppContext, key: ApiKey, raw: dict[str, Any], *, base_u
     if not isinstance(model, str) or not model:
         return {"http_status": 400, "error": "model: is required (the slug, as in POST /v2/{model})"}
     try:
-        request = InpaintRequest.model_validate(body)
-    except ValidationError as exc:
+        admit(context, key, model)
+        accepted = accept_job(context, key=key, model=model, body=body, base_url=base_url, batch_id=batch_id)
+    except RequestValidationError as exc:  # the body, checked with the request class of the model's family
         errors = [describe_validation_error(e) for e in exc.errors()]
         return {"http_status": 400, "error": "; ".join(e["message"] for e in errors), "errors": errors}
-    try:
-        admit(context, key, model)
-        accepted = accept_job(context, key=key, model=model, request=request, base_url=base_url, batch_id=batch_id)
     except InpaintError as exc:
         status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 500)
         return {"http_status": status, "error": exc.message}

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ContextDep, get_admin_key, get_current_key
+from api.deps import ContextDep, get_current_key, require_admin
 
 router = APIRouter(tags=["operations"])
 
@@ -28,7 +28,7 @@ def allow_metrics_reader(
     if token and authorization and authorization.lower().startswith("bearer "):
         if hmac.compare_digest(authorization[7:].strip().encode(), token.encode()):
             return
-    get_admin_key(get_current_key(context, x_api_key, authorization))
+    require_admin(get_current_key(context, x_api_key, authorization))
 
 
 @router.get("/metrics", summary="Prometheus metrics (admin key or metrics token)",

@@ -12,8 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext
@@ -23,7 +23,6 @@ from api.routes.files import job_image_link
 from api.submit import accept_job
 from api.waiting import wait_for_end
 from storage import modelslab
-from storage.contract import InpaintRequest
 from storage.db import session_scope
 from storage.errors import InpaintError, NotFound, Unauthorized
 from storage.jobs import count_jobs_ahead, get_visible_job, mean_inference_time, utcnow
@@ -96,10 +95,9 @@ def submit(context: AppContext, request: Request, body: dict[str, Any]) -> tuple
     key = key_of(context, request, body)
     model, fields = modelslab.translate(body)
     admit(context, key, model)
-    parsed = InpaintRequest.model_validate(fields)
-    accepted = accept_job(context, key=key, model=model, request=parsed, base_url=base_url_of(context, request),
+    accepted = accept_job(context, key=key, model=model, body=fields, base_url=base_url_of(context, request),
                           api_format=modelslab.FORMAT)
-    return key, accepted.job_id, parsed.base64, modelslab.is_yes(body.get("instant_response"))
+    return key, accepted.job_id, fields.get("base64") is True, modelslab.is_yes(body.get("instant_response"))
 
 
 async def inpaint(request: Request) -> JSONResponse:
@@ -107,7 +105,7 @@ async def inpaint(request: Request) -> JSONResponse:
     try:
         body = await read_body(request)
         key, job_id, inline, instant = await run_in_threadpool(submit, context, request, body)
-    except ValidationError as exc:
+    except RequestValidationError as exc:  # the body, checked with the request class of the model's family
         errors = [describe_validation_error(e) for e in exc.errors()]
         return error(400, "; ".join(e["message"] for e in errors), errors=errors)
     except InpaintError as exc:

@@ -15,25 +15,25 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import JsonBody, submit_body_schema
 from api.deps import BaseUrl, ContextDep, IdempotencyKeyHeader
 from api.limits import SubmitKey
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls
 from api.waiting import wait_for_end
-from storage.contract import InpaintRequest
 from storage.models import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["v1 synchronous"])
 
 
-@router.post("/{model}", summary="Inpaint and wait for the image",
+@router.post("/{model}", summary="Inpaint and wait for the image", openapi_extra=submit_body_schema(),
              responses={200: {"content": {"image/png": {}}, "description": "The first image"},
                         422: {"description": "The job FAILED"},
                         504: {"description": "Not done in time: request_id and status_url to collect it later"}})
-async def submit_and_wait(model: str, body: InpaintRequest, key: SubmitKey, context: ContextDep, base_url: BaseUrl,
+async def submit_and_wait(model: str, key: SubmitKey, body: JsonBody, context: ContextDep, base_url: BaseUrl,
                           idempotency_key: IdempotencyKeyHeader = None) -> Response:
     idempotency = idempotency_of(idempotency_key, f"/v1/{model}", body)
-    accepted = await run_in_threadpool(lambda: accept_job(context, key=key, model=model, request=body,
+    accepted = await run_in_threadpool(lambda: accept_job(context, key=key, model=model, body=body,
                                                           base_url=base_url, idempotency=idempotency))
     urls = job_urls(base_url, accepted.job_id)
     job = await wait_for_end(context, accepted.job_id, timeout=context.settings.sync_wait_seconds)
@@ -51,7 +51,7 @@ async def submit_and_wait(model: str, body: InpaintRequest, key: SubmitKey, cont
     seeds = list(job.output_seeds or [])
     headers |= {"X-Seed": str(seeds[0]), "X-Seeds": ",".join(map(str, seeds)),
                 "X-Inference-Time": f"{job.inference_time:.3f}"}
-    if body.base64:
+    if job.base64_output:
         content: dict[str, Any] = {"image": base64.b64encode(images[0]).decode(), "status": job.status,
                                    "images": [base64.b64encode(i).decode() for i in images], "seed": seeds[0],
                                    "seeds": seeds, "request_id": job.id,

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
+from api.bodies import JsonBody, submit_body_schema
 from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader, SessionDep
 from api.limits import SubmitKey
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls, result_body, status_body
-from storage.contract import InpaintRequest
 from storage.errors import NotFound
 from storage.jobs import get_visible_job, utcnow
 from storage.models import Job, JobStatus
@@ -29,15 +29,16 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
 
 
 @router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED",
+             openapi_extra=submit_body_schema(),
              responses={403: {"description": "This key may not use this model"},
                         406: {"description": "This key is out of credits (one per image)"},
                         409: {"description": "Idempotency-Key reused with another body"},
                         413: {"description": "The body is over INPAINT_MAX_BODY_BYTES"},
                         429: {"description": "Rate limited; see Retry-After"}})
-def submit(model: str, body: InpaintRequest, key: SubmitKey, context: ContextDep, base_url: BaseUrl,
+def submit(model: str, key: SubmitKey, body: JsonBody, context: ContextDep, base_url: BaseUrl,
            idempotency_key: IdempotencyKeyHeader = None) -> dict[str, Any]:
     idempotency = idempotency_of(idempotency_key, f"/v2/{model}", body)
-    accepted = accept_job(context, key=key, model=model, request=body, base_url=base_url, idempotency=idempotency)
+    accepted = accept_job(context, key=key, model=model, body=body, base_url=base_url, idempotency=idempotency)
     return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id),
             **({"idempotent_replay": True} if accepted.replayed else {})}
 
