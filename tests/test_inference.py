@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +65,26 @@ def test_erase_is_deterministic_and_keeps_pixels() -> None:
     assert np.array_equal(a, b)
     keep = np.asarray(box_mask()) < 128
     assert np.array_equal(a[keep], np.asarray(scene())[keep])
+
+
+def test_an_erase_job_never_imports_torch() -> None:
+    """The worker's own path for an erase job (the resident cache, components, inference) in a fresh
+    interpreter: torch is not imported, so a first erase job pays no torch import (seconds)."""
+    script = (
+        "import sys\n"
+        "from storage.registry import BUILTIN\n"
+        "from tests.support.images import box_mask, scene\n"
+        "from tests.test_inference import params\n"
+        "from worker.components import JobSources\n"
+        "from worker.pipelines import PipelineCache\n"
+        "from worker.runner import run_inference\n"
+        "spec = BUILTIN['erase']\n"
+        "images, flags = run_inference(PipelineCache('cpu'), JobSources(spec=spec), params(), scene(), box_mask(),\n"
+        "                              on_step=lambda s, t: None)\n"
+        "assert len(images) == 1 and flags is None\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False", "an erase job imported torch"

@@ -93,11 +93,16 @@ def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> Job
 
 
 def load_components(cache: PipelineCache, sources: JobSources) -> JobComponents:
-    """Load (or reuse) the job's ControlNet, VAE and depth estimator; raises JobFailure naming what failed."""
+    """Load (or reuse) the job's ControlNet, VAE and depth estimator; raises JobFailure naming what failed.
+
+    A job with none of them (every `erase` job) imports nothing: worker.loading imports torch.
+    """
+    components = JobComponents(loras=sources.loras, embeddings=sources.embeddings)
+    if not (sources.vae or sources.controlnet or sources.depth):
+        return components
     from worker.loading import load_controlnet, load_depth_estimator, load_vae
 
     device = cache.device
-    components = JobComponents(loras=sources.loras, embeddings=sources.embeddings)
     if sources.vae:
         vae = sources.vae
         components.vae = cache.component("vae", vae.source, lambda: load_vae(vae, device), label=vae.name)
