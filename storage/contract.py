@@ -24,6 +24,7 @@ from storage.resolve import (
     check_name,
     check_scheduler_fits,
     enhance,
+    karras_applies,
     resolve_algorithm,
     resolve_karras,
     resolve_loras,
@@ -321,7 +322,8 @@ def _resolve_diffusion(
         "algorithm_type": resolve_algorithm(scheduler, request.algorithm_type),
         "adapters": _resolve_adapters(request, catalog, family),
         "safety": request.safety_checker_type or "sensitive_content_text" if request.safety_checker else None,
-        "ignored": tuple(f for f in NOT_APPLIED if getattr(request, f) is not None),
+        "ignored": tuple(f for f in NOT_APPLIED if getattr(request, f) is not None)
+        + (() if karras_applies(scheduler, request.use_karras_sigmas) else ("use_karras_sigmas",)),
     }
     if isinstance(request, SDXLRequest):
         name = request.base_model or spec.base_model

@@ -44,20 +44,19 @@ MAX_LORAS = 5
 LORA_WEIGHT_LIMIT = (-2.0, 2.0)
 
 
+def karras_applies(scheduler: str, use_karras_sigmas: bool | None) -> bool:
+    """False when Karras sigmas are asked for on a scheduler that has none: the Stable Diffusion API
+    defaults `use_karras_sigmas` to yes and its own example pairs it with PNDMScheduler, so such a
+    request is accepted and the result's `meta.not_applied` names the field."""
+    return not (use_karras_sigmas and SCHEDULERS[scheduler].class_name not in KARRAS_CLASSES)
+
+
 def resolve_karras(scheduler: str, use_karras_sigmas: bool | None) -> bool | None:
     """None keeps the scheduler name's own choice; True/False must be possible and not contradict it."""
-    if use_karras_sigmas is None:
+    if use_karras_sigmas is None or not karras_applies(scheduler, use_karras_sigmas):
         return None
     spec = SCHEDULERS[scheduler]
     named = spec.options.get("use_karras_sigmas", False)
-    if use_karras_sigmas and spec.class_name not in KARRAS_CLASSES:
-        raise InvalidInput(
-            "use_karras_sigmas",
-            f"scheduler {scheduler!r} ({spec.class_name}) has no Karras sigmas; schedulers that do: "
-            + ", ".join(names_of_classes(KARRAS_CLASSES)),
-            limit=names_of_classes(KARRAS_CLASSES),
-            value=use_karras_sigmas,
-        )
     if use_karras_sigmas and spec.options.get("use_exponential_sigmas"):
         raise InvalidInput(
             "use_karras_sigmas",

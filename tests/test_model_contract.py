@@ -121,12 +121,6 @@ def test_adapters_resolve_with_weights() -> None:
         (SD15, {"embeddings_model": "nope"}, "embeddings_model", ["nope", "easyneg"]),
         (
             SD15,
-            {"scheduler": "PNDMScheduler", "use_karras_sigmas": True},
-            "use_karras_sigmas",
-            ["PNDMScheduler", "no Karras sigmas", "Euler Karras"],
-        ),
-        (
-            SD15,
             {"scheduler": "DPM++ 2M Karras", "use_karras_sigmas": False},
             "use_karras_sigmas",
             ["contradicts"],
@@ -179,6 +173,14 @@ def test_processor_lists_are_disjoint_and_documented_defaults() -> None:
 
 def test_scheduler_options_reach_the_params() -> None:
     assert resolve(SD15, scheduler="Euler", use_karras_sigmas=True).use_karras_sigmas is True
+    assert "use_karras_sigmas" not in resolve(SD15, scheduler="Euler", use_karras_sigmas=True).ignored
+
+
+def test_karras_sigmas_on_a_scheduler_without_them_are_accepted_and_said_not_applied() -> None:
+    """seeds/002's own example: use_karras_sigmas "yes" (its default) with PNDMScheduler."""
+    params = resolve(SD15, scheduler="PNDMScheduler", use_karras_sigmas=True, tomesd=True)
+    assert params.use_karras_sigmas is None
+    assert params.ignored == ("tomesd", "use_karras_sigmas")
     assert (
         resolve(SD15, scheduler="DPMSolverMultistepScheduler", algorithm_type="dpmsolver+++").algorithm_type
         == "dpmsolver++"

@@ -135,26 +135,19 @@ def test_seed_004_body_succeeds_with_real_images_and_meta(ml: Stack, images: Scr
     assert isinstance(meta["seed"], int) and meta["file_prefix"] == answer["id"]
 
 
-def test_seed_002_body_names_its_contradiction_and_runs_without_it(ml_embedded: Stack,
-                                                                   images: ScriptedServer) -> None:
-    """seeds/002's example asks for Karras sigmas on PNDMScheduler, which has none: a 400 that says so
-    (never a silent ignore). With `use_karras_sigmas: "no"` the same body runs."""
+def test_seed_002_body_runs_as_printed(ml_embedded: Stack, images: ScriptedServer) -> None:
+    """seeds/002's example asks for Karras sigmas on PNDMScheduler, which has none: the body runs as
+    printed (a drop-in client sends exactly this), and `meta.not_applied` says what was not applied."""
     stack = ml_embedded
-    refused = post(stack, ENTERPRISE, seed_body(SEED_002, stack, images))
-    assert refused.status_code == 400
-    assert refused.json()["status"] == "error"
-    assert refused.json()["message"].startswith("use_karras_sigmas:"), refused.json()
-    assert "PNDMScheduler" in refused.json()["message"]
-
-    first = post(stack, ENTERPRISE, seed_body(SEED_002, stack, images, use_karras_sigmas="no"))
+    first = post(stack, ENTERPRISE, seed_body(SEED_002, stack, images))
     assert first.status_code == 200, first.text
     answer = outcome(stack, first)
     assert answer["status"] == "success", answer
     (picture,) = download_pngs(answer["output"])
     assert_kept_outside_the_mask(picture)
     meta = answer["meta"]
-    assert (meta["scheduler"], meta["steps"], meta["use_karras_sigmas"]) == ("PNDMScheduler", 30, "no")
-    assert meta["not_applied"] == ["tomesd"], "accepted for compatibility, and said to be not applied"
+    assert (meta["scheduler"], meta["steps"], meta["use_karras_sigmas"]) == ("PNDMScheduler", 30, None)
+    assert meta["not_applied"] == ["tomesd", "use_karras_sigmas"], "accepted, and said to be not applied"
     assert meta["enhance_prompt"] == "yes" and meta["prompt"].endswith(PROMPT_SUFFIX)
 
 
