@@ -143,11 +143,18 @@ def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
 
 def accept_job(context: AppContext, *, key: ApiKey, model: str, body: Any, base_url: str,
                idempotency: Idempotency | None = None, batch_id: str | None = None,
-               api_format: str | None = None) -> AcceptedJob:
-    """Validate `body` (the JSON value as sent) for `model`, store its inputs, record and publish it."""
+               api_format: str | None = None, defaults: dict[str, Any] | None = None) -> AcceptedJob:
+    """Validate `body` (the JSON value as sent) for `model`, store its inputs, record and publish it.
+
+    `defaults`: a route's own defaults for fields the body leaves out, where the model's family
+    takes the field (the ModelsLab routes default `enhance_prompt` to yes, as that API does).
+    """
     if idempotency is not None and (previous := previous_result(context, key, idempotency)):
         return AcceptedJob(job_id=previous, replayed=True)
     spec, catalog = lookup_model(context, model)
+    if defaults and isinstance(body, dict):
+        fields = REQUEST_CLASSES[spec.family].model_fields
+        body = {**{k: v for k, v in defaults.items() if k in fields}, **body}
     request = parse_request(spec, body)
     if request.webhook is not None:
         check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)

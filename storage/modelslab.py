@@ -14,6 +14,7 @@ FORMAT = "modelslab"
 DEFAULT_MODEL = "sd1.5-inpainting"
 RENAMED = {"init_image": "image", "mask_image": "mask", "steps": "num_inference_steps"}
 ROUTE_FIELDS = {"key", "model_id", "instant_response", "request_id"}
+DEFAULTS = {"enhance_prompt": True}  # that API's defaults where ours differ (seeds/002, 004)
 TRUTHY = {"yes", "true", "1", "on"}
 
 

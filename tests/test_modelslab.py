@@ -146,7 +146,7 @@ def test_seed_002_body_runs_as_printed(ml_embedded: Stack, images: ScriptedServe
     (picture,) = download_pngs(answer["output"])
     assert_kept_outside_the_mask(picture)
     meta = answer["meta"]
-    assert (meta["scheduler"], meta["steps"], meta["use_karras_sigmas"]) == ("PNDMScheduler", 30, None)
+    assert (meta["scheduler"], meta["steps"]) == ("PNDMScheduler", 30) and "use_karras_sigmas" not in meta
     assert meta["not_applied"] == ["tomesd", "use_karras_sigmas"], "accepted, and said to be not applied"
     assert meta["enhance_prompt"] == "yes" and meta["prompt"].endswith(PROMPT_SUFFIX)
 
@@ -226,3 +226,19 @@ def test_webhook_gets_the_modelslab_body_with_track_id(ml_embedded: Stack, image
     assert_kept_outside_the_mask(picture)
     time.sleep(0.5)
     assert sum(1 for r in images.received if r.path == "/hook") == 1, "one terminal event"
+
+
+def test_enhance_prompt_defaults_to_yes_as_on_modelslab_and_erase_takes_no_such_field(
+        ml_embedded: Stack, images: ScriptedServer) -> None:
+    """seeds/004: 'Default is "yes"'. A body that leaves it out gets the suffix, as it would there;
+    `erase`, which has no prompt to enhance, takes a body without the field as before."""
+    stack = ml_embedded
+    body = {k: v for k, v in seed_body(SEED_004, stack, images).items() if k != "enhance_prompt"}
+    answer = outcome(stack, post(stack, V6, body))
+    assert answer["status"] == "success", answer
+    assert answer["meta"]["enhance_prompt"] == "yes" and answer["meta"]["prompt"].endswith(PROMPT_SUFFIX)
+
+    plain = {k: body[k] for k in ("key", "prompt", "init_image", "mask_image")}
+    erased = outcome(stack, post(stack, V6, {**plain, "model_id": "erase"}))
+    assert erased["status"] == "success", erased
+    assert erased["meta"]["prompt"] == "a cat sitting on a bench"

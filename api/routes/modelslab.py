@@ -96,7 +96,7 @@ def submit(context: AppContext, request: Request, body: dict[str, Any]) -> tuple
     model, fields = modelslab.translate(body)
     admit(context, key, model)
     accepted = accept_job(context, key=key, model=model, body=fields, base_url=base_url_of(context, request),
-                          api_format=modelslab.FORMAT)
+                          api_format=modelslab.FORMAT, defaults=modelslab.DEFAULTS)
     return key, accepted.job_id, fields.get("base64") is True, modelslab.is_yes(body.get("instant_response"))
 
 
