@@ -106,10 +106,12 @@ def lease_delivery(session: Session, delivery_id: str, *, now: datetime, lease: 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def record_attempt(session: Session, delivery: WebhookDelivery, *, at: datetime, status_code: int | None,
+def record_attempt(session: Session, delivery_id: str, *, number: int, at: datetime, status_code: int | None,
                    error: str | None, latency_ms: float) -> None:
-    session.add(WebhookAttempt(delivery_id=delivery.id, number=delivery.attempt_count, attempted_at=at,
+    """Insert the attempt at once: it is the transaction's first statement (SQLite's write-first rule)."""
+    session.add(WebhookAttempt(delivery_id=delivery_id, number=number, attempted_at=at,
                                status_code=status_code, error=error, latency_ms=round(latency_ms, 1)))
+    session.flush()
 
 
 def settle(session: Session, delivery_id: str, *, status: str, now: datetime,

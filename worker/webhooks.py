@@ -141,24 +141,22 @@ def attempt(ctx: WorkerContext, delivery_id: str) -> str | None:
             return DISABLED
         secrets = signing_secrets(key, now=utcnow())
         url, body, number, terminal = delivery.url, delivery.body.encode(), delivery.attempt_count, delivery.terminal
+        api_key_id, job_id, event_type = delivery.api_key_id, delivery.job_id, delivery.event_type
     status_code, error, retry_after, elapsed = send(ctx, url, delivery_id, body, secrets, timeout)
-    with session_scope(ctx.sessions) as session:
-        delivery = session.get(WebhookDelivery, delivery_id)
-        assert delivery is not None
-        record_attempt(session, delivery, at=utcnow(), status_code=status_code, error=error,
+    with session_scope(ctx.sessions) as session:  # writes first: a read first could not write on a busy SQLite
+        record_attempt(session, delivery_id, number=number, at=utcnow(), status_code=status_code, error=error,
                        latency_ms=elapsed * 1000)
         outcome = decide(ctx.settings.webhook_retry_schedule, number=number, terminal=terminal,
                          status_code=status_code, error=error, retry_after=retry_after)
         if outcome == DISABLED:
-            disable_endpoint(session, api_key_id=delivery.api_key_id, url=url, now=utcnow())
+            disable_endpoint(session, api_key_id=api_key_id, url=url, now=utcnow())
         if isinstance(outcome, timedelta):
             settle(session, delivery_id, status="pending", now=utcnow(), retry_at=utcnow() + outcome)
             log.info("webhook attempt %d failed (%s); retry in %s", number, status_code or error, outcome,
-                     extra={"request_id": delivery.job_id})
+                     extra={"request_id": job_id})
             return "pending"
         settle(session, delivery_id, status=outcome, now=utcnow())
-        log.info("webhook %s %s after %d attempt(s)", delivery.event_type, outcome, number,
-                 extra={"request_id": delivery.job_id})
+        log.info("webhook %s %s after %d attempt(s)", event_type, outcome, number, extra={"request_id": job_id})
         return outcome
 
 
