@@ -98,11 +98,12 @@ def write_progress_event(ctx: WorkerContext, job_id: str, step: int, total: int)
     now = utcnow()
     with session_scope(ctx.sessions) as session:
         job = get_job(session, job_id)
-        if job is None or job.webhook_url is None or job.status != "PROCESSING":
-            return None
-        payload = {"type": "job.progress", "timestamp": iso(now), "request_id": job.id, "track_id": job.track_id,
-                   "status": job.status, "progress": {"step": step, "total": total,
-                                                      "percent": round(100.0 * step / max(total, 1), 1)}}
+    if job is None or job.webhook_url is None or job.status != "PROCESSING":
+        return None
+    payload = {"type": "job.progress", "timestamp": iso(now), "request_id": job.id, "track_id": job.track_id,
+               "status": job.status, "progress": {"step": step, "total": total,
+                                                  "percent": round(100.0 * step / max(total, 1), 1)}}
+    with session_scope(ctx.sessions) as session:  # its own transaction: it writes first (SQLite)
         return add_delivery(session, job=job, event_type="job.progress", body=compact(payload), terminal=False,
                             now=now).id
 
