@@ -31,7 +31,7 @@ from storage.resolve import (
     resolve_processor,
     split_names,
 )
-from storage.schedulers import MAX_STEPS, SUPPORTED_NAMES, find_scheduler
+from storage.schedulers import MAX_STEPS, SCHEDULERS, STEP_BUDGETS, SUPPORTED_NAMES, find_scheduler
 
 MAX_SEED = 999_999_999_999_999
 MAX_PROMPT_CHARS = 4000
@@ -264,10 +264,9 @@ def _resolve_scheduler(name: str | None, spec: ModelSpec) -> str:
 
 
 def _check_step_budget(scheduler: str, steps: int, strength: float) -> None:
-    """Steps a scheduler cannot run (more than the default cap, or LCM's distilled schedule x strength)."""
-    budget = find_scheduler(scheduler).step_budget  # resolved above: it exists
-    limit = min(MAX_STEPS, int(budget * strength)) if budget else MAX_STEPS
-    if steps > limit:
+    """Steps beyond a distilled schedule (LCM: STEP_BUDGETS x strength); MAX_STEPS is the field's own limit."""
+    budget = STEP_BUDGETS.get(SCHEDULERS[scheduler].class_name)
+    if budget is not None and steps > (limit := int(budget * strength)):
         raise InvalidInput("num_inference_steps",
                            f"{scheduler} can run at most {limit} steps at strength {strength:g}, got {steps}",
                            limit=limit, value=steps)

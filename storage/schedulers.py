@@ -19,7 +19,6 @@ class SchedulerSpec:
     class_name: str
     options: dict[str, Any] = field(default_factory=dict)
     unsupported_reason: str | None = None
-    step_budget: int | None = None  # at most this many steps x strength (LCM's distilled schedule)
 
 
 def _spec(name: str, class_name: str, **options: Any) -> SchedulerSpec:
@@ -62,7 +61,7 @@ _SEGMIND = [
     _spec("DEIS", "DEISMultistepScheduler"),
     _spec("UniPC", "UniPCMultistepScheduler"),
     _spec("UniPC Karras", "UniPCMultistepScheduler", **KARRAS),
-    SchedulerSpec("LCM", "LCMScheduler", step_budget=50),
+    _spec("LCM", "LCMScheduler"),
 ]
 
 _DIFFUSERS_CLASSES = [
@@ -104,11 +103,13 @@ _UNSUPPORTED = [
 SCHEDULERS: dict[str, SchedulerSpec] = {
     spec.name: spec for spec in [*_SEGMIND, *(_spec(c, c) for c in _DIFFUSERS_CLASSES), *_UNSUPPORTED]
 }
-SCHEDULERS["LCMScheduler"] = SchedulerSpec("LCMScheduler", "LCMScheduler", step_budget=50)
 
 # Stable Diffusion's schedules have 1000 training steps; with the "leading" spacing and
 # steps_offset of their configs, 1000 inference steps would index step 1000 and fail.
 MAX_STEPS = 500
+
+# Classes that run a distilled schedule: at most this many steps x strength (LCM's 50 original steps).
+STEP_BUDGETS: dict[str, int] = {"LCMScheduler": 50}
 
 SUPPORTED_NAMES: list[str] = [name for name, spec in SCHEDULERS.items() if spec.unsupported_reason is None]
 
