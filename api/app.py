@@ -26,7 +26,7 @@ from api.routes import (
     v2,
     webhooks,
 )
-from storage.db import session_scope
+from storage.db import write_scope
 from storage.jobs import utcnow
 from storage.keys import ensure_key
 from storage.settings import Settings, load_settings
@@ -47,7 +47,7 @@ def bootstrap_key(context: AppContext) -> None:
     if secret is None:
         return
     hook_secret = context.settings.bootstrap_webhook_secret
-    with session_scope(context.sessions) as session:
+    with write_scope(context.sessions) as session:
         if ensure_key(session, key=secret.get_secret_value(), name="bootstrap", is_admin=True, now=utcnow(),
                       webhook_secret=hook_secret.get_secret_value() if hook_secret else None):
             log.info("created the bootstrap API key from INPAINT_BOOTSTRAP_API_KEY")

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from storage.assets import ASSET_KINDS, AssetSpec, delete_asset, list_assets, register_asset
-from storage.db import make_engine, make_session_factory, session_scope
+from storage.db import make_engine, make_session_factory, write_scope
 from storage.jobs import utcnow
 from storage.keys import KeyLimits, create_key, list_keys, revoke_key, update_key
 from storage.migrate import upgrade
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
 def run_command(settings: Settings, args: argparse.Namespace) -> None:
     engine = make_engine(settings.resolved_database_url)
     try:
-        with session_scope(make_session_factory(engine)) as session:
+        with write_scope(make_session_factory(engine)) as session:
             args.settings = settings
             HANDLERS[(args.command, args.action)](session, args)
     finally:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IMMEDIATE = "inpaint_sqlite_immediate"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -57,8 +58,9 @@ def _begin(conn: Any) -> None:
     # A deferred BEGIN: readers never wait. Convention for SQLite's sake: a
     # transaction that writes issues its write first (the conditional UPDATEs of
     # storage.jobs do), because a deferred transaction that reads and then writes
-    # gets "database is locked" at once if another writer got in between.
-    conn.exec_driver_sql("BEGIN")
+    # gets "database is locked" at once if another writer got in between. One that
+    # must read first opens with write_scope: BEGIN IMMEDIATE queues it as a writer.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE) else "BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -77,3 +79,13 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def write_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """session_scope for a change that reads before it writes. On SQLite the transaction takes the
+    write lock when it begins (waiting its turn behind other writers) instead of failing at its
+    first write; on PostgreSQL it is an ordinary transaction."""
+    with session_scope(factory) as session:
+        session.connection(execution_options={IMMEDIATE: True})
+        yield session

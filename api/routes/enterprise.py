@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from api.deps import AdminKey, ContextDep, SessionDep
 from api.fleet_views import model_status, registry_listing
 from storage.assets import ASSET_KINDS, BUILTIN_ASSETS, AssetSpec, delete_asset, register_asset
-from storage.db import session_scope
+from storage.db import write_scope
 from storage.errors import InvalidInput, NotFound
 from storage.fleet import issue_command, list_workers, queue_depths
 from storage.jobs import utcnow
@@ -98,9 +98,9 @@ class LoadVaeBody(AdminBody):
 
 
 def writing(context: ContextDep) -> AbstractContextManager[Session]:
-    """A session of its own for a change, whose first statement is a write (SQLite's convention in
-    storage.db). Routes that write take no SessionDep: a request holds one connection at a time."""
-    return session_scope(context.sessions)
+    """A session of its own for a change; it may read first (write_scope). Routes that write take
+    no SessionDep: a request holds one connection at a time."""
+    return write_scope(context.sessions)
 
 
 def _stale_after(context: ContextDep) -> timedelta:

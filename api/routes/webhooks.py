@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from api.deps import ContextDep, CurrentKey, SessionDep
 from api.routes.v2 import JobId, find_job_or_404
 from storage.broker import TASK_WEBHOOK_DELIVER, publish_task
-from storage.db import session_scope
+from storage.db import session_scope, write_scope
 from storage.errors import Conflict
 from storage.jobs import utcnow
 from storage.models import ApiKey
@@ -53,7 +53,7 @@ def redeliver(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, 
         job = find_job_or_404(reader, job_id, key)
     if job.webhook_url is None:
         raise Conflict("this job was submitted without a webhook")
-    with session_scope(context.sessions) as writer:
+    with write_scope(context.sessions) as writer:
         delivery = reopen_terminal_delivery(writer, job, now=utcnow())
         delivery_id = delivery.id if delivery else None
     if delivery_id is None:
@@ -69,7 +69,7 @@ def redeliver(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, 
              response_description="The new secret, shown once")
 def rotate_webhook_secret(key: CurrentKey, context: ContextDep) -> dict[str, Any]:
     overlap = timedelta(seconds=context.settings.webhook_secret_overlap_seconds)
-    with session_scope(context.sessions) as writer:
+    with write_scope(context.sessions) as writer:
         record = writer.get(ApiKey, key.id)
         assert record is not None
         secret = rotate_secret(writer, record, now=utcnow(), overlap=overlap)
