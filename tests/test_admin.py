@@ -60,8 +60,14 @@ def test_admin_routes_need_an_admin_key(embedded: Stack, route: str) -> None:
         assert "admin" in attempt.json()["error"]
 
 
+def worker_online(stack: Stack) -> bool:
+    return any(w["online"] for w in admin(stack, "system_details").json()["workers"])
+
+
 def test_load_verify_use_clear_and_delete_a_model(stack: Stack, tiny_assets, tmp_path) -> None:
     source = shutil.copytree(tiny_assets["sdxl"], tmp_path / "my-xl")  # a source no other test loads
+    # A worker carries out the commands issued after it started; one still starting would skip this load.
+    poll(lambda: worker_online(stack))
     loaded = admin(
         stack,
         "load_model",

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 from storage.db import session_scope
-from storage.fleet import issue_command, list_workers
+from storage.fleet import issue_command, list_workers, remove_worker
 from storage.jobs import utcnow
 from storage.settings import load_settings
 
@@ -56,3 +56,31 @@ def test_worker_acts_on_commands_between_jobs_only(bench, tmp_path) -> None:
     finally:
         member.stop()
     assert not [w for w in workers(bench) if w["name"] == "test@fleet"], "a stopped worker leaves the fleet"
+
+
+def test_a_job_that_loads_a_model_is_reported_at_once(bench, tmp_path) -> None:
+    from worker.fleet import FleetMember
+    from worker.pipelines import PipelineCache
+
+    settings = load_settings(data_dir=tmp_path, worker_heartbeat_seconds=300)
+    cache = PipelineCache("cpu")
+    member = FleetMember(settings, bench.sessions, cache, threading.Lock())
+    member.name = "test@after-job"  # joined, without the heartbeat thread: only the calls below report
+    member.report(busy=False)
+
+    def reported() -> list[tuple[str, str]] | None:
+        rows = [w for w in workers(bench) if w["name"] == "test@after-job"]
+        return [(r["kind"], r["source"]) for r in rows[0]["resident"]] if rows else None
+
+    assert reported() == []
+    cache.component("vae", "/weights/vae", lambda: object())  # what a job naming a VAE does
+    member.report_if_changed()
+    assert reported() == [("vae", "/weights/vae")], "verify_model would say 'not loaded' until the next beat"
+
+    with session_scope(bench.sessions) as session:
+        remove_worker(session, "test@after-job")
+    member.report_if_changed()
+    assert reported() is None, "a job that changed nothing wrote a heartbeat"
+    cache.clear()  # what an eviction during a job does
+    member.report_if_changed()
+    assert reported() == []

@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +34,10 @@ from worker.pipelines import PipelineCache
 log = logging.getLogger(__name__)
 
 
+def resident_set(resident: list[dict[str, Any]]) -> frozenset[tuple[str, str]]:
+    return frozenset((entry["kind"], entry["source"]) for entry in resident)
+
+
 class FleetMember:
     """This process as the fleet sees it. `busy` is held by the runner for the length of each job."""
 
@@ -46,6 +51,7 @@ class FleetMember:
         self.settings, self.sessions, self.pipelines, self.busy = settings, sessions, pipelines, busy
         self.name: str | None = None
         self.cursor = 0
+        self.reported: frozenset[tuple[str, str]] | None = None  # the resident models in the last report
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -90,6 +96,7 @@ class FleetMember:
     def report(self, *, busy: bool) -> None:
         if self.name is None:
             return
+        resident = self.pipelines.resident()
         memory = device_memory(self.settings.device)
         with session_scope(self.sessions) as session:
             record_heartbeat(
@@ -101,10 +108,21 @@ class FleetMember:
                 device=memory.description,
                 memory_total=memory.total,
                 memory_free=memory.free,
-                resident=self.pipelines.resident(),
+                resident=resident,
                 busy=busy,
                 command_cursor=self.cursor,
             )
+        self.reported = resident_set(resident)
+
+    def report_if_changed(self) -> None:
+        """After a job: report at once when it loaded or evicted a model, so that verify_model and
+        system_details show it without waiting for the next beat."""
+        if self.name is None or self.reported == resident_set(self.pipelines.resident()):
+            return
+        try:
+            self.report(busy=False)
+        except Exception:  # noqa: BLE001 - the next beat reports it
+            log.warning("heartbeat after a job failed", exc_info=True)
 
     def apply_commands(self) -> None:
         """Carry out the commands after the cursor, in order. The caller holds `busy`."""
