@@ -7,7 +7,9 @@ through the worker's own code path: `worker.inference.inpaint` over
 `worker.diffusion.DiffusersInpainter` (fresh scheduler per call, per-image CPU
 generators, step callback, compositing through the mask). Beside it, in the same
 run and on the same pipeline object, the plain diffusers call a user would
-write. For each batch (samples per job) it prints ms per image, images/s,
+write, and at batch > 1 the dynamic-batching path (`worker.inference.inpaint_batch`:
+that many one-image jobs with their own prompts and seeds as one call). For each
+batch (samples per job, or jobs per call) it prints ms per image, images/s,
 denoising steps/s and model-FLOPs utilisation:
 
     MFU = images/s x steps x 2 (guidance) x UNet FLOPs per forward / peak
@@ -45,7 +47,7 @@ from benchmarks.report import print_header, print_table
 from storage.contract import JobParams
 from tests.support.images import box_mask, scene
 from worker.diffusion import DiffusersInpainter, dtype_for
-from worker.inference import inpaint
+from worker.inference import inpaint, inpaint_batch
 
 TINY_SIZE = {"sd15": 64, "sdxl": 128}
 
@@ -107,6 +109,12 @@ def run_paths(pipe: Any, params: JobParams, device: torch.device, repeats: int,
     def worker_call() -> object:
         return inpaint(inpainter, params, image, mask, on_step=lambda step, total: None)
 
+    jobs = [(params.model_copy(update={"samples": 1, "seed": params.seed + i, "prompt": f"{params.prompt} {i}"}),
+             image, mask) for i in range(params.samples)]
+
+    def batched_call() -> object:
+        return inpaint_batch(inpainter, jobs, on_step=lambda step, total: None)
+
     def raw_call() -> object:
         return pipe(prompt=params.prompt, image=image, mask_image=mask, width=params.width,
                     height=params.height, strength=params.strength,
@@ -114,7 +122,8 @@ def run_paths(pipe: Any, params: JobParams, device: torch.device, repeats: int,
                     guidance_scale=params.guidance_scale, num_images_per_prompt=params.samples,
                     generator=torch.Generator("cpu").manual_seed(params.seed), output_type="pil")
 
-    calls = {"worker": worker_call, **({"raw": raw_call} if raw else {})}
+    calls = {"worker": worker_call, **({"batched jobs": batched_call} if params.samples > 1 else {}),
+             **({"raw": raw_call} if raw else {})}
     for call in calls.values():
         call()
     results: dict[str, list[float]] = {name: [] for name in calls}

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
         5.0, gt=0, le=300, description="How often an inference worker reports itself (system_details) and "
         "picks up admin commands (clear_cache, load_model's warm-up)."
     )
+    max_batch_size: int = Field(
+        1, ge=1, le=64, description="Dynamic batching: a worker runs up to this many queued jobs that differ "
+        "only in prompt, seed and inputs (one image each) as one pipeline call. 1: off."
+    )
     model_memory_budget_gb: float | None = Field(
         None, gt=0, description="Memory a worker may fill with resident models; the least recently used are "
         "evicted past it. Default: 75% of the device's memory."

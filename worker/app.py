@@ -68,14 +68,15 @@ def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
     return build_worker(settings, heartbeat=heartbeat)[0]
 
 
-def record_run(ctx: WorkerContext, metrics: WorkerMetrics, job_id: str, status: str | None) -> None:
-    """Count a run that recorded an outcome, with the model and inference time from its row."""
-    if status is None:
+def record_runs(ctx: WorkerContext, metrics: WorkerMetrics, outcomes: dict[str, str]) -> None:
+    """Count the jobs a run recorded an outcome for, with the model and inference time from their rows."""
+    if not outcomes:
         return
     with session_scope(ctx.sessions) as session:
-        job = get_job(session, job_id)
-        model, seconds = (job.model, job.inference_time) if job else ("unknown", None)
-    metrics.record_job(model=model, status=status, inference_seconds=seconds)
+        for job_id, status in outcomes.items():
+            job = get_job(session, job_id)
+            model, seconds = (job.model, job.inference_time) if job else ("unknown", None)
+            metrics.record_job(model=model, status=status, inference_seconds=seconds)
 
 
 def build_worker(settings: Settings, *, heartbeat: bool = False, started: datetime | None = None,
@@ -119,7 +120,7 @@ def build_worker(settings: Settings, *, heartbeat: bool = False, started: dateti
         from worker.runner import run_job as run
 
         with log_context(request_id=job_id):
-            record_run(context(), metrics, job_id, run(context(), job_id))
+            record_runs(context(), metrics, run(context(), job_id))
 
     @app.task(name=TASK_REAP_EXPIRED, ignore_result=True)
     def reap() -> int:

@@ -107,33 +107,59 @@ class DiffusersInpainter:
         components: JobComponents | None = None,
     ) -> list[Image.Image]:
         components = components or JobComponents()
+        return self.call_pipeline(
+            params, components, on_step,
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            image=image,
+            mask_image=mask,
+            num_images_per_prompt=params.samples,
+            generator=[torch.Generator("cpu").manual_seed(seed) for seed in params.seeds()],
+            **self.extra_arguments(params, image, components),
+        )
+
+    def run_batch(
+        self, jobs: list[JobParams], images: list[Image.Image], masks: list[Image.Image], *,
+        on_step: StepCallback, components: JobComponents | None = None,
+    ) -> list[Image.Image]:
+        """One image for each of several jobs that share everything but prompts, seeds and inputs
+        (storage.batching). Each job's generator is seeded as it would be alone, so each gets the
+        image it would have got alone, within floating-point tolerance."""
+        shared = jobs[0]
+        return self.call_pipeline(
+            shared, components or JobComponents(), on_step,
+            prompt=[job.prompt for job in jobs],
+            negative_prompt=None if shared.negative_prompt is None else [job.negative_prompt or "" for job in jobs],
+            image=images,
+            mask_image=masks,
+            num_images_per_prompt=1,
+            generator=[torch.Generator("cpu").manual_seed(job.seed) for job in jobs],
+        )
+
+    def call_pipeline(
+        self, params: JobParams, components: JobComponents, on_step: StepCallback, **inputs: Any
+    ) -> list[Image.Image]:
+        """The pipeline call with the settings `params` gives (scheduler, size, steps, guidance,
+        adapters, clip_skip) and the per-job `inputs`."""
         pipe = self.pipeline_for(params, components)
         overrides = scheduler_overrides(params)
         pipe.scheduler = build_scheduler(params.scheduler, self.scheduler_config, **overrides)
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in params.seeds()]
 
         def step_end(p: Any, index: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             on_step(index + 1, int(p.num_timesteps))
             return kwargs
 
-        arguments = self.extra_arguments(params, image, components)
         with applied_adapters(pipe, components):
             result = pipe(
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt,
-                image=image,
-                mask_image=mask,
                 width=params.width,
                 height=params.height,
                 strength=params.strength,
                 num_inference_steps=params.num_inference_steps,
                 guidance_scale=params.guidance_scale,
-                num_images_per_prompt=params.samples,
-                generator=generators,
                 clip_skip=self.diffusers_clip_skip(params),
                 callback_on_step_end=step_end,
                 output_type="pil",
-                **arguments,
+                **inputs,
             )
         return list(result.images)
 

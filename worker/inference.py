@@ -18,7 +18,8 @@ It knows nothing of the database, object storage or Celery. mask: mode L,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -92,36 +93,67 @@ def _grow(low: int, high: int, wanted: int, limit: int) -> tuple[int, int]:
     return low, low + wanted
 
 
-def inpaint(
-    inpainter: Inpainter, params: JobParams, image: Image.Image, mask: Image.Image, *,
-    on_step: StepCallback, components: JobComponents | None = None,
-) -> list[Image.Image]:
+@dataclass(frozen=True)
+class Prepared:
+    """A job's pipeline inputs (at the job's size), and how the images generated from them become
+    the job's results."""
+
+    image: Image.Image
+    mask: Image.Image
+    finish: Callable[[list[Image.Image]], list[Image.Image]]
+
+
+def prepare(params: JobParams, image: Image.Image, mask: Image.Image) -> Prepared:
     if params.mask.invert:
         mask = ImageOps.invert(mask.convert("L"))
     if params.mask.only_masked:
-        return inpaint_crop(inpainter, params, image, mask, on_step=on_step, components=components)
+        return prepare_crop(params, image, mask)
     image, mask = fit_inputs(params, image, mask)
-    generated = run_inpainter(inpainter, params, image, mask, on_step=on_step, components=components)
-    return [composite(g, image, mask, blur=params.mask.blur) for g in generated]
+    return Prepared(image, mask, lambda generated: [composite(g, image, mask, blur=params.mask.blur)
+                                                    for g in generated])
 
 
-def inpaint_crop(
-    inpainter: Inpainter, params: JobParams, image: Image.Image, mask: Image.Image, *,
-    on_step: StepCallback, components: JobComponents | None,
-) -> list[Image.Image]:
+def prepare_crop(params: JobParams, image: Image.Image, mask: Image.Image) -> Prepared:
     """Inpaint a crop around the mask at the job's size; paste it back into the full-size input."""
     if mask.size != image.size:
         mask = mask.resize(image.size, Image.Resampling.NEAREST)
     box = crop_box(mask, params.mask.padding, (params.width, params.height))
     part, part_mask = fit_inputs(params, image.crop(box), mask.crop(box))
-    generated = run_inpainter(inpainter, params, part, part_mask, on_step=on_step, components=components)
     alpha = feather(mask, params.mask.blur).crop(box)
-    results = []
-    for patch in generated:
-        out = image.copy()
-        out.paste(patch.convert("RGB").resize(alpha.size, Image.Resampling.LANCZOS), box[:2], alpha)
-        results.append(out)
-    return results
+
+    def paste(generated: list[Image.Image]) -> list[Image.Image]:
+        results = []
+        for patch in generated:
+            out = image.copy()
+            out.paste(patch.convert("RGB").resize(alpha.size, Image.Resampling.LANCZOS), box[:2], alpha)
+            results.append(out)
+        return results
+
+    return Prepared(part, part_mask, paste)
+
+
+def inpaint(
+    inpainter: Inpainter, params: JobParams, image: Image.Image, mask: Image.Image, *,
+    on_step: StepCallback, components: JobComponents | None = None,
+) -> list[Image.Image]:
+    prepared = prepare(params, image, mask)
+    generated = run_inpainter(inpainter, params, prepared.image, prepared.mask, on_step=on_step,
+                              components=components)
+    return prepared.finish(generated)
+
+
+def inpaint_batch(
+    inpainter: Any, jobs: list[tuple[JobParams, Image.Image, Image.Image]], *, on_step: StepCallback,
+    components: JobComponents | None = None,
+) -> list[list[Image.Image]]:
+    """Several compatible jobs (storage.batching: one image each) as one pipeline call; each job's
+    results, in order. `inpainter` has `run_batch` (worker.diffusion.DiffusersInpainter)."""
+    prepared = [prepare(params, image, mask) for params, image, mask in jobs]
+    generated = inpainter.run_batch([params for params, _, _ in jobs], [p.image for p in prepared],
+                                    [p.mask for p in prepared], on_step=on_step, components=components)
+    if len(generated) != len(jobs):
+        raise RuntimeError(f"the pipeline returned {len(generated)} images for a batch of {len(jobs)}")
+    return [p.finish([image]) for p, image in zip(prepared, generated, strict=True)]
 
 
 def run_inpainter(

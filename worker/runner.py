@@ -18,15 +18,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
+from sqlalchemy.orm import Session
 
+from storage.batching import batch_signature, claim_companions
 from storage.blobs import output_key, with_retries
 from storage.broker import TASK_RUN_JOB, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS
 from storage.contract import JobParams
-from storage.db import session_scope
-from storage.errors import JobFailure, Unavailable
+from storage.db import session_scope, write_scope
+from storage.errors import JobFailure, NotFound, Unavailable
 from storage.images import decode_png, encode_png
 from storage.jobs import (
     beat_heartbeat,
@@ -43,7 +47,7 @@ from storage.models import JobStatus
 from storage.registry import ModelSpec, find_model
 from worker.components import JobSources, load_components, resolve_sources
 from worker.context import WorkerContext
-from worker.inference import StepCallback, inpaint
+from worker.inference import StepCallback, inpaint, inpaint_batch
 from worker.pipelines import PipelineCache
 from worker.screening import screen_images
 
@@ -67,6 +71,7 @@ class ClaimedJob:
     params: JobParams
     input_keys: dict[str, str]
     progress_events: bool
+    track_id: Any = None
 
 
 class ProgressRecorder:
@@ -125,21 +130,37 @@ class Heartbeat:
                 log.warning("heartbeat write failed", exc_info=True, extra={"request_id": self.job.job_id})
 
 
-def run_job(ctx: WorkerContext, job_id: str) -> str | None:
-    """One delivery of the job, start to finish; the status this run recorded (COMPLETED, FAILED) or None.
-    Admin commands (clear_cache, warm-up) run first, never during it."""
+def run_job(ctx: WorkerContext, job_id: str) -> dict[str, str]:
+    """One delivery of the job, start to finish, with the companions it was batched with (if any).
+    Returns the status each job's run recorded (COMPLETED, FAILED); a job whose run recorded
+    nothing (a duplicate delivery, a job taken away) is absent. Admin commands (clear_cache,
+    warm-up) run first, never during it."""
     with ctx.busy:
         ctx.fleet.apply_commands()
-        return run_claimed_job(ctx, job_id)
+        outcomes = run_claimed_job(ctx, job_id)
+        ctx.fleet.report_if_changed()
+        return outcomes
 
 
-def run_claimed_job(ctx: WorkerContext, job_id: str) -> str | None:
+def run_claimed_job(ctx: WorkerContext, job_id: str) -> dict[str, str]:
     try:
         claimed = claim(ctx, job_id)
     except JobFailure as exc:
-        return record_failure(ctx, job_id, exc.code, exc.message, attempt=None)
+        return outcome(job_id, record_failure(ctx, job_id, exc.code, exc.message, attempt=None))
     if claimed is None:
-        return None
+        return {}
+    companions = claim_companions_for(ctx, claimed)
+    if companions:
+        return run_batch(ctx, [claimed, *companions])
+    return outcome(job_id, run_alone(ctx, claimed))
+
+
+def outcome(job_id: str, status: str | None) -> dict[str, str]:
+    return {job_id: status} if status else {}
+
+
+def run_alone(ctx: WorkerContext, claimed: ClaimedJob) -> str | None:
+    job_id = claimed.job_id
     log.info("job started (attempt %d)", claimed.attempt, extra={"request_id": job_id})
     try:
         with Heartbeat(ctx, claimed):
@@ -152,22 +173,111 @@ def run_claimed_job(ctx: WorkerContext, job_id: str) -> str | None:
         give_back(ctx, claimed)
         return None
     except (JobFailure, Unavailable) as exc:
-        code = exc.code if isinstance(exc, JobFailure) else "storage_unavailable"
-        return record_failure(ctx, job_id, code, exc.message, attempt=claimed.attempt)
+        return record_failure(ctx, job_id, failure_code(exc), exc.message, attempt=claimed.attempt)
     except Exception as exc:
         log.exception("job crashed", extra={"request_id": job_id})
-        return record_failure(ctx, job_id, "internal_error",
-                              f"the worker hit an unexpected error ({type(exc).__name__})", attempt=claimed.attempt)
+        return record_failure(ctx, job_id, "internal_error", crash_message(exc), attempt=claimed.attempt)
+    return record_completion(ctx, claimed, keys, nsfw, seconds)
+
+
+def record_completion(ctx: WorkerContext, job: ClaimedJob, keys: list[str], nsfw: list[bool] | None,
+                      seconds: float) -> str | None:
     with session_scope(ctx.sessions) as session:
-        done = complete_job(session, job_id, attempt=claimed.attempt, output_keys=keys,
-                            output_seeds=claimed.params.seeds(), nsfw=nsfw, inference_time=seconds,
+        done = complete_job(session, job.job_id, attempt=job.attempt, output_keys=keys,
+                            output_seeds=job.params.seeds(), nsfw=nsfw, inference_time=seconds,
                             now=utcnow(), ttl=ctx.settings.result_ttl)
     if not done:
-        log.info("job was finished elsewhere; this run's result is not recorded", extra={"request_id": job_id})
+        log.info("job was finished elsewhere; this run's result is not recorded", extra={"request_id": job.job_id})
         return None
-    log.info("job completed in %.3f s", seconds, extra={"request_id": job_id})
-    announce_end(ctx, job_id)
+    log.info("job completed in %.3f s", seconds, extra={"request_id": job.job_id})
+    announce_end(ctx, job.job_id)
     return JobStatus.COMPLETED.value
+
+
+def run_batch(ctx: WorkerContext, jobs: list[ClaimedJob]) -> dict[str, str]:
+    """Several compatible jobs (storage.batching) as one pipeline call. What happens to one job
+    (inputs that cannot be read, a cancellation, a failed upload) happens to it alone; a failure
+    of the pipeline call itself fails each job with its reason. Each job records the batch's
+    inference time as its own."""
+    log.info("job started (attempt %d) in a batch of %d with %s", jobs[0].attempt, len(jobs),
+             ", ".join(job.job_id for job in jobs[1:]), extra={"request_id": jobs[0].job_id})
+    outcomes: dict[str, str | None] = {}
+    with ExitStack() as beating:
+        for job in jobs:
+            beating.enter_context(Heartbeat(ctx, job))
+        inputs: dict[str, tuple[Image.Image, Image.Image]] = {}
+        for job in jobs:
+            try:
+                inputs[job.job_id] = load_inputs(ctx, job)
+            except (JobFailure, Unavailable) as exc:
+                outcomes[job.job_id] = record_failure(ctx, job.job_id, failure_code(exc), exc.message,
+                                                      attempt=job.attempt)
+            except Exception as exc:
+                log.exception("reading the inputs crashed", extra={"request_id": job.job_id})
+                outcomes[job.job_id] = record_failure(ctx, job.job_id, "internal_error", crash_message(exc),
+                                                      attempt=job.attempt)
+        running = [job for job in jobs if job.job_id in inputs]
+        try:
+            results, gone, seconds = infer_batch(ctx, running, inputs) if running else ({}, set(), 0.0)
+        except ShuttingDown:
+            for job in running:
+                give_back(ctx, job)
+            return settled(outcomes)
+        except (JobFailure, Unavailable) as exc:
+            failed = {job.job_id: record_failure(ctx, job.job_id, failure_code(exc), exc.message,
+                                                 attempt=job.attempt) for job in running}
+            return settled(outcomes | failed)
+        except Exception as exc:
+            log.exception("batch crashed", extra={"request_id": jobs[0].job_id})
+            failed = {job.job_id: record_failure(ctx, job.job_id, "internal_error", crash_message(exc),
+                                                 attempt=job.attempt) for job in running}
+            return settled(outcomes | failed)
+        for job in gone:
+            log.info("job was taken away (cancelled, timed out or requeued); its image is dropped",
+                     extra={"request_id": job})
+        for job in running:
+            if job.job_id not in results:
+                continue
+            images, nsfw = results[job.job_id]
+            try:
+                keys = store_outputs(ctx, job, images)
+            except Unavailable as exc:
+                outcomes[job.job_id] = record_failure(ctx, job.job_id, "storage_unavailable", exc.message,
+                                                      attempt=job.attempt)
+                continue
+            outcomes[job.job_id] = record_completion(ctx, job, keys, nsfw, seconds)
+    return settled(outcomes)
+
+
+def settled(outcomes: dict[str, str | None]) -> dict[str, str]:
+    return {job_id: status for job_id, status in outcomes.items() if status}
+
+
+def crash_message(exc: Exception) -> str:
+    return f"the worker hit an unexpected error ({type(exc).__name__})"
+
+
+def failure_code(exc: JobFailure | Unavailable) -> str:
+    return exc.code if isinstance(exc, JobFailure) else "storage_unavailable"
+
+
+class BatchProgress:
+    """on_step for a batch: each job's ProgressRecorder. A job taken away mid-run drops out and
+    the others go on; when every job is gone, the run stops (Superseded)."""
+
+    def __init__(self, ctx: WorkerContext, jobs: list[ClaimedJob]) -> None:
+        self.recorders = {job.job_id: ProgressRecorder(ctx, job) for job in jobs}
+        self.gone: set[str] = set()
+
+    def __call__(self, step: int, total: int) -> None:
+        for job_id, recorder in self.recorders.items():
+            if job_id not in self.gone:
+                try:
+                    recorder(step, total)
+                except Superseded:
+                    self.gone.add(job_id)
+        if len(self.gone) == len(self.recorders):
+            raise Superseded()
 
 
 def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
@@ -179,17 +289,54 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
             log.info("nothing to do: the job is not QUEUED (duplicate delivery, finished or unknown)",
                      extra={"request_id": job_id})
             return None
-        job = get_job(session, job_id)
-        assert job is not None
-        add_log_fields(track_id=job.track_id)
-        params = JobParams.model_validate(job.params)
-        record_progress(session, job_id, attempt=job.attempts, step=0, total=params.num_inference_steps)
-        spec = find_model(session, job.model)
-        if spec is None:
-            raise JobFailure("model_unavailable", f"model {job.model!r} is no longer registered")
-        return ClaimedJob(job_id=job_id, attempt=job.attempts, queue=job.queue, spec=spec, params=params,
-                          input_keys=dict(job.input_keys),
-                          progress_events=bool(job.webhook_url and "progress" in (job.webhook_events or [])))
+        claimed = load_claimed(session, job_id)
+        add_log_fields(track_id=claimed.track_id)
+        return claimed
+
+
+def load_claimed(session: Session, job_id: str) -> ClaimedJob:
+    """The job just claimed in this transaction, with its progress reset to step 0."""
+    job = get_job(session, job_id)
+    assert job is not None
+    params = JobParams.model_validate(job.params)
+    record_progress(session, job_id, attempt=job.attempts, step=0, total=params.num_inference_steps)
+    spec = find_model(session, job.model)
+    if spec is None:
+        raise JobFailure("model_unavailable", f"model {job.model!r} is no longer registered")
+    return ClaimedJob(job_id=job_id, attempt=job.attempts, queue=job.queue, spec=spec, params=params,
+                      input_keys=dict(job.input_keys), track_id=job.track_id,
+                      progress_events=bool(job.webhook_url and "progress" in (job.webhook_events or [])))
+
+
+def claim_companions_for(ctx: WorkerContext, leader: ClaimedJob) -> list[ClaimedJob]:
+    """With dynamic batching on (max_batch_size > 1), the queued jobs that can share the leader's
+    pipeline call, claimed in one transaction. Any error leaves them queued for their own runs."""
+    limit = ctx.settings.max_batch_size - 1
+    signature = batch_signature(leader.spec.family, leader.params) if limit > 0 else None
+    if signature is None:
+        return []
+    try:
+        with write_scope(ctx.sessions) as session:
+            ids = claim_companions(session, job_id=leader.job_id, model=leader.spec.slug, queue=leader.queue,
+                                   family=leader.spec.family, signature=signature, limit=limit, now=utcnow())
+            return [load_claimed(session, job_id) for job_id in ids]
+    except Exception:  # noqa: BLE001 - batching is an optimisation: the leader runs alone
+        log.warning("could not claim companions for a batch", exc_info=True,
+                    extra={"request_id": leader.job_id})
+        return []
+
+
+def load_inputs(ctx: WorkerContext, job: ClaimedJob) -> tuple[Image.Image, Image.Image]:
+    """The job's image (RGB) and mask (L), read back from storage (retried while it is briefly away)."""
+    budget = ctx.settings.storage_retry_seconds
+    try:
+        image_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["image"]), budget=budget,
+                                   what="reading inputs")
+        mask_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["mask"]), budget=budget,
+                                  what="reading inputs")
+    except NotFound:
+        raise JobFailure("storage_unavailable", "the job's input images are no longer in object storage") from None
+    return decode_png(image_bytes).convert("RGB"), decode_png(mask_bytes).convert("L")
 
 
 def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], list[bool] | None, float]:
@@ -199,14 +346,32 @@ def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], list[
     """
     with session_scope(ctx.sessions) as session:
         sources = resolve_sources(session, job.spec, job.params)
-    budget = ctx.settings.storage_retry_seconds
-    image_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["image"]), budget=budget, what="reading inputs")
-    mask_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["mask"]), budget=budget, what="reading inputs")
-    image, mask = decode_png(image_bytes).convert("RGB"), decode_png(mask_bytes).convert("L")
+    image, mask = load_inputs(ctx, job)
     recorder = ProgressRecorder(ctx, job)
     started = time.perf_counter()
     images, nsfw = run_inference(ctx.pipelines, sources, job.params, image, mask, on_step=recorder)
     return images, nsfw, round(time.perf_counter() - started, 4)
+
+
+def infer_batch(
+    ctx: WorkerContext, jobs: list[ClaimedJob], inputs: dict[str, tuple[Image.Image, Image.Image]]
+) -> tuple[dict[str, tuple[list[Image.Image], list[bool] | None]], set[str], float]:
+    """One pipeline call for the jobs, then each job's safety check. Returns each remaining job's
+    images and NSFW flags, the ids of the jobs taken away during the run, and the seconds taken."""
+    with session_scope(ctx.sessions) as session:
+        sources = {job.job_id: resolve_sources(session, job.spec, job.params) for job in jobs}
+    shared = sources[jobs[0].job_id]  # equal signatures: the same weights and components
+    progress = BatchProgress(ctx, jobs)
+    started = time.perf_counter()
+    inpainter = ctx.pipelines.get(shared.spec)
+    components = load_components(ctx.pipelines, shared)
+    batch = [(job.params, *inputs[job.job_id]) for job in jobs]
+    generated = inpaint_batch(inpainter, batch, on_step=progress, components=components)
+    results = {
+        job.job_id: screen(ctx.pipelines, sources[job.job_id], job.params, images)
+        for job, images in zip(jobs, generated, strict=True) if job.job_id not in progress.gone
+    }
+    return results, progress.gone, round(time.perf_counter() - started, 4)
 
 
 def run_inference(
@@ -217,6 +382,13 @@ def run_inference(
     inpainter = pipelines.get(sources.spec)
     components = load_components(pipelines, sources)
     images = inpaint(inpainter, params, image, mask, on_step=on_step, components=components)
+    return screen(pipelines, sources, params, images)
+
+
+def screen(
+    pipelines: PipelineCache, sources: JobSources, params: JobParams, images: list[Image.Image]
+) -> tuple[list[Image.Image], list[bool] | None]:
+    """The safety check when the job asked for it: the images (replaced where flagged) and the flags."""
     if not (params.safety and sources.safety):
         return images, None
     return screen_images(pipelines, sources.safety, images, params.safety)

@@ -1,0 +1,185 @@
+"""Dynamic batching, in-process through the worker's real path on the tiny SD 1.5 pipeline.
+
+The same jobs are submitted twice: once run by a worker with max_batch_size 4 (one
+pipeline call), once by a worker with batching off (one call each). Each job must
+get the same image both ways, within floating-point tolerance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from storage.batching import batch_signature
+from storage.blobs import input_key
+from storage.db import session_scope
+from storage.images import encode_png
+from storage.jobs import get_job
+from storage.keys import create_key
+from storage.models import JobStatus
+from storage.registry import register_model
+from storage.settings import load_settings
+from tests.support.images import box_mask, scene
+from tests.support.tiny_models import Bench, tiny_spec
+
+SLUG = "tiny-sd15"
+
+
+@dataclasses.dataclass
+class Rig:
+    ctx: Any  # WorkerContext with batching on
+    alone: Any  # the same worker with batching off
+    bench: Bench
+    key_id: int
+    published: list[tuple]
+
+    def submit(self, body: dict[str, Any], *, image: Image.Image | None = None) -> str:
+        from storage.jobs import create_job
+
+        image = image or scene()
+        mask = box_mask()
+        _, params = self.bench.params(SLUG, body, image.size)
+        job_id = str(uuid.uuid4())
+        keys = {"image": input_key(job_id, "image"), "mask": input_key(job_id, "mask")}
+        self.ctx.blobs.put(keys["image"], encode_png(image))
+        self.ctx.blobs.put(keys["mask"], encode_png(mask))
+        with session_scope(self.ctx.sessions) as session:
+            create_job(session, job_id=job_id, api_key_id=self.key_id, model=SLUG, queue="inpaint",
+                       params=params.model_dump(mode="json"), input_keys=keys, base64_output=False,
+                       now=datetime.now(UTC))
+        return job_id
+
+    def job(self, job_id: str) -> Any:
+        with session_scope(self.ctx.sessions) as session:
+            job = get_job(session, job_id)
+            session.expunge(job)
+            return job
+
+    def pixels(self, job_id: str) -> list[np.ndarray]:
+        job = self.job(job_id)
+        assert job.status == JobStatus.COMPLETED.value, (job.status, job.error_message)
+        return [np.asarray(Image.open(io.BytesIO(self.ctx.blobs.get(key))), dtype=np.int16)
+                for key in job.output_keys]
+
+
+@pytest.fixture
+def rig(tmp_path, tiny_model_dir) -> Any:
+    from worker.context import WorkerContext
+
+    settings = load_settings(data_dir=tmp_path, max_batch_size=4)
+    bench = Bench(settings.resolved_database_url)
+    published: list[tuple] = []
+    ctx = WorkerContext.build(settings, publish=lambda *args, **kw: published.append(args))
+    with session_scope(ctx.sessions) as session:
+        register_model(session, tiny_spec(SLUG, "sd15", source=str(tiny_model_dir)), now=datetime.now(UTC))
+        key_id = create_key(session, name="k", is_admin=False, now=datetime.now(UTC)).record.id
+    alone = dataclasses.replace(ctx, settings=settings.model_copy(update={"max_batch_size": 1}))
+    yield Rig(ctx=ctx, alone=alone, bench=bench, key_id=key_id, published=published)
+    ctx.engine.dispose()
+    bench.close()
+
+
+BODIES = [
+    {"prompt": "a red door", "negative_prompt": "blurry", "seed": 11},
+    {"prompt": "a blue boat on a lake", "negative_prompt": "text", "seed": 12, "mask_blur": 4},
+    {"prompt": "moss", "negative_prompt": "people", "seed": 13, "invert_mask": True},
+]
+
+
+def test_a_batch_gives_each_job_the_image_it_would_get_alone(rig: Rig) -> None:
+    from worker.runner import run_job
+
+    batched = [rig.submit(body) for body in BODIES]
+    other_steps = rig.submit({**BODIES[0], "num_inference_steps": 3})  # not compatible: stays queued
+    outcomes = run_job(rig.ctx, batched[0])
+    assert outcomes == {job_id: "COMPLETED" for job_id in batched}
+    assert rig.job(other_steps).status == JobStatus.QUEUED.value
+    for job_id in batched[1:]:
+        assert run_job(rig.ctx, job_id) == {}, "a companion's own message must find it already done"
+
+    single = [rig.submit(body) for body in BODIES]
+    for job_id in single:
+        assert run_job(rig.alone, job_id) == {job_id: "COMPLETED"}
+
+    for together, alone in zip(batched, single, strict=True):
+        (a,), (b,) = rig.pixels(together), rig.pixels(alone)
+        difference = np.abs(a - b)
+        assert difference.max() <= 2 and difference.mean() < 0.05, (difference.max(), difference.mean())
+    first, second = rig.pixels(batched[0])[0], rig.pixels(batched[1])[0]
+    assert np.abs(first - second).mean() > 1, "different prompts and seeds gave the same image"
+    assert rig.job(batched[1]).inference_time == rig.job(batched[0]).inference_time
+
+
+def test_jobs_that_cannot_share_a_call_run_alone(rig: Rig) -> None:
+    from worker.runner import run_job
+
+    leader = rig.submit({"prompt": "a", "seed": 1, "samples": 2})
+    follower = rig.submit({"prompt": "b", "seed": 2, "samples": 2})
+    assert run_job(rig.ctx, leader) == {leader: "COMPLETED"}
+    assert rig.job(follower).status == JobStatus.QUEUED.value
+    assert len(rig.pixels(leader)) == 2
+
+    with_negative = rig.submit({"prompt": "a", "seed": 1, "negative_prompt": "x"})
+    without = rig.submit({"prompt": "b", "seed": 2})
+    assert run_job(rig.ctx, with_negative) == {with_negative: "COMPLETED"}
+    assert rig.job(without).status == JobStatus.QUEUED.value
+
+
+def test_a_companion_whose_input_is_gone_fails_alone(rig: Rig) -> None:
+    from worker.runner import run_job
+
+    leader, broken = rig.submit(BODIES[0]), rig.submit(BODIES[1])
+    assert rig.ctx.blobs.delete_prefix(f"jobs/{broken}/input") == 2
+    outcomes = run_job(rig.ctx, leader)
+    assert outcomes == {leader: "COMPLETED", broken: "FAILED"}
+    job = rig.job(broken)
+    assert (job.error_code, job.error_message) == (
+        "storage_unavailable", "the job's input images are no longer in object storage")
+
+
+def test_signatures() -> None:
+    from storage.contract import JobParams
+
+    base = JobParams(prompt="a", negative_prompt=None, samples=1, scheduler="DDIM", num_inference_steps=2,
+                     guidance_scale=5, strength=1, seed=1, width=64, height=64)
+    same = base.model_copy(update={"prompt": "b", "seed": 9, "safety": "blur"})
+    assert batch_signature("sd15", base) == batch_signature("sd15", same) is not None
+    for change in ({"width": 128}, {"num_inference_steps": 3}, {"scheduler": "Euler"},
+                   {"guidance_scale": 6.0}, {"negative_prompt": ""}):
+        assert batch_signature("sd15", base.model_copy(update=change)) != batch_signature("sd15", base), change
+    assert batch_signature("sd15", base.model_copy(update={"samples": 2})) is None
+    assert batch_signature("erase", base) is None
+
+
+def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> None:
+    from datetime import timedelta
+
+    from storage.jobs import fail_job
+    from worker.runner import BatchProgress, Superseded, claim, claim_companions_for
+
+    first, second = rig.submit(BODIES[0]), rig.submit(BODIES[1])
+    leader = claim(rig.ctx, first)
+    assert leader is not None
+    (companion,) = claim_companions_for(rig.ctx, leader)
+    assert companion.job_id == second and rig.job(second).status == JobStatus.PROCESSING.value
+    progress = BatchProgress(rig.ctx, [leader, companion])
+
+    def cancel(job_id: str) -> None:
+        with session_scope(rig.ctx.sessions) as session:
+            assert fail_job(session, job_id, code="cancelled", message="cancelled", now=datetime.now(UTC),
+                            ttl=timedelta(hours=1))
+
+    cancel(second)
+    progress(1, 2)
+    assert progress.gone == {second}
+    assert rig.job(first).progress_step == 1, "the leader's progress is still recorded"
+    cancel(first)
+    with pytest.raises(Superseded):
+        progress(2, 2)
