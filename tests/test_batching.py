@@ -183,3 +183,26 @@ def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> Non
     cancel(first)
     with pytest.raises(Superseded):
         progress(2, 2)
+
+
+def test_a_batch_whose_jobs_are_all_cancelled_stops_and_records_nothing(rig: Rig, monkeypatch, caplog) -> None:
+    from datetime import timedelta
+
+    import worker.runner as runner
+    from storage.jobs import fail_job
+
+    first, second = rig.submit(BODIES[0]), rig.submit(BODIES[1])
+    real = runner.inpaint_batch
+
+    def cancel_both_then_step(inpainter, jobs, *, on_step, components):
+        with session_scope(rig.ctx.sessions) as session:
+            for job_id in (first, second):
+                fail_job(session, job_id, code="cancelled", message="cancelled", now=datetime.now(UTC),
+                         ttl=timedelta(hours=1))
+        on_step(1, 2)
+        return real(inpainter, jobs, on_step=on_step, components=components)
+
+    monkeypatch.setattr(runner, "inpaint_batch", cancel_both_then_step)
+    assert runner.run_job(rig.ctx, first) == {}
+    assert {rig.job(first).error_code, rig.job(second).error_code} == {"cancelled"}
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], "a cancelled batch is not a crash"

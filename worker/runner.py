@@ -219,6 +219,10 @@ def run_batch(ctx: WorkerContext, jobs: list[ClaimedJob]) -> dict[str, str]:
         running = [job for job in jobs if job.job_id in inputs]
         try:
             results, gone, seconds = infer_batch(ctx, running, inputs) if running else ({}, set(), 0.0)
+        except Superseded:
+            log.info("every job of the batch was taken away (cancelled, timed out or requeued); stopped",
+                     extra={"request_id": jobs[0].job_id})
+            return settled(outcomes)
         except ShuttingDown:
             for job in running:
                 give_back(ctx, job)
