@@ -172,11 +172,8 @@ def run_alone(ctx: WorkerContext, claimed: ClaimedJob) -> str | None:
     except ShuttingDown:
         give_back(ctx, claimed)
         return None
-    except (JobFailure, Unavailable) as exc:
-        return record_failure(ctx, job_id, failure_code(exc), exc.message, attempt=claimed.attempt)
     except Exception as exc:
-        log.exception("job crashed", extra={"request_id": job_id})
-        return record_failure(ctx, job_id, "internal_error", crash_message(exc), attempt=claimed.attempt)
+        return record_failure(ctx, job_id, *failure_of(exc, "job crashed", job_id), attempt=claimed.attempt)
     return record_completion(ctx, claimed, keys, nsfw, seconds)
 
 
@@ -209,13 +206,9 @@ def run_batch(ctx: WorkerContext, jobs: list[ClaimedJob]) -> dict[str, str]:
         for job in jobs:
             try:
                 inputs[job.job_id] = load_inputs(ctx, job)
-            except (JobFailure, Unavailable) as exc:
-                outcomes[job.job_id] = record_failure(ctx, job.job_id, failure_code(exc), exc.message,
-                                                      attempt=job.attempt)
             except Exception as exc:
-                log.exception("reading the inputs crashed", extra={"request_id": job.job_id})
-                outcomes[job.job_id] = record_failure(ctx, job.job_id, "internal_error", crash_message(exc),
-                                                      attempt=job.attempt)
+                outcomes[job.job_id] = record_failure(
+                    ctx, job.job_id, *failure_of(exc, "reading the inputs crashed", job.job_id), attempt=job.attempt)
         running = [job for job in jobs if job.job_id in inputs]
         try:
             results, gone, seconds = infer_batch(ctx, running, inputs) if running else ({}, set(), 0.0)
@@ -227,14 +220,10 @@ def run_batch(ctx: WorkerContext, jobs: list[ClaimedJob]) -> dict[str, str]:
             for job in running:
                 give_back(ctx, job)
             return settled(outcomes)
-        except (JobFailure, Unavailable) as exc:
-            failed = {job.job_id: record_failure(ctx, job.job_id, failure_code(exc), exc.message,
-                                                 attempt=job.attempt) for job in running}
-            return settled(outcomes | failed)
         except Exception as exc:
-            log.exception("batch crashed", extra={"request_id": jobs[0].job_id})
-            failed = {job.job_id: record_failure(ctx, job.job_id, "internal_error", crash_message(exc),
-                                                 attempt=job.attempt) for job in running}
+            code, message = failure_of(exc, "batch crashed", jobs[0].job_id)
+            failed = {job.job_id: record_failure(ctx, job.job_id, code, message, attempt=job.attempt)
+                      for job in running}
             return settled(outcomes | failed)
         for job in gone:
             log.info("job was taken away (cancelled, timed out or requeued); its image is dropped",
@@ -245,9 +234,9 @@ def run_batch(ctx: WorkerContext, jobs: list[ClaimedJob]) -> dict[str, str]:
             images, nsfw = results[job.job_id]
             try:
                 keys = store_outputs(ctx, job, images)
-            except Unavailable as exc:
-                outcomes[job.job_id] = record_failure(ctx, job.job_id, "storage_unavailable", exc.message,
-                                                      attempt=job.attempt)
+            except Exception as exc:
+                outcomes[job.job_id] = record_failure(
+                    ctx, job.job_id, *failure_of(exc, "storing the results crashed", job.job_id), attempt=job.attempt)
                 continue
             outcomes[job.job_id] = record_completion(ctx, job, keys, nsfw, seconds)
     return settled(outcomes)
@@ -257,12 +246,15 @@ def settled(outcomes: dict[str, str | None]) -> dict[str, str]:
     return {job_id: status for job_id, status in outcomes.items() if status}
 
 
-def crash_message(exc: Exception) -> str:
-    return f"the worker hit an unexpected error ({type(exc).__name__})"
-
-
-def failure_code(exc: JobFailure | Unavailable) -> str:
-    return exc.code if isinstance(exc, JobFailure) else "storage_unavailable"
+def failure_of(exc: Exception, crash: str, job_id: str) -> tuple[str, str]:
+    """The error code and client-safe message a failure records. An unexpected exception is an
+    `internal_error`, logged with its traceback as `crash`."""
+    if isinstance(exc, JobFailure):
+        return exc.code, exc.message
+    if isinstance(exc, Unavailable):
+        return "storage_unavailable", exc.message
+    log.exception(crash, extra={"request_id": job_id})
+    return "internal_error", f"the worker hit an unexpected error ({type(exc).__name__})"
 
 
 class BatchProgress:
@@ -298,13 +290,14 @@ def claim(ctx: WorkerContext, job_id: str) -> ClaimedJob | None:
         return claimed
 
 
-def load_claimed(session: Session, job_id: str) -> ClaimedJob:
-    """The job just claimed in this transaction, with its progress reset to step 0."""
+def load_claimed(session: Session, job_id: str, *, spec: ModelSpec | None = None) -> ClaimedJob:
+    """The job just claimed in this transaction, with its progress reset to step 0. `spec`: its
+    model's, when the caller has it already (a batch's companions share the leader's)."""
     job = get_job(session, job_id)
     assert job is not None
     params = JobParams.model_validate(job.params)
     record_progress(session, job_id, attempt=job.attempts, step=0, total=params.num_inference_steps)
-    spec = find_model(session, job.model)
+    spec = spec or find_model(session, job.model)
     if spec is None:
         raise JobFailure("model_unavailable", f"model {job.model!r} is no longer registered")
     return ClaimedJob(job_id=job_id, attempt=job.attempts, queue=job.queue, spec=spec, params=params,
@@ -323,7 +316,7 @@ def claim_companions_for(ctx: WorkerContext, leader: ClaimedJob) -> list[Claimed
         with write_scope(ctx.sessions) as session:
             ids = claim_companions(session, job_id=leader.job_id, model=leader.spec.slug, queue=leader.queue,
                                    family=leader.spec.family, signature=signature, limit=limit, now=utcnow())
-            return [load_claimed(session, job_id) for job_id in ids]
+            return [load_claimed(session, job_id, spec=leader.spec) for job_id in ids]
     except Exception:  # noqa: BLE001 - batching is an optimisation: the leader runs alone
         log.warning("could not claim companions for a batch", exc_info=True,
                     extra={"request_id": leader.job_id})
