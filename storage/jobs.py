@@ -319,3 +319,10 @@ def mark_expired(session: Session, job_id: str, *, now: datetime) -> None:
         .values(expired_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+def next_queued(session: Session, *, queue: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+    """(id, input keys) of a queue's oldest QUEUED jobs: the ones a worker is likely to run next."""
+    stmt = select(Job.id, Job.input_keys).where(Job.status == JobStatus.QUEUED.value, Job.queue == queue) \
+        .order_by(Job.created_at).limit(limit)
+    return [(row.id, dict(row.input_keys)) for row in session.execute(stmt)]

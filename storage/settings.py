@@ -19,6 +19,16 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
+MAX_COMPILE_SIDE = 4096
+"""The largest side of any built-in model (erase); the diffusion models stop at 1024."""
+
+
+def parse_size(entry: str) -> tuple[int, int]:
+    """'768x512' -> (768, 512): width, then height."""
+    width, sep, height = entry.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        raise ValueError(f"INPAINT_COMPILE_SIZES: {entry!r} is not WIDTHxHEIGHT, e.g. 768x512")
+    return int(width), int(height)
 
 
 class Settings(BaseSettings):
@@ -149,9 +159,25 @@ class Settings(BaseSettings):
         5.0, gt=0, le=300, description="How often an inference worker reports itself (system_details) and "
         "picks up admin commands (clear_cache, load_model's warm-up)."
     )
+    overlap_jobs: bool = Field(
+        True, description="A worker stores each job's results (PNG encoding, upload, status write) on a side "
+        "thread while it runs the next job, and reads the next jobs' inputs while the current one runs."
+    )
     max_batch_size: int = Field(
         1, ge=1, le=64, description="Dynamic batching: a worker runs up to this many queued jobs that differ "
         "only in prompt, seed and inputs (one image each) as one pipeline call. 1: off."
+    )
+    torch_compile: bool = Field(
+        False, description="Run the SD 1.5 and SDXL UNets through torch.compile at the sizes of compile_sizes; "
+        "each size compiles at its first job (minutes on a GPU), then comes from the compile cache."
+    )
+    compile_sizes: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
+        ((512, 512), (768, 768), (1024, 1024), (1024, 768), (768, 1024)),
+        description="torch.compile's shape buckets, WIDTHxHEIGHT (comma-separated); a job of any other size "
+        "runs eager and compiles nothing.",
+    )
+    compile_cache_dir: Path | None = Field(
+        None, description="Where compiled graphs are kept across worker restarts; default data_dir/compile-cache."
     )
     model_memory_budget_gb: float | None = Field(
         None, gt=0, description="Memory a worker may fill with resident models; the least recently used are "
@@ -163,6 +189,22 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [v.strip().strip("'\"") for v in value.strip("[] ").split(",") if v.strip()]
+        return value
+
+    @field_validator("compile_sizes", mode="before")
+    @classmethod
+    def _split_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [parse_size(entry.strip()) for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("compile_sizes")
+    @classmethod
+    def _check_sizes(cls, value: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        for width, height in value:
+            if not all(side % 8 == 0 and 8 <= side <= MAX_COMPILE_SIDE for side in (width, height)):
+                raise ValueError(f"INPAINT_COMPILE_SIZES: {width}x{height} is out of range: each side must be "
+                                 f"a multiple of 8 from 8 to {MAX_COMPILE_SIDE}")
         return value
 
     @model_validator(mode="after")
@@ -203,6 +245,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_storage_dir(self) -> Path:
         return (self.storage_dir or self.data_dir / "blobs").resolve()
+
+    @cached_property
+    def resolved_compile_cache_dir(self) -> Path:
+        return (self.compile_cache_dir or self.data_dir / "compile-cache").resolve()
 
     @cached_property
     def signing_key(self) -> bytes:

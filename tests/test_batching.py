@@ -7,83 +7,21 @@ get the same image both ways, within floating-point tolerance.
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from storage.batching import batch_signature
-from storage.blobs import input_key
 from storage.db import session_scope
-from storage.images import encode_png
-from storage.jobs import get_job
-from storage.keys import create_key
 from storage.models import JobStatus
-from storage.registry import register_model
-from storage.settings import load_settings
-from tests.support.images import box_mask, scene
-from tests.support.tiny_models import Bench, tiny_spec
-
-SLUG = "tiny-sd15"
-
-
-@dataclasses.dataclass
-class Rig:
-    ctx: Any  # WorkerContext with batching on
-    alone: Any  # the same worker with batching off
-    bench: Bench
-    key_id: int
-    published: list[tuple]
-
-    def submit(self, body: dict[str, Any], *, image: Image.Image | None = None) -> str:
-        from storage.jobs import create_job
-
-        image = image or scene()
-        mask = box_mask()
-        _, params = self.bench.params(SLUG, body, image.size)
-        job_id = str(uuid.uuid4())
-        keys = {"image": input_key(job_id, "image"), "mask": input_key(job_id, "mask")}
-        self.ctx.blobs.put(keys["image"], encode_png(image))
-        self.ctx.blobs.put(keys["mask"], encode_png(mask))
-        with session_scope(self.ctx.sessions) as session:
-            create_job(session, job_id=job_id, api_key_id=self.key_id, model=SLUG, queue="inpaint",
-                       params=params.model_dump(mode="json"), input_keys=keys, base64_output=False,
-                       now=datetime.now(UTC))
-        return job_id
-
-    def job(self, job_id: str) -> Any:
-        with session_scope(self.ctx.sessions) as session:
-            job = get_job(session, job_id)
-            session.expunge(job)
-            return job
-
-    def pixels(self, job_id: str) -> list[np.ndarray]:
-        job = self.job(job_id)
-        assert job.status == JobStatus.COMPLETED.value, (job.status, job.error_message)
-        return [np.asarray(Image.open(io.BytesIO(self.ctx.blobs.get(key))), dtype=np.int16)
-                for key in job.output_keys]
+from tests.support.rig import Rig, tiny_rig
 
 
 @pytest.fixture
-def rig(tmp_path, tiny_model_dir) -> Any:
-    from worker.context import WorkerContext
-
-    settings = load_settings(data_dir=tmp_path, max_batch_size=4)
-    bench = Bench(settings.resolved_database_url)
-    published: list[tuple] = []
-    ctx = WorkerContext.build(settings, publish=lambda *args, **kw: published.append(args))
-    with session_scope(ctx.sessions) as session:
-        register_model(session, tiny_spec(SLUG, "sd15", source=str(tiny_model_dir)), now=datetime.now(UTC))
-        key_id = create_key(session, name="k", is_admin=False, now=datetime.now(UTC)).record.id
-    alone = dataclasses.replace(ctx, settings=settings.model_copy(update={"max_batch_size": 1}))
-    yield Rig(ctx=ctx, alone=alone, bench=bench, key_id=key_id, published=published)
-    ctx.engine.dispose()
-    bench.close()
+def rig(tmp_path, tiny_model_dir) -> Rig:
+    with tiny_rig(tmp_path, tiny_model_dir, max_batch_size=4) as rig:
+        yield rig
 
 
 BODIES = [
@@ -105,8 +43,9 @@ def test_a_batch_gives_each_job_the_image_it_would_get_alone(rig: Rig) -> None:
         assert run_job(rig.ctx, job_id) == {}, "a companion's own message must find it already done"
 
     single = [rig.submit(body) for body in BODIES]
+    unbatched = rig.with_settings(max_batch_size=1)
     for job_id in single:
-        assert run_job(rig.alone, job_id) == {job_id: "COMPLETED"}
+        assert run_job(unbatched, job_id) == {job_id: "COMPLETED"}
 
     for together, alone in zip(batched, single, strict=True):
         (a,), (b,) = rig.pixels(together), rig.pixels(alone)

@@ -97,7 +97,13 @@ def build_worker(settings: Settings, *, heartbeat: bool = False, started: dateti
         except Exception:  # the sweeper and the webhook dispatcher are the safety nets
             log.warning("could not publish %s%r; the periodic sweep will", name, args)
 
-    context = functools.cache(lambda: WorkerContext.build(settings, publish=publish))
+    @functools.cache
+    def context() -> WorkerContext:
+        ctx = WorkerContext.build(settings, publish=publish)
+        if heartbeat and settings.overlap_jobs:
+            ctx.overlap(lambda outcomes: record_runs(ctx, metrics, outcomes))
+        return ctx
+
     metrics = WorkerMetrics(resident=lambda: context().pipelines.resident())
 
     @worker_shutting_down.connect(weak=False)
@@ -113,6 +119,9 @@ def build_worker(settings: Settings, *, heartbeat: bool = False, started: dateti
 
         @worker_shutdown.connect(weak=False)
         def leave_fleet(**_: Any) -> None:
+            finisher = context().finisher
+            if finisher and not finisher.drain(timeout=settings.storage_retry_seconds + 30):
+                log.warning("stopped before every finished job was stored; the sweeper will requeue them")
             context().fleet.stop()
 
     @app.task(name=TASK_RUN_JOB, ignore_result=True)

@@ -13,6 +13,7 @@ from storage.blobs import BlobStore, make_blob_store
 from storage.db import make_engine, make_session_factory
 from storage.settings import Settings
 from worker.fleet import FleetMember
+from worker.overlap import Finisher, Prefetcher
 from worker.pipelines import PipelineCache
 
 
@@ -29,6 +30,10 @@ class WorkerContext:
     """publish(task_name, *args, queue=None): send a task by name; never raises."""
     stopping: threading.Event = field(default_factory=threading.Event)
     """Set when the worker is asked to shut down: a running job is given back at its next step."""
+    finisher: Finisher | None = None
+    """Stores finished jobs on a side thread (worker.overlap); None: the job's own thread does."""
+    prefetcher: Prefetcher | None = None
+    """Reads the next jobs' inputs ahead (worker.overlap); None: each job reads its own."""
 
     @classmethod
     def build(cls, settings: Settings, *, publish: Callable[..., None]) -> WorkerContext:
@@ -48,3 +53,9 @@ class WorkerContext:
             fleet=FleetMember(settings, sessions, pipelines, busy),
             publish=publish,
         )
+
+    def overlap(self, on_finished: Callable[[dict[str, str]], None]) -> None:
+        """Start the side threads that store finished jobs and read the next jobs' inputs ahead;
+        `on_finished({job_id: status})` is called for each job stored."""
+        self.finisher = Finisher(on_finished)
+        self.prefetcher = Prefetcher(self.sessions, self.blobs, capacity=self.settings.max_batch_size)

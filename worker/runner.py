@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from storage.broker import TASK_RUN_JOB, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK
 from storage.contract import JobParams
 from storage.db import session_scope, write_scope
 from storage.errors import JobFailure, NotFound, Unavailable
-from storage.images import decode_png, encode_png
+from storage.images import encode_png
 from storage.jobs import (
     beat_heartbeat,
     claim_job,
@@ -42,12 +41,13 @@ from storage.jobs import (
     requeue_job,
     utcnow,
 )
-from storage.logs import add_log_fields
+from storage.logs import add_log_fields, log_context
 from storage.models import JobStatus
 from storage.registry import ModelSpec, find_model
 from worker.components import JobSources, load_components, resolve_sources
 from worker.context import WorkerContext
 from worker.inference import StepCallback, inpaint, inpaint_batch
+from worker.overlap import read_inputs
 from worker.pipelines import PipelineCache
 from worker.screening import screen_images
 
@@ -106,18 +106,18 @@ class ProgressRecorder:
 
 
 class Heartbeat:
-    """Marks the job alive every `interval` seconds from a side thread, until stopped."""
+    """Marks the job alive every `interval` seconds from a side thread, from `start()` until `stop()`."""
 
     def __init__(self, ctx: WorkerContext, job: ClaimedJob) -> None:
         self.ctx, self.job = ctx, job
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job.job_id[:8]}", daemon=True)
 
-    def __enter__(self) -> Heartbeat:
+    def start(self) -> Heartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
 
@@ -133,7 +133,8 @@ class Heartbeat:
 def run_job(ctx: WorkerContext, job_id: str) -> dict[str, str]:
     """One delivery of the job, start to finish, with the companions it was batched with (if any).
     Returns the status each job's run recorded (COMPLETED, FAILED); a job whose run recorded
-    nothing (a duplicate delivery, a job taken away) is absent. Admin commands (clear_cache,
+    nothing (a duplicate delivery, a job taken away) is absent, and so is a job handed to the
+    finisher (worker.overlap), which reports it when it is stored. Admin commands (clear_cache,
     warm-up) run first, never during it."""
     with ctx.busy:
         ctx.fleet.apply_commands()
@@ -160,21 +161,51 @@ def outcome(job_id: str, status: str | None) -> dict[str, str]:
 
 
 def run_alone(ctx: WorkerContext, claimed: ClaimedJob) -> str | None:
-    job_id = claimed.job_id
-    log.info("job started (attempt %d)", claimed.attempt, extra={"request_id": job_id})
+    log.info("job started (attempt %d)", claimed.attempt, extra={"request_id": claimed.job_id})
+    heartbeat = Heartbeat(ctx, claimed).start()
     try:
-        with Heartbeat(ctx, claimed):
-            images, nsfw, seconds = infer(ctx, claimed)
-            keys = store_outputs(ctx, claimed, images)
-    except Superseded:
-        log.info("job was taken away (cancelled, timed out or requeued); stopped", extra={"request_id": job_id})
-        return None
-    except ShuttingDown:
-        give_back(ctx, claimed)
-        return None
+        images, nsfw, seconds = infer(ctx, claimed)
     except Exception as exc:
-        return record_failure(ctx, job_id, *failure_of(exc, "job crashed", job_id), attempt=claimed.attempt)
-    return record_completion(ctx, claimed, keys, nsfw, seconds)
+        heartbeat.stop()
+        return stopped(ctx, claimed, exc)
+    return finish(ctx, claimed, heartbeat, images, nsfw, seconds)
+
+
+def stopped(ctx: WorkerContext, job: ClaimedJob, exc: Exception) -> str | None:
+    """What a run that ended in `exc` records: nothing when the job was taken away, the job given
+    back when the worker is stopping, else FAILED with the reason."""
+    if isinstance(exc, Superseded):
+        log.info("job was taken away (cancelled, timed out or requeued); stopped", extra={"request_id": job.job_id})
+        return None
+    if isinstance(exc, ShuttingDown):
+        give_back(ctx, job)
+        return None
+    return record_failure(ctx, job.job_id, *failure_of(exc, "job crashed", job.job_id), attempt=job.attempt)
+
+
+def finish(ctx: WorkerContext, job: ClaimedJob, heartbeat: Heartbeat, images: list[Image.Image],
+           nsfw: list[bool] | None, seconds: float) -> str | None:
+    """Store the images and record COMPLETED, then stop the heartbeat. With a finisher (worker.overlap)
+    this happens on its thread and returns None at once; otherwise it returns what was recorded."""
+    def work() -> str | None:
+        try:
+            keys = store_outputs(ctx, job, images)
+        except Exception as exc:
+            return record_failure(ctx, job.job_id, *failure_of(exc, "storing the results crashed", job.job_id),
+                                  attempt=job.attempt)
+        return record_completion(ctx, job, keys, nsfw, seconds)
+
+    def work_then_stop() -> str | None:
+        try:
+            with log_context(request_id=job.job_id, track_id=job.track_id):
+                return work()
+        finally:
+            heartbeat.stop()
+
+    if ctx.finisher is None:
+        return work_then_stop()
+    ctx.finisher.hand_off(job.job_id, work_then_stop)
+    return None
 
 
 def record_completion(ctx: WorkerContext, job: ClaimedJob, keys: list[str], nsfw: list[bool] | None,
@@ -198,47 +229,40 @@ def run_batch(ctx: WorkerContext, jobs: list[ClaimedJob]) -> dict[str, str]:
     inference time as its own."""
     log.info("job started (attempt %d) in a batch of %d with %s", jobs[0].attempt, len(jobs),
              ", ".join(job.job_id for job in jobs[1:]), extra={"request_id": jobs[0].job_id})
+    beating = {job.job_id: Heartbeat(ctx, job).start() for job in jobs}
     outcomes: dict[str, str | None] = {}
-    with ExitStack() as beating:
-        for job in jobs:
-            beating.enter_context(Heartbeat(ctx, job))
-        inputs: dict[str, tuple[Image.Image, Image.Image]] = {}
-        for job in jobs:
-            try:
-                inputs[job.job_id] = load_inputs(ctx, job)
-            except Exception as exc:
-                outcomes[job.job_id] = record_failure(
-                    ctx, job.job_id, *failure_of(exc, "reading the inputs crashed", job.job_id), attempt=job.attempt)
-        running = [job for job in jobs if job.job_id in inputs]
+    inputs: dict[str, tuple[Image.Image, Image.Image]] = {}
+    for job in jobs:
         try:
-            results, gone, seconds = infer_batch(ctx, running, inputs) if running else ({}, set(), 0.0)
-        except Superseded:
-            log.info("every job of the batch was taken away (cancelled, timed out or requeued); stopped",
-                     extra={"request_id": jobs[0].job_id})
-            return settled(outcomes)
-        except ShuttingDown:
-            for job in running:
-                give_back(ctx, job)
-            return settled(outcomes)
+            inputs[job.job_id] = load_inputs(ctx, job)
         except Exception as exc:
-            code, message = failure_of(exc, "batch crashed", jobs[0].job_id)
-            failed = {job.job_id: record_failure(ctx, job.job_id, code, message, attempt=job.attempt)
-                      for job in running}
-            return settled(outcomes | failed)
-        for job in gone:
-            log.info("job was taken away (cancelled, timed out or requeued); its image is dropped",
-                     extra={"request_id": job})
+            outcomes[job.job_id] = record_failure(
+                ctx, job.job_id, *failure_of(exc, "reading the inputs crashed", job.job_id), attempt=job.attempt)
+    running = [job for job in jobs if job.job_id in inputs]
+    try:
+        results, gone, seconds = infer_batch(ctx, running, inputs) if running else ({}, set(), 0.0)
+    except Superseded:
+        log.info("every job of the batch was taken away (cancelled, timed out or requeued); stopped",
+                 extra={"request_id": jobs[0].job_id})
+        results, gone, seconds = {}, set(), 0.0
+    except ShuttingDown:
         for job in running:
-            if job.job_id not in results:
-                continue
+            give_back(ctx, job)
+        results, gone, seconds = {}, set(), 0.0
+    except Exception as exc:
+        code, message = failure_of(exc, "batch crashed", jobs[0].job_id)
+        outcomes |= {job.job_id: record_failure(ctx, job.job_id, code, message, attempt=job.attempt)
+                     for job in running}
+        results, gone, seconds = {}, set(), 0.0
+    for job_id in gone:
+        log.info("job was taken away (cancelled, timed out or requeued); its image is dropped",
+                 extra={"request_id": job_id})
+    for job in running:
+        if job.job_id in results:
             images, nsfw = results[job.job_id]
-            try:
-                keys = store_outputs(ctx, job, images)
-            except Exception as exc:
-                outcomes[job.job_id] = record_failure(
-                    ctx, job.job_id, *failure_of(exc, "storing the results crashed", job.job_id), attempt=job.attempt)
-                continue
-            outcomes[job.job_id] = record_completion(ctx, job, keys, nsfw, seconds)
+            outcomes[job.job_id] = finish(ctx, job, beating.pop(job.job_id), images, nsfw, seconds)
+    for heartbeat in beating.values():
+        heartbeat.stop()
     return settled(outcomes)
 
 
@@ -324,16 +348,17 @@ def claim_companions_for(ctx: WorkerContext, leader: ClaimedJob) -> list[Claimed
 
 
 def load_inputs(ctx: WorkerContext, job: ClaimedJob) -> tuple[Image.Image, Image.Image]:
-    """The job's image (RGB) and mask (L), read back from storage (retried while it is briefly away)."""
+    """The job's image (RGB) and mask (L): read ahead by the prefetcher, or read back from storage
+    now (retried while it is briefly away)."""
+    ready = ctx.prefetcher.take(job.job_id, job.input_keys) if ctx.prefetcher else None
+    if ready is not None:
+        return ready
     budget = ctx.settings.storage_retry_seconds
     try:
-        image_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["image"]), budget=budget,
-                                   what="reading inputs")
-        mask_bytes = with_retries(lambda: ctx.blobs.get(job.input_keys["mask"]), budget=budget,
-                                  what="reading inputs")
+        return read_inputs(lambda key: with_retries(lambda: ctx.blobs.get(key), budget=budget, what="reading inputs"),
+                           job.input_keys)
     except NotFound:
         raise JobFailure("storage_unavailable", "the job's input images are no longer in object storage") from None
-    return decode_png(image_bytes).convert("RGB"), decode_png(mask_bytes).convert("L")
 
 
 def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], list[bool] | None, float]:
@@ -344,6 +369,8 @@ def infer(ctx: WorkerContext, job: ClaimedJob) -> tuple[list[Image.Image], list[
     with session_scope(ctx.sessions) as session:
         sources = resolve_sources(session, job.spec, job.params)
     image, mask = load_inputs(ctx, job)
+    if ctx.prefetcher:
+        ctx.prefetcher.ahead_of(job.queue)
     recorder = ProgressRecorder(ctx, job)
     started = time.perf_counter()
     images, nsfw = run_inference(ctx.pipelines, sources, job.params, image, mask, on_step=recorder)
@@ -359,6 +386,8 @@ def infer_batch(
         sources = {job.job_id: resolve_sources(session, job.spec, job.params) for job in jobs}
     shared = sources[jobs[0].job_id]  # equal signatures: the same weights and components
     progress = BatchProgress(ctx, jobs)
+    if ctx.prefetcher:
+        ctx.prefetcher.ahead_of(jobs[0].queue)
     started = time.perf_counter()
     inpainter = ctx.pipelines.get(shared.spec)
     components = load_components(ctx.pipelines, shared)
