@@ -2,8 +2,9 @@
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HOME=/models
+# g++: torch.compile (INPAINT_TORCH_COMPILE) builds Triton's launchers and inductor's CPU kernels with it.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends curl libglib2.0-0 \
+ && apt-get install -y --no-install-recommends curl libglib2.0-0 g++ \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 1000 inpaint \
  && mkdir -p /data /models && chown inpaint:inpaint /data /models

@@ -22,6 +22,11 @@ are not counted) and the peak a flag (989 TFLOP/s: H100 SXM dense bf16/fp16).
     .venv/bin/python -m benchmarks.gpu --peak-tflops 989 --batches 1,4,8 --families sd15
     .venv/bin/python -m benchmarks.gpu --device cpu --tiny              # proves the code path on a CPU
     .venv/bin/python -m benchmarks.gpu --count-only                     # parameters and FLOPs, any machine
+    .venv/bin/python -m benchmarks.gpu --compile                        # UNet through torch.compile (worker.compiling)
+
+With --compile each batch's first, untimed call compiles the UNet for that shape
+(minutes on a GPU; seconds from the cache in data/compile-cache on a later run);
+compare its rows with a run without it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,10 +52,12 @@ from benchmarks.architectures import (
 from benchmarks.report import print_header, print_table
 from storage.contract import JobParams
 from tests.support.images import box_mask, scene
+from worker.compiling import CompileOptions, compile_unet
 from worker.diffusion import DiffusersInpainter, dtype_for
 from worker.inference import inpaint, inpaint_batch
 
 TINY_SIZE = {"sd15": 64, "sdxl": 128}
+COMPILE_CACHE = Path("data/compile-cache")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="the device's dense bf16/fp16 peak in TFLOP/s (default: 989, H100 SXM)")
     parser.add_argument("--no-raw", action="store_true", help="skip the plain diffusers loop")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the UNet at the picture's size and these batches, as INPAINT_TORCH_COMPILE does")
     parser.add_argument("--count-only", action="store_true",
                         help="only count UNet parameters and FLOPs (meta device: no memory, no GPU)")
     return parser.parse_args(argv)
@@ -154,6 +164,10 @@ def bench_family(family: str, args: argparse.Namespace, device: torch.device) ->
     dtype = dtype_for(device)
     started = time.perf_counter()
     pipe = place_like_worker(build_pipeline(family, tiny=args.tiny, device=device, dtype=dtype), device)
+    if args.compile:
+        largest = max(int(b) for b in args.batches.split(","))
+        options = CompileOptions(sizes=((size, size),), max_batch_size=largest, cache_dir=COMPILE_CACHE)
+        compile_unet(pipe, options, max_samples=largest)
     print(f"{family}: UNet {params_count / 1e6:.1f} M parameters, {flops / 1e12:.4f} TFLOP per forward at "
           f"{size} px (counted); whole pipeline {count_parameters(pipe.unet) + count_parameters(pipe.vae):,} "
           f"UNet+VAE parameters, {dtype}, built in {time.perf_counter() - started:.1f} s")
@@ -196,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("no CUDA device here: run with --device cpu --tiny, or --count-only")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"device: {name}; torch {torch.__version__}; {args.steps} steps, DDIM, guidance 7.5 (2 UNet "
-          f"passes per step), strength 1.0; MFU against {args.peak_tflops:g} TFLOP/s\n")
+          f"passes per step), strength 1.0; MFU against {args.peak_tflops:g} TFLOP/s; UNet "
+          f"{'compiled (torch.compile, inductor)' if args.compile else 'eager'}\n")
     rows = [row for family in args.families.split(",") for row in bench_family(family, args, device)]
     print()
     print_table(["model", "px", "batch", "path", "ms/image", "images/s", "image-steps/s", "MFU"], rows)

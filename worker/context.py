@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.blobs import BlobStore, make_blob_store
 from storage.db import make_engine, make_session_factory
 from storage.settings import Settings
+from worker.compiling import CompileOptions
 from worker.fleet import FleetMember
 from worker.overlap import Finisher, Prefetcher
 from worker.pipelines import PipelineCache
@@ -41,7 +42,8 @@ class WorkerContext:
             if not settings.resolved_database_url.startswith("sqlite") \
             else make_engine(settings.resolved_database_url)
         sessions = make_session_factory(engine)
-        pipelines = PipelineCache(settings.device, settings.model_memory_budget_gb)
+        pipelines = PipelineCache(settings.device, settings.model_memory_budget_gb,
+                                  compile_options=CompileOptions.from_settings(settings))
         busy = threading.Lock()
         return cls(
             settings=settings,

@@ -13,6 +13,7 @@ from storage.contract import JobParams
 from storage.errors import JobFailure
 from storage.registry import ModelSpec
 from worker.adapters import applied_adapters
+from worker.compiling import CompileOptions, compile_unet
 from worker.components import JobComponents
 from worker.inference import StepCallback
 from worker.schedulers import build_scheduler, scheduler_overrides
@@ -55,8 +56,12 @@ def from_pretrained(cls: Any, source: str, what: str, **kwargs: Any) -> Any:
         ) from None
 
 
-def load_pretrained(pipeline_cls: Any, spec: ModelSpec, device: torch.device, **kwargs: Any) -> Any:
-    """`pipeline_cls.from_pretrained(spec.source)`, on `device`; a failure becomes a JobFailure."""
+def load_pretrained(
+    pipeline_cls: Any, spec: ModelSpec, device: torch.device, *, compile_options: CompileOptions | None = None,
+    **kwargs: Any,
+) -> Any:
+    """`pipeline_cls.from_pretrained(spec.source)`, on `device`, its UNet compiled in buckets when
+    `compile_options` says so; a failure becomes a JobFailure."""
     what = f"model {spec.slug!r}"
     if spec.base_model:
         what = f"base_model {spec.base_model!r} of {what}"
@@ -65,6 +70,8 @@ def load_pretrained(pipeline_cls: Any, spec: ModelSpec, device: torch.device, **
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
     pipe.set_progress_bar_config(disable=True)
+    if compile_options is not None:
+        compile_unet(pipe, compile_options, max_samples=spec.max_samples)
     return pipe
 
 
@@ -185,12 +192,15 @@ def alias_text_model(encoder: Any) -> None:
         object.__setattr__(encoder, "text_model", encoder)
 
 
-def load_sd15(spec: ModelSpec, device: torch.device) -> DiffusersInpainter:
+def load_sd15(
+    spec: ModelSpec, device: torch.device, compile_options: CompileOptions | None = None
+) -> DiffusersInpainter:
     from diffusers import StableDiffusionInpaintPipeline
 
     quiet_loaders()
     pipe = load_pretrained(
-        StableDiffusionInpaintPipeline, spec, device, safety_checker=None, requires_safety_checker=False
+        StableDiffusionInpaintPipeline, spec, device, compile_options=compile_options, safety_checker=None,
+        requires_safety_checker=False,
     )
     alias_text_model(pipe.text_encoder)
     return DiffusersInpainter(pipe)

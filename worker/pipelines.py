@@ -24,31 +24,32 @@ from typing import Any
 
 from storage.errors import JobFailure
 from storage.registry import ModelSpec
+from worker.compiling import CompileOptions
 from worker.devices import memory_budget
 from worker.inference import Inpainter
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[ModelSpec, str], Inpainter]
+Loader = Callable[[ModelSpec, str, CompileOptions | None], Inpainter]
 
 
-def _load_erase(spec: ModelSpec, device: str) -> Inpainter:
+def _load_erase(spec: ModelSpec, device: str, compile_options: CompileOptions | None) -> Inpainter:
     from worker.erase import EraseInpainter
 
     return EraseInpainter()
 
 
-def _load_sd15(spec: ModelSpec, device: str) -> Inpainter:
+def _load_sd15(spec: ModelSpec, device: str, compile_options: CompileOptions | None) -> Inpainter:
     from worker.diffusion import load_sd15, resolve_device
 
-    return load_sd15(spec, resolve_device(device))
+    return load_sd15(spec, resolve_device(device), compile_options)
 
 
-def _load_sdxl(spec: ModelSpec, device: str) -> Inpainter:
+def _load_sdxl(spec: ModelSpec, device: str, compile_options: CompileOptions | None) -> Inpainter:
     from worker.diffusion import resolve_device
     from worker.sdxl import load_sdxl
 
-    return load_sdxl(spec, resolve_device(device))
+    return load_sdxl(spec, resolve_device(device), compile_options)
 
 
 # family -> (cache kind, loader). sdxl-controlnet shares the sdxl pipeline; the ControlNet is per job.
@@ -115,10 +116,14 @@ class PipelineCache:
     `resident()` (the heartbeat) never waits for a load to finish.
     """
 
-    def __init__(self, device: str, budget_gb: float | None = None) -> None:
-        """budget_gb: None is BUDGET_FRACTION of the device's memory, worked out at the first load."""
+    def __init__(
+        self, device: str, budget_gb: float | None = None, *, compile_options: CompileOptions | None = None
+    ) -> None:
+        """budget_gb: None is BUDGET_FRACTION of the device's memory, worked out at the first load.
+        compile_options: None runs every pipeline eager (worker.compiling)."""
         self.device = device
         self.budget_gb = budget_gb
+        self.compile_options = compile_options
         self._budget: int | None = None
         self._entries: OrderedDict[tuple[str, str], Resident] = OrderedDict()
         self._loading = threading.Lock()
@@ -130,7 +135,7 @@ class PipelineCache:
 
         def load() -> Inpainter:
             check_local_source(spec)
-            return loader(spec, self.device)
+            return loader(spec, self.device, self.compile_options)
 
         inpainter: Inpainter = self.component(kind, spec.source, load, label=spec.slug)
         return inpainter

@@ -15,6 +15,7 @@ from PIL import Image
 
 from storage.contract import JobParams
 from storage.registry import ModelSpec
+from worker.compiling import CompileOptions
 from worker.components import JobComponents
 from worker.control import make_control_image
 from worker.diffusion import DiffusersInpainter, load_pretrained, quiet_loaders
@@ -42,10 +43,10 @@ class SDXLInpainter(DiffusersInpainter):
         return {"control_image": make_control_image(params.control.processor, image, components.depth)}
 
 
-def load_sdxl(spec: ModelSpec, device: torch.device) -> SDXLInpainter:
+def load_sdxl(spec: ModelSpec, device: torch.device, compile_options: CompileOptions | None = None) -> SDXLInpainter:
     from diffusers import StableDiffusionXLInpaintPipeline
 
     quiet_loaders()
-    return SDXLInpainter(
-        load_pretrained(StableDiffusionXLInpaintPipeline, spec, device, add_watermarker=False)
-    )
+    return SDXLInpainter(load_pretrained(
+        StableDiffusionXLInpaintPipeline, spec, device, compile_options=compile_options, add_watermarker=False
+    ))
