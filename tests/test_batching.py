@@ -101,7 +101,9 @@ def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> Non
     from datetime import timedelta
 
     from storage.jobs import fail_job
-    from worker.runner import BatchProgress, Superseded, claim, claim_companions_for
+    from worker.attempt import Superseded
+    from worker.batch import BatchProgress, claim_companions_for
+    from worker.runner import claim
 
     first, second = rig.submit(BODIES[0]), rig.submit(BODIES[1])
     leader = claim(rig.ctx, first)
@@ -127,11 +129,12 @@ def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> Non
 def test_a_batch_whose_jobs_are_all_cancelled_stops_and_records_nothing(rig: Rig, monkeypatch, caplog) -> None:
     from datetime import timedelta
 
+    import worker.batch as batch
     import worker.runner as runner
     from storage.jobs import fail_job
 
     first, second = rig.submit(BODIES[0]), rig.submit(BODIES[1])
-    real = runner.inpaint_batch
+    real = batch.inpaint_batch
 
     def cancel_both_then_step(inpainter, jobs, *, on_step, components):
         with session_scope(rig.ctx.sessions) as session:
@@ -141,7 +144,7 @@ def test_a_batch_whose_jobs_are_all_cancelled_stops_and_records_nothing(rig: Rig
         on_step(1, 2)
         return real(inpainter, jobs, on_step=on_step, components=components)
 
-    monkeypatch.setattr(runner, "inpaint_batch", cancel_both_then_step)
+    monkeypatch.setattr(batch, "inpaint_batch", cancel_both_then_step)
     assert runner.run_job(rig.ctx, first) == {}
     assert {rig.job(first).error_code, rig.job(second).error_code} == {"cancelled"}
     assert not [r for r in caplog.records if r.levelname == "ERROR"], "a cancelled batch is not a crash"
