@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from api.context import AppContext
 from storage.assets import AssetCatalog
-from storage.blobs import input_key, job_prefix, with_retries
+from storage.blobs import in_parallel, input_key, job_prefix, with_retries
 from storage.broker import publish_job
 from storage.contract import REQUEST_CLASSES, InpaintRequest, JobParams, resolve_params
 from storage.db import session_scope
@@ -212,8 +212,9 @@ def store_inputs(context: AppContext, job_id: str, data: dict[str, bytes]) -> di
     """Put the re-encoded inputs; keys by role. Unavailable (503) if storage is away for 2 s."""
     keys = {role: input_key(job_id, role) for role in data}
     try:
-        for role, key in keys.items():
-            with_retries(lambda k=key, d=data[role]: context.blobs.put(k, d), budget=2.0, what="storing inputs")
+        in_parallel([lambda k=key, d=data[role]: with_retries(lambda: context.blobs.put(k, d), budget=2.0,
+                                                               what="storing inputs")
+                     for role, key in keys.items()])
     except Unavailable:
         discard_inputs(context, job_id)
         raise Unavailable("object storage cannot be reached right now; nothing was queued, try again") from None

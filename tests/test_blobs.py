@@ -75,3 +75,28 @@ def test_local_links_are_signed_and_expire(local_store: LocalBlobStore) -> None:
 def test_local_keys_cannot_escape_the_root(local_store: LocalBlobStore) -> None:
     with pytest.raises(NotFound):
         local_store.get("../../etc/passwd")
+
+
+def test_in_parallel_overlaps_the_calls_keeps_their_order_and_raises_after_all_end() -> None:
+    import threading
+
+    from storage.blobs import in_parallel
+
+    both_started = threading.Barrier(2, timeout=5)  # broken (an error) unless the two calls run at once
+    assert in_parallel([lambda: both_started.wait() is not None and "image",
+                        lambda: both_started.wait() is not None and "mask"]) == ["image", "mask"]
+
+    finished = threading.Event()
+
+    def missing() -> bytes:
+        raise NotFound("no such object")
+
+    def slow() -> bytes:
+        finished.wait(0.2)
+        finished.set()
+        return b"x"
+
+    with pytest.raises(NotFound):
+        in_parallel([missing, slow])
+    assert finished.is_set(), "the error was raised before the other call ended"
+    assert in_parallel([lambda: 1]) == [1]

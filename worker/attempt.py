@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from storage.blobs import output_key, with_retries
+from storage.blobs import in_parallel, output_key, with_retries
 from storage.broker import TASK_RUN_JOB, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS
 from storage.contract import JobParams
 from storage.db import session_scope
@@ -199,12 +199,16 @@ def finish(ctx: WorkerContext, job: ClaimedJob, heartbeat: Heartbeat, images: li
 
 
 def store_outputs(ctx: WorkerContext, job: ClaimedJob, images: list[Image.Image]) -> list[str]:
-    """PNG under keys derived from the job and attempt, retried while storage is briefly away."""
+    """PNG under keys derived from the job and attempt, all at once, each retried while storage is
+    briefly away."""
     keys = [output_key(job.job_id, job.attempt, i) for i in range(len(images))]
-    for key, image in zip(keys, images, strict=True):
+
+    def store(key: str, image: Image.Image) -> None:
         data = encode_png(image)
-        with_retries(lambda k=key, d=data: ctx.blobs.put(k, d), budget=ctx.settings.storage_retry_seconds,
+        with_retries(lambda: ctx.blobs.put(key, data), budget=ctx.settings.storage_retry_seconds,
                      what="storing results")
+
+    in_parallel([lambda k=key, i=image: store(k, i) for key, image in zip(keys, images, strict=True)])
     return keys
 
 

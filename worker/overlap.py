@@ -22,7 +22,7 @@ from collections.abc import Callable
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, in_parallel
 from storage.db import session_scope
 from storage.images import decode_png
 from storage.jobs import next_queued
@@ -111,5 +111,6 @@ class Prefetcher:
 
 
 def read_inputs(get: Callable[[str], bytes], keys: dict[str, str]) -> Inputs:
-    """A job's image (RGB) and mask (L) from their stored PNGs."""
-    return decode_png(get(keys["image"])).convert("RGB"), decode_png(get(keys["mask"])).convert("L")
+    """A job's image (RGB) and mask (L) from their stored PNGs, both read at once."""
+    image, mask = in_parallel([lambda: get(keys["image"]), lambda: get(keys["mask"])])
+    return decode_png(image).convert("RGB"), decode_png(mask).convert("L")
