@@ -88,3 +88,32 @@ def test_an_erase_job_never_imports_torch() -> None:
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False", "an erase job imported torch"
+
+
+def test_vae_tiling_and_slicing_only_when_the_size_needs_them(tiny, monkeypatch) -> None:
+    import worker.diffusion as diffusion
+    from worker.inference import inpaint
+
+    vae = tiny.pipe.vae
+    seen: list[tuple[bool, bool]] = []
+    decode = vae.decode
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append((vae.use_tiling, vae.use_slicing))
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(vae, "decode", spy)
+
+    def run(**overrides: object) -> tuple[bool, bool]:
+        seen.clear()
+        inpaint(tiny, params(**overrides), scene(), box_mask(), on_step=lambda s, t: None)
+        assert seen and (vae.use_tiling, vae.use_slicing) == (False, False), "the call left them on"
+        return seen[-1]
+
+    assert run() == (False, False), "a 64 px job needs neither"
+    monkeypatch.setattr(diffusion, "TILING_PIXELS", 64 * 64 - 1)
+    monkeypatch.setattr(diffusion, "SLICING_PIXELS", 2 * 64 * 64)
+    assert run() == (True, False)
+    assert run(width=48) == (False, False)
+    assert run(samples=3) == (True, True)
+    assert run(samples=3, width=48, height=48) == (False, False), "3 x 48 x 48 is under the slicing limit"

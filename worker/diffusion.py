@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,12 @@ from worker.inference import StepCallback
 from worker.schedulers import build_scheduler, scheduler_overrides
 
 log = logging.getLogger(__name__)
+
+TILING_PIXELS = 1536 * 1536
+"""A picture larger than this goes through the VAE in tiles: at full size its activations take
+several GB. (The VAE tiles only pictures above its own sample size: 512 px for SD 1.5, 1024 for SDXL.)"""
+SLICING_PIXELS = 4 * 1024 * 1024
+"""A call that makes more pixels than this (images x width x height) decodes its images one at a time."""
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -156,7 +164,8 @@ class DiffusersInpainter:
             on_step(index + 1, int(p.num_timesteps))
             return kwargs
 
-        with applied_adapters(pipe, components):
+        images = inputs["num_images_per_prompt"] * (len(inputs["prompt"]) if isinstance(inputs["prompt"], list) else 1)
+        with applied_adapters(pipe, components), vae_savers(pipe.vae, images, params.width, params.height):
             result = pipe(
                 width=params.width,
                 height=params.height,
@@ -169,6 +178,24 @@ class DiffusersInpainter:
                 **inputs,
             )
         return list(result.images)
+
+
+@contextmanager
+def vae_savers(vae: Any, images: int, width: int, height: int) -> Iterator[None]:
+    """VAE tiling and slicing for one call, only when its size needs them (TILING_PIXELS,
+    SLICING_PIXELS): both cost time, and tiling can leave seams."""
+    tiling, slicing = width * height > TILING_PIXELS, images * width * height > SLICING_PIXELS
+    if tiling:
+        vae.enable_tiling()
+    if slicing:
+        vae.enable_slicing()
+    try:
+        yield
+    finally:
+        if tiling:
+            vae.disable_tiling()
+        if slicing:
+            vae.disable_slicing()
 
 
 def quiet_loaders() -> None:
