@@ -164,7 +164,7 @@ class DiffusersInpainter:
             on_step(index + 1, int(p.num_timesteps))
             return kwargs
 
-        images = inputs["num_images_per_prompt"] * (len(inputs["prompt"]) if isinstance(inputs["prompt"], list) else 1)
+        images = len(inputs["generator"])  # one generator per image made
         with applied_adapters(pipe, components), vae_savers(pipe.vae, images, params.width, params.height):
             result = pipe(
                 width=params.width,

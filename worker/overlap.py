@@ -47,9 +47,8 @@ class Finisher:
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every handed-off job is finished; False if `timeout` passed first."""
-        done = threading.Event()
-        threading.Thread(target=lambda: (self._waiting.join(), done.set()), daemon=True).start()
-        return done.wait(timeout)
+        with self._waiting.all_tasks_done:
+            return self._waiting.all_tasks_done.wait_for(lambda: not self._waiting.unfinished_tasks, timeout)
 
     def _run(self) -> None:
         while True:
