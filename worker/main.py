@@ -9,11 +9,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import socket
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,17 +30,6 @@ def write_tiny_command(settings: Settings, args: argparse.Namespace) -> None:
     if args.register or args.asset:
         register_tiny(settings, args.kind, source, slug=args.register, asset=args.asset)
         sys.stdout.write(f"registered it as {args.register or args.asset!r}\n")
-
-
-def restart(code: int, argv: list[str]) -> None:
-    """Run this command again in this process. Celery's worker can stop on an error it calls
-    unrecoverable although the broker is back a moment later (kombu, reconnecting to a restarted
-    Redis, reads the address of a connection it has already torn down); a worker nobody asked to
-    stop carries on instead of leaving its queues unserved until something restarts it."""
-    logging.getLogger(__name__).error("the Celery worker stopped (exit code %s) without being asked to; "
-                                      "starting it again in 1 s", code)
-    time.sleep(1)
-    os.execv(sys.executable, [sys.executable, sys.argv[0], *argv])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,10 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         warm_up(settings, context())
     if args.command == "run":
         name = args.name or f"{args.queues.replace(',', '+')}@{socket.gethostname()}"
-        code = app.start(["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency), "-n", name,
-                          "-l", level, "--without-gossip", "--without-mingle"])
-        if code and not context().stopping.is_set():
-            restart(code, argv if argv is not None else sys.argv[1:])
+        app.worker_main(["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency), "-n", name,
+                         "-l", level, "--without-gossip", "--without-mingle"])
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         schedule = args.schedule or str(settings.data_dir / "celerybeat-schedule")
