@@ -26,9 +26,9 @@ from api.routes import (
     v2,
     webhooks,
 )
-from storage.db import write_scope
-from storage.jobs import utcnow
-from storage.keys import ensure_key
+from storage.database.engine import write_scope
+from storage.database.jobs import utcnow
+from storage.database.keys import ensure_key
 from storage.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)

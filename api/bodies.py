@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 
-from storage.contract import REQUEST_CLASSES
+from storage.contract.requests import REQUEST_CLASSES
 
 
 async def read_json_body(request: Request) -> Any:

@@ -10,13 +10,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.metrics import ServiceCollector
-from storage.blobs import BlobStore, make_blob_store
+from api.collector import ServiceCollector
+from api.ratelimit import DatabaseBuckets, RedisBuckets, make_rate_limiter
+from storage.blobs.store import BlobStore
 from storage.broker import make_celery
-from storage.db import make_engine, make_session_factory
-from storage.ratelimit import DatabaseBuckets, RedisBuckets, make_rate_limiter
-from storage.safe_fetch import FetchPolicy
+from storage.egress.fetch import FetchPolicy
 from storage.settings import Settings
+from storage.stores import Stores
 
 
 @dataclass
@@ -34,16 +34,15 @@ class AppContext:
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
-        engine = make_engine(settings.resolved_database_url)
-        sessions = make_session_factory(engine)
+        stores = Stores.open(settings)
         celery = make_celery(settings, main="inpaint-api")
         metrics = CollectorRegistry(auto_describe=False)
-        metrics.register(ServiceCollector(sessions, celery, window_seconds=settings.metrics_window_seconds))
+        metrics.register(ServiceCollector(stores.sessions, celery, window_seconds=settings.metrics_window_seconds))
         return cls(
             settings=settings,
-            engine=engine,
-            sessions=sessions,
-            blobs=make_blob_store(settings),
+            engine=stores.engine,
+            sessions=stores.sessions,
+            blobs=stores.blobs,
             celery=celery,
             fetch_policy=FetchPolicy(
                 timeout=settings.fetch_timeout_seconds,
@@ -51,7 +50,7 @@ class AppContext:
                 allow_loopback=settings.allow_loopback_urls,
             ),
             rng=random.SystemRandom(),
-            rate_limiter=make_rate_limiter(settings, sessions),
+            rate_limiter=make_rate_limiter(settings, stores.sessions),
             metrics=metrics,
         )
 

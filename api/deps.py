@@ -10,10 +10,10 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
-from storage.db import session_scope
+from storage.database.engine import session_scope
+from storage.database.keys import find_key
+from storage.database.models import ApiKey
 from storage.errors import Forbidden, Unauthorized
-from storage.keys import find_key
-from storage.models import ApiKey
 
 
 def get_context(request: Request) -> AppContext:

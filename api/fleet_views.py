@@ -6,8 +6,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from storage.assets import ASSET_KINDS, AssetSpec, find_asset, list_assets
-from storage.registry import BUILTIN, DIFFUSION_FAMILIES, ModelSpec, find_model, list_models
+from storage.contract.assets import ASSET_KINDS, AssetSpec
+from storage.contract.specs import BUILTIN, DIFFUSION_FAMILIES, ModelSpec
+from storage.database.assets import find_asset, list_assets
+from storage.database.registry import find_model, list_models
 
 PER_JOB_KINDS = ("lora", "embeddings")
 
@@ -49,6 +51,7 @@ def model_status(
     found = find_named(session, name, kind)
     if found is None:
         return None
+    model_type: str
     if isinstance(found, ModelSpec):
         model_type, source = found.family, weights_source(session, found)
     else:

@@ -8,10 +8,10 @@ from fastapi import Depends
 
 from api.context import AppContext
 from api.deps import ContextDep, CurrentKey
+from api.ratelimit import rate_of
+from storage.database.keys import may_use_model
+from storage.database.models import ApiKey
 from storage.errors import Forbidden, RateLimited
-from storage.keys import may_use_model
-from storage.models import ApiKey
-from storage.ratelimit import rate_of
 
 
 def get_submit_key(model: str, key: CurrentKey, context: ContextDep) -> ApiKey:

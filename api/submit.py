@@ -18,7 +18,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -27,20 +29,23 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from api.context import AppContext
-from storage.assets import AssetCatalog
-from storage.blobs import in_parallel, input_key, job_prefix, with_retries
+from storage.blobs.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
+from storage.blobs.store import in_parallel, input_key, job_prefix, with_retries
 from storage.broker import publish_job
-from storage.contract import REQUEST_CLASSES, InpaintRequest, JobParams, resolve_params
-from storage.db import session_scope
+from storage.contract.assets import AssetCatalog
+from storage.contract.params import JobParams, resolve_params
+from storage.contract.requests import REQUEST_CLASSES, InpaintRequest
+from storage.contract.specs import ModelSpec
+from storage.database.assets import load_catalog
+from storage.database.engine import session_scope
+from storage.database.idempotency import find_previous, request_hash, reserve
+from storage.database.jobs import create_job, mark_published, utcnow
+from storage.database.keys import charge_credits
+from storage.database.models import ApiKey
+from storage.database.registry import find_model
+from storage.egress.fetch import FetchError, FetchPolicy, fetch, is_public, parse_url
 from storage.errors import InvalidInput, NotFound, OutOfCredits, Unavailable
-from storage.idempotency import find_previous, request_hash, reserve
-from storage.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
-from storage.jobs import create_job, mark_published, utcnow
-from storage.keys import charge_credits
 from storage.logs import log_context
-from storage.models import ApiKey
-from storage.registry import ModelSpec, find_model
-from storage.safe_fetch import FetchError, FetchPolicy, fetch, is_public, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +101,13 @@ def lookup_model(context: AppContext, slug: str) -> tuple[ModelSpec, AssetCatalo
     """The model's spec and the registered asset names, or NotFound."""
     with session_scope(context.sessions) as session:
         spec = find_model(session, slug)
-        catalog = AssetCatalog.load(session)
+        catalog = load_catalog(session)
     if spec is None:
         raise NotFound(f"unknown model {slug!r}; GET /v2/models lists the models")
     return spec, catalog
 
 
-def explain_extra(error: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+def explain_extra(error: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any]:
     """An unknown field that another family takes says so, instead of just 'not a field'."""
     if error.get("type") != "extra_forbidden" or not error.get("loc"):
         return error
@@ -160,7 +165,7 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, body: Any, base_
         check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)
     if key.credits is not None and key.credits < request.samples:
         raise out_of_credits(key.credits, request.samples)
-    limits = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
+    limits: dict[str, Any] = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
               "max_pixels": context.settings.max_image_pixels}
     image = to_rgb(load_image("image", request.image, **limits))
     mask = load_mask(request, image.size, limits)
@@ -208,13 +213,15 @@ def previous_result(context: AppContext, key: ApiKey, idempotency: Idempotency) 
                              now=utcnow())
 
 
+def put_input(context: AppContext, key: str, data: bytes) -> None:
+    with_retries(lambda: context.blobs.put(key, data), budget=2.0, what="storing inputs")
+
+
 def store_inputs(context: AppContext, job_id: str, data: dict[str, bytes]) -> dict[str, str]:
     """Put the re-encoded inputs; keys by role. Unavailable (503) if storage is away for 2 s."""
     keys = {role: input_key(job_id, role) for role in data}
     try:
-        in_parallel([lambda k=key, d=data[role]: with_retries(lambda: context.blobs.put(k, d), budget=2.0,
-                                                               what="storing inputs")
-                     for role, key in keys.items()])
+        in_parallel([partial(put_input, context, key, data[role]) for role, key in keys.items()])
     except Unavailable:
         discard_inputs(context, job_id)
         raise Unavailable("object storage cannot be reached right now; nothing was queued, try again") from None

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from storage import modelslab
-from storage.blobs import BlobStore
-from storage.jobs import count_jobs_ahead
-from storage.models import Job, JobStatus
-from storage.results import iso, metrics_of, output_inline, output_links
+from storage.blobs.store import BlobStore
+from storage.database.jobs import count_jobs_ahead
+from storage.database.models import Job, JobStatus
+from storage.wire import modelslab
+from storage.wire.results import iso, metrics_of, output_inline, output_links
 
 
 def job_urls(base_url: str, job_id: str) -> dict[str, str]:

@@ -7,9 +7,9 @@ import asyncio
 from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext
-from storage.db import session_scope
-from storage.jobs import get_job
-from storage.models import Job, JobStatus
+from storage.database.engine import session_scope
+from storage.database.jobs import get_job
+from storage.database.models import Job, JobStatus
 
 FIRST_POLL_SECONDS = 0.02
 MAX_POLL_SECONDS = 0.25

@@ -5,7 +5,7 @@ made from the `config.json` values that the public checkpoints publish
 (stable-diffusion-v1-5/stable-diffusion-inpainting and
 diffusers/stable-diffusion-xl-1.0-inpainting-0.1), written out here, and
 initialised at random. Same shapes, same FLOPs, same code path; the pictures are
-noise. The tokenizers are the byte-level CLIP tokenizer of worker.tiny (the real
+noise. The tokenizers are the byte-level CLIP tokenizer of worker.tiny.sd15 (the real
 BPE merges are part of the download); it yields the same 77-token sequences.
 
 `tiny=True` gives the small configs diffusers' own tests use, for a CPU.
@@ -27,7 +27,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from worker.tiny import build_tokenizer
+from worker.tiny.sd15 import build_tokenizer
 
 FAMILIES = ("sd15", "sdxl")
 

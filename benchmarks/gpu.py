@@ -2,12 +2,12 @@
 
 Both pipelines are built from their published configs with random weights
 (benchmarks.architectures; no hub), placed as the worker places a loaded pipeline
-(worker.diffusion: fp16 on CUDA, channels-last UNet, progress bars off), and run
-through the worker's own code path: `worker.inference.inpaint` over
-`worker.diffusion.DiffusersInpainter` (fresh scheduler per call, per-image CPU
+(worker.engine.diffusion: fp16 on CUDA, channels-last UNet, progress bars off), and run
+through the worker's own code path: `worker.engine.inference.inpaint` over
+`worker.engine.diffusion.DiffusersInpainter` (fresh scheduler per call, per-image CPU
 generators, step callback, compositing through the mask). Beside it, in the same
 run and on the same pipeline object, the plain diffusers call a user would
-write, and at batch > 1 the dynamic-batching path (`worker.inference.inpaint_batch`:
+write, and at batch > 1 the dynamic-batching path (`worker.engine.inference.inpaint_batch`:
 that many one-image jobs with their own prompts and seeds as one call). For each
 batch (samples per job, or jobs per call) it prints ms per image, images/s,
 denoising steps/s and model-FLOPs utilisation:
@@ -22,7 +22,7 @@ are not counted) and the peak a flag (989 TFLOP/s: H100 SXM dense bf16/fp16).
     .venv/bin/python -m benchmarks.gpu --peak-tflops 989 --batches 1,4,8 --families sd15
     .venv/bin/python -m benchmarks.gpu --device cpu --tiny              # proves the code path on a CPU
     .venv/bin/python -m benchmarks.gpu --count-only                     # parameters and FLOPs, any machine
-    .venv/bin/python -m benchmarks.gpu --compile                        # UNet through torch.compile (worker.compiling)
+    .venv/bin/python -m benchmarks.gpu --compile                        # UNet compiled (worker.engine.compiling)
 
 With --compile each batch's first, untimed call compiles the UNet for that shape
 (minutes on a GPU; seconds from the cache in data/compile-cache on a later run);
@@ -50,11 +50,11 @@ from benchmarks.architectures import (
     count_unet_flops,
 )
 from benchmarks.report import print_header, print_table
-from storage.contract import JobParams
+from storage.contract.params import JobParams
 from tests.support.images import box_mask, scene
-from worker.compiling import CompileOptions, compile_unet
-from worker.diffusion import DiffusersInpainter, dtype_for
-from worker.inference import inpaint, inpaint_batch
+from worker.engine.compiling import CompileOptions, compile_unet
+from worker.engine.diffusion import DiffusersInpainter, dtype_for
+from worker.engine.inference import inpaint, inpaint_batch
 
 TINY_SIZE = {"sd15": 64, "sdxl": 128}
 COMPILE_CACHE = Path("data/compile-cache")
@@ -85,7 +85,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def place_like_worker(pipe: Any, device: torch.device) -> Any:
-    """What worker.diffusion.load_pretrained does after loading: channels-last UNet on CUDA, no bars."""
+    """What worker.engine.diffusion.load_pretrained does after loading: channels-last UNet on CUDA, no bars."""
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
     pipe.set_progress_bar_config(disable=True)
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for family in args.families.split(",") for row in bench_family(family, args, device)]
     print()
     print_table(["model", "px", "batch", "path", "ms/image", "images/s", "image-steps/s", "MFU"], rows)
-    print("worker = worker.inference.inpaint over DiffusersInpainter (the service's inference, without\n"
+    print("worker = worker.engine.inference.inpaint over DiffusersInpainter (the service's inference, without\n"
           "queue or storage); raw = the pipeline called directly; worker / raw is the ratio of images/s.")
 
 

@@ -2,7 +2,7 @@
 
 A submit stores two PNGs and commits a row; a job's worker reads two PNGs, writes
 one, and commits a few conditional UPDATEs. These probes time the same kinds of
-operation with the service's own code (storage.blobs, storage.db) against the
+operation with the service's own code (storage.blobs.store, storage.database.engine) against the
 stack's own stores, using the stack's settings.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from sqlalchemy import text
 
 from benchmarks.report import p50_p99_ms
-from storage.blobs import make_blob_store
-from storage.db import make_engine, make_session_factory, session_scope
+from storage.blobs.store import make_blob_store
+from storage.database.engine import make_engine, make_session_factory, session_scope
 from storage.settings import Settings
 from tests.support.images import png_bytes, scene
 from tests.support.stack import Stack

@@ -23,7 +23,7 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 
 from tests.support.images import box_mask, scene
-from worker.diffusion import dtype_for, resolve_device
+from worker.engine.diffusion import dtype_for, resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

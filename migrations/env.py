@@ -7,8 +7,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy import Connection
 
-from storage.db import make_engine
-from storage.models import Base, UTCDateTime
+from storage.database.engine import make_engine
+from storage.database.models import Base, UTCDateTime
 from storage.settings import load_settings
 
 config = context.config

@@ -16,7 +16,7 @@ from kombu.exceptions import ChannelError
 from kombu.transport import sqlalchemy as kombu_sqla
 from sqlalchemy import create_engine, event
 
-from storage.db import SQLITE_BUSY_TIMEOUT_MS, set_sqlite_pragmas
+from storage.database.engine import SQLITE_BUSY_TIMEOUT_MS, set_sqlite_pragmas
 from storage.settings import Settings
 
 QUEUE_INPAINT = "inpaint"

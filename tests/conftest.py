@@ -79,7 +79,7 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def bench(tiny_assets: Any, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Runs request bodies in-process through the registry (a SQLite database) and the worker's path."""
-    from storage.db import session_scope
+    from storage.database.engine import session_scope
     from tests.support.tiny_models import Bench, register_tiny_assets
 
     bench = Bench(f"sqlite:///{tmp_path_factory.mktemp('bench') / 'bench.db'}")
@@ -199,7 +199,7 @@ def http_server() -> Iterator[Any]:
 def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                  services: dict[str, str]) -> str:
     """A database of each kind, migrated to head by Alembic (never create_all)."""
-    from storage.migrate import upgrade
+    from storage.database.migrate import upgrade
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'unit.db'}"
@@ -214,7 +214,7 @@ def db(migrated_url: str) -> Iterator[Any]:
     """A session inside a transaction that is rolled back after the test (SAVEPOINTs inside)."""
     from sqlalchemy.orm import Session
 
-    from storage.db import make_engine
+    from storage.database.engine import make_engine
 
     engine = make_engine(migrated_url)
     with engine.connect() as conn:

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.deps import AdminKey
-from storage.db import make_engine, make_session_factory, session_scope
-from storage.jobs import utcnow
-from storage.keys import create_key
-from storage.migrate import upgrade
-from storage.models import ApiKey
+from storage.database.engine import make_engine, make_session_factory, session_scope
+from storage.database.jobs import utcnow
+from storage.database.keys import create_key
+from storage.database.migrate import upgrade
+from storage.database.models import ApiKey
 from storage.settings import load_settings
 from tests.conftest import TINY_SLUG
 from tests.support.db import job_row, stack_session

@@ -18,7 +18,7 @@ EMBEDDING = {"sd15": "tinytoken", "sdxl": "tinytoken-xl"}
 
 
 def fresh_run(bench, slug: str, body: dict) -> np.ndarray:
-    from worker.pipelines import PipelineCache
+    from worker.engine.pipelines import PipelineCache
 
     cache = PipelineCache("cpu")
     try:
@@ -93,7 +93,7 @@ def test_embedding_token_only_exists_during_its_job(bench) -> None:
 
 
 def test_a_failing_adapter_leaves_nothing_behind(bench, tiny_assets) -> None:
-    from storage.assets import AssetSpec
+    from storage.contract.assets import AssetSpec
     from storage.errors import JobFailure
 
     bench.register(

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from storage.batching import batch_signature
-from storage.db import session_scope
-from storage.models import JobStatus
+from storage.contract.batching import batch_signature
+from storage.database.engine import session_scope
+from storage.database.models import JobStatus
 from tests.support.rig import Rig, tiny_rig
 
 
@@ -32,7 +32,7 @@ BODIES = [
 
 
 def test_a_batch_gives_each_job_the_image_it_would_get_alone(rig: Rig) -> None:
-    from worker.runner import run_job
+    from worker.jobs.runner import run_job
 
     batched = [rig.submit(body) for body in BODIES]
     other_steps = rig.submit({**BODIES[0], "num_inference_steps": 3})  # not compatible: stays queued
@@ -57,7 +57,7 @@ def test_a_batch_gives_each_job_the_image_it_would_get_alone(rig: Rig) -> None:
 
 
 def test_jobs_that_cannot_share_a_call_run_alone(rig: Rig) -> None:
-    from worker.runner import run_job
+    from worker.jobs.runner import run_job
 
     leader = rig.submit({"prompt": "a", "seed": 1, "samples": 2})
     follower = rig.submit({"prompt": "b", "seed": 2, "samples": 2})
@@ -72,7 +72,7 @@ def test_jobs_that_cannot_share_a_call_run_alone(rig: Rig) -> None:
 
 
 def test_a_companion_whose_input_is_gone_fails_alone(rig: Rig) -> None:
-    from worker.runner import run_job
+    from worker.jobs.runner import run_job
 
     leader, broken = rig.submit(BODIES[0]), rig.submit(BODIES[1])
     assert rig.ctx.blobs.delete_prefix(f"jobs/{broken}/input") == 2
@@ -84,7 +84,7 @@ def test_a_companion_whose_input_is_gone_fails_alone(rig: Rig) -> None:
 
 
 def test_signatures() -> None:
-    from storage.contract import JobParams
+    from storage.contract.params import JobParams
 
     base = JobParams(prompt="a", negative_prompt=None, samples=1, scheduler="DDIM", num_inference_steps=2,
                      guidance_scale=5, strength=1, seed=1, width=64, height=64)
@@ -100,10 +100,10 @@ def test_signatures() -> None:
 def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> None:
     from datetime import timedelta
 
-    from storage.jobs import fail_job
-    from worker.attempt import Superseded
-    from worker.batch import BatchProgress, claim_companions_for
-    from worker.runner import claim
+    from storage.database.jobs import fail_job
+    from worker.jobs.attempt import Superseded
+    from worker.jobs.batch import BatchProgress, claim_companions_for
+    from worker.jobs.runner import claim
 
     first, second = rig.submit(BODIES[0]), rig.submit(BODIES[1])
     leader = claim(rig.ctx, first)
@@ -129,9 +129,9 @@ def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> Non
 def test_a_batch_whose_jobs_are_all_cancelled_stops_and_records_nothing(rig: Rig, monkeypatch, caplog) -> None:
     from datetime import timedelta
 
-    import worker.batch as batch
-    import worker.runner as runner
-    from storage.jobs import fail_job
+    import worker.jobs.batch as batch
+    import worker.jobs.runner as runner
+    from storage.database.jobs import fail_job
 
     first, second = rig.submit(BODIES[0]), rig.submit(BODIES[1])
     real = batch.inpaint_batch

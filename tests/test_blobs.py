@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from storage.blobs import LocalBlobStore, S3BlobStore, make_blob_store
+from storage.blobs.store import LocalBlobStore, S3BlobStore, make_blob_store
+from storage.database.jobs import utcnow
 from storage.errors import NotFound
-from storage.jobs import utcnow
 from storage.settings import load_settings
 from tests.conftest import s3_client
 from tests.support.stack import unique_name
@@ -80,7 +80,7 @@ def test_local_keys_cannot_escape_the_root(local_store: LocalBlobStore) -> None:
 def test_in_parallel_overlaps_the_calls_keeps_their_order_and_raises_after_all_end() -> None:
     import threading
 
-    from storage.blobs import in_parallel
+    from storage.blobs.store import in_parallel
 
     both_started = threading.Barrier(2, timeout=5)  # broken (an error) unless the two calls run at once
     assert in_parallel([lambda: both_started.wait() is not None and "image",

@@ -1,4 +1,4 @@
-"""torch.compile in shape buckets (worker.compiling) on the tiny pipeline, loaded through the real loader.
+"""torch.compile in shape buckets (worker.engine.compiling) on the tiny pipeline, loaded through the real loader.
 
 Inductor compiles for the CPU here, with the system C++ compiler. The module compiles
 one graph, the tiny UNet at 64x64 and batch 2 (one job, guidance on): about 90 s on
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from storage.contract import JobParams
+from storage.contract.params import JobParams
 from storage.settings import load_settings
 from tests.support.images import box_mask, scene
 
@@ -61,7 +61,7 @@ def test_a_bad_bucket_names_the_variable_and_the_entry(monkeypatch: pytest.Monke
 
 
 def test_compile_options_follow_the_settings(tmp_path: Path) -> None:
-    from worker.compiling import CompileOptions
+    from worker.engine.compiling import CompileOptions
 
     assert CompileOptions.from_settings(load_settings(data_dir=tmp_path, torch_compile=False)) is None
     options = CompileOptions.from_settings(load_settings(
@@ -72,7 +72,7 @@ def test_compile_options_follow_the_settings(tmp_path: Path) -> None:
 
 
 def test_unet_batches_are_the_ones_a_worker_can_produce() -> None:
-    from worker.compiling import unet_batches
+    from worker.engine.compiling import unet_batches
 
     assert unet_batches(1) == {1, 2}
     assert unet_batches(3) == {1, 2, 3, 4, 6}
@@ -88,9 +88,9 @@ def compile_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def load_tiny(model_dir: Path, cache_dir: Path | None) -> Any:
-    from worker.compiling import CompileOptions
-    from worker.pipelines import PipelineCache
-    from worker.tiny import tiny_spec
+    from worker.engine.compiling import CompileOptions
+    from worker.engine.pipelines import PipelineCache
+    from worker.tiny.sd15 import tiny_spec
 
     options = None if cache_dir is None else CompileOptions(sizes=(BUCKET,), max_batch_size=1, cache_dir=cache_dir)
     return PipelineCache("cpu", compile_options=options).get(tiny_spec("tiny", str(model_dir)))
@@ -117,7 +117,7 @@ def count_compiled(call: Callable[[], Any]) -> tuple[Any, int]:
 
 def run_job(inpainter: Any, job: JobParams, components: Any = None) -> tuple[np.ndarray, int]:
     """(pixels, compiled UNet calls) of one job."""
-    from worker.inference import inpaint
+    from worker.engine.inference import inpaint
 
     size = (job.width, job.height)
     images, calls = count_compiled(lambda: inpaint(inpainter, job, scene(size), box_mask(size),
@@ -157,7 +157,7 @@ def test_another_size_runs_eager_and_compiles_nothing(compiled: Any, eager: Any,
 def test_a_batch_no_job_can_produce_runs_eager(compiled: Any) -> None:
     import torch
 
-    from worker.compiling import VARIANTS
+    from worker.engine.compiling import VARIANTS
 
     unet = compiled.pipe.unet
     largest = max(unet.forward.batches)
@@ -172,9 +172,9 @@ def test_a_batch_no_job_can_produce_runs_eager(compiled: Any) -> None:
 
 
 def test_a_lora_job_runs_eager(compiled: Any, tmp_path: Path) -> None:
-    from worker.components import JobComponents, NamedSource
-    from worker.tiny import build_tiny_pipeline
-    from worker.tiny_assets import save_tiny_lora
+    from worker.engine.types import JobComponents, NamedSource
+    from worker.tiny.assets import save_tiny_lora
+    from worker.tiny.sd15 import build_tiny_pipeline
 
     lora = save_tiny_lora(build_tiny_pipeline(), tmp_path / "lora", seed=9)
     components = JobComponents(loras=(NamedSource(name="tiny-lora", source=str(lora)),))

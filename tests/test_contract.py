@@ -6,10 +6,11 @@ import random
 
 import pytest
 
-from storage.contract import InpaintRequest, resolve_params
+from storage.contract.params import resolve_params
+from storage.contract.requests import InpaintRequest
+from storage.contract.schedulers import SCHEDULERS, SUPPORTED_NAMES
+from storage.contract.specs import BUILTIN
 from storage.errors import InvalidInput
-from storage.registry import BUILTIN
-from storage.schedulers import SCHEDULERS, SUPPORTED_NAMES
 
 SD15 = BUILTIN["sd1.5-inpainting"]
 ERASE = BUILTIN["erase"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage.registry import BUILTIN
-from storage.schedulers import SCHEDULERS
+from storage.contract.schedulers import SCHEDULERS
+from storage.contract.specs import BUILTIN
 from storage.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.app import create_app
-from storage.db import make_engine, make_session_factory, session_scope
-from storage.jobs import utcnow
-from storage.models import RegisteredModel
+from storage.database.engine import make_engine, make_session_factory, session_scope
+from storage.database.jobs import utcnow
+from storage.database.models import RegisteredModel
 from storage.settings import load_settings
 from tests.support.db import stack_session
 from tests.support.images import job_body

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from storage.contract.schedulers import NO_ADD_NOISE_CLASSES, SCHEDULERS, SUPPORTED_NAMES
 from storage.errors import InvalidInput, JobFailure
-from storage.schedulers import NO_ADD_NOISE_CLASSES, SCHEDULERS, SUPPORTED_NAMES
 from tests.support.images import box_mask, scene
 
 KEEP = np.asarray(box_mask()) < 128
@@ -100,7 +100,7 @@ def test_inpaint_auto_without_a_mask_repaints_everything(bench, processor: str) 
 
 
 def test_control_images() -> None:
-    from worker.control import canny_edges, make_control_image
+    from worker.engine.control import canny_edges, make_control_image
 
     edges = np.asarray(canny_edges(scene()))
     assert edges.shape == (64, 64, 3) and set(np.unique(edges)) <= {0, 255}
@@ -111,8 +111,8 @@ def test_control_images() -> None:
 
 
 def test_depth_estimator_from_the_registry(bench, tiny_assets) -> None:
-    from worker.components import NamedSource
-    from worker.loading import load_depth_estimator
+    from worker.engine.loading import load_depth_estimator
+    from worker.engine.types import NamedSource
 
     estimator = load_depth_estimator(NamedSource(name="depth", source=str(tiny_assets["depth"])), "cpu")
     depth = np.asarray(estimator(scene((48, 32))))

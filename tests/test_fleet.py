@@ -6,9 +6,9 @@ import threading
 import time
 from datetime import timedelta
 
-from storage.db import session_scope
-from storage.fleet import issue_command, list_workers, remove_worker
-from storage.jobs import utcnow
+from storage.database.engine import session_scope
+from storage.database.fleet import issue_command, list_workers, remove_worker
+from storage.database.jobs import utcnow
 from storage.settings import load_settings
 
 
@@ -23,8 +23,8 @@ def command(bench, action: str, target: str | None = None, *, age: float = 0) ->
 
 
 def test_worker_acts_on_commands_between_jobs_only(bench, tmp_path) -> None:
-    from worker.fleet import FleetMember
-    from worker.pipelines import PipelineCache
+    from worker.engine.pipelines import PipelineCache
+    from worker.jobs.fleet import FleetMember
 
     settings = load_settings(data_dir=tmp_path, worker_heartbeat_seconds=300)  # beats only when called
     cache, busy = PipelineCache("cpu"), threading.Lock()
@@ -59,8 +59,8 @@ def test_worker_acts_on_commands_between_jobs_only(bench, tmp_path) -> None:
 
 
 def test_a_job_that_loads_a_model_is_reported_at_once(bench, tmp_path) -> None:
-    from worker.fleet import FleetMember
-    from worker.pipelines import PipelineCache
+    from worker.engine.pipelines import PipelineCache
+    from worker.jobs.fleet import FleetMember
 
     settings = load_settings(data_dir=tmp_path, worker_heartbeat_seconds=300)
     cache = PipelineCache("cpu")

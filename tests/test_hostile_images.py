@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from storage.blobs import make_blob_store
+from storage.blobs.store import make_blob_store
 from tests.support.db import job_row, stack_settings
 from tests.support.hostile_images import Sample, build_corpus
 from tests.support.images import b64, scene

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.contract import JobParams
-from storage.registry import ModelSpec, Range
-from storage.schedulers import SUPPORTED_NAMES
+from storage.contract.params import JobParams
+from storage.contract.schedulers import SUPPORTED_NAMES
+from storage.contract.specs import ModelSpec, Range
 from tests.support.images import box_mask, scene
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path):
-    from worker.pipelines import PipelineCache
+    from worker.engine.pipelines import PipelineCache
 
     spec = ModelSpec(slug="tiny", family="sd15", source=str(tiny_model_dir), sizes=None, max_side=128,
                      default_size=64, steps=Range(min=1, max=50, default=2))
@@ -35,7 +35,7 @@ def params(**overrides: object) -> JobParams:
 
 @pytest.mark.parametrize("name", SUPPORTED_NAMES)
 def test_every_scheduler_runs_on_the_tiny_pipeline(tiny, name: str) -> None:
-    from worker.inference import inpaint
+    from worker.engine.inference import inpaint
 
     steps: list[tuple[int, int]] = []
     images = inpaint(tiny, params(scheduler=name, num_inference_steps=3), scene(), box_mask(),
@@ -49,7 +49,7 @@ def test_every_scheduler_runs_on_the_tiny_pipeline(tiny, name: str) -> None:
 
 
 def test_resize_to_the_job_size(tiny) -> None:
-    from worker.inference import inpaint
+    from worker.engine.inference import inpaint
 
     images = inpaint(tiny, params(width=48, height=32), scene((96, 64)), box_mask((96, 64)),
                      on_step=lambda s, t: None)
@@ -57,8 +57,8 @@ def test_resize_to_the_job_size(tiny) -> None:
 
 
 def test_erase_is_deterministic_and_keeps_pixels() -> None:
-    from worker.erase import EraseInpainter
-    from worker.inference import inpaint
+    from worker.engine.erase import EraseInpainter
+    from worker.engine.inference import inpaint
 
     images = inpaint(EraseInpainter(), params(samples=2), scene(), box_mask(), on_step=lambda s, t: None)
     a, b = (np.asarray(i) for i in images)
@@ -72,12 +72,12 @@ def test_an_erase_job_never_imports_torch() -> None:
     interpreter: torch is not imported, so a first erase job pays no torch import (seconds)."""
     script = (
         "import sys\n"
-        "from storage.registry import BUILTIN\n"
+        "from storage.database.registry import BUILTIN\n"
         "from tests.support.images import box_mask, scene\n"
         "from tests.test_inference import params\n"
-        "from worker.components import JobSources\n"
-        "from worker.pipelines import PipelineCache\n"
-        "from worker.runner import run_inference\n"
+        "from worker.engine.components import JobSources\n"
+        "from worker.engine.pipelines import PipelineCache\n"
+        "from worker.jobs.runner import run_inference\n"
         "spec = BUILTIN['erase']\n"
         "images, flags = run_inference(PipelineCache('cpu'), JobSources(spec=spec), params(), scene(), box_mask(),\n"
         "                              on_step=lambda s, t: None)\n"
@@ -91,8 +91,8 @@ def test_an_erase_job_never_imports_torch() -> None:
 
 
 def test_vae_tiling_and_slicing_only_when_the_size_needs_them(tiny, monkeypatch) -> None:
-    import worker.diffusion as diffusion
-    from worker.inference import inpaint
+    import worker.engine.diffusion as diffusion
+    from worker.engine.inference import inpaint
 
     vae = tiny.pipe.vae
     seen: list[tuple[bool, bool]] = []

@@ -6,8 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from storage.errors import IllegalTransition
-from storage.jobs import (
+from storage.database.jobs import (
     TRANSITIONS,
     beat_heartbeat,
     check_transition,
@@ -21,8 +20,9 @@ from storage.jobs import (
     requeue_job,
     utcnow,
 )
-from storage.keys import create_key, find_key
-from storage.models import Job, JobStatus
+from storage.database.keys import create_key, find_key
+from storage.database.models import Job, JobStatus
+from storage.errors import IllegalTransition
 
 TTL = timedelta(hours=1)
 

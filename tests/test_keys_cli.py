@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from storage.migrate import upgrade
+from storage.database.migrate import upgrade
 from storage.settings import load_settings
 from tests.support.stack import BIN
 

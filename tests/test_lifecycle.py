@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import httpx
 
-from storage.blobs import LocalBlobStore, make_blob_store
+from storage.blobs.store import LocalBlobStore, make_blob_store
 from storage.broker import make_celery, publish_job
-from storage.jobs import utcnow
+from storage.database.jobs import utcnow
 from tests.conftest import TINY_SLUG
 from tests.support.db import job_row, stack_settings, update_job
 from tests.support.images import job_body

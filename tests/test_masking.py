@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from storage.contract import JobParams, MaskParams
+from storage.contract.params import JobParams, MaskParams
 from tests.support.images import box_mask, scene
-from worker.inference import crop_box, inpaint
+from worker.engine.inference import crop_box, inpaint
 
 
 class Painter:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from storage.db import make_engine, make_session_factory, session_scope
-from storage.metrics import add_counts, read_counts
+from storage.database.engine import make_engine, make_session_factory, session_scope
+from storage.database.stats import add_counts, read_counts
 from tests.support.images import job_body
 from tests.support.stack import Stack, unique_name
 from tests.test_access import in_process_app

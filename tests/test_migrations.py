@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from storage.db import make_engine
-from storage.migrate import downgrade, schema_diff, upgrade
+from storage.database.engine import make_engine
+from storage.database.migrate import downgrade, schema_diff, upgrade
 
 
 def test_models_and_migrations_agree(migrated_url: str) -> None:

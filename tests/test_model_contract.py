@@ -8,12 +8,13 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from storage.assets import BUILTIN_ASSETS, AssetCatalog, AssetSpec
-from storage.contract import REQUEST_CLASSES, ControlNetRequest, InpaintRequest, JobParams, resolve_params
+from storage.contract.assets import BUILTIN_ASSETS, AssetCatalog, AssetSpec
+from storage.contract.params import JobParams, resolve_params
+from storage.contract.requests import REQUEST_CLASSES, ControlNetRequest, InpaintRequest
+from storage.contract.resolve import PROMPT_SUFFIX, REJECTED_PROCESSORS, SUPPORTED_PROCESSORS
+from storage.contract.schedulers import ALGORITHM_CLASSES, KARRAS_CLASSES, SCHEDULERS, SUPPORTED_NAMES
+from storage.contract.specs import BUILTIN
 from storage.errors import InvalidInput
-from storage.registry import BUILTIN
-from storage.resolve import PROMPT_SUFFIX, REJECTED_PROCESSORS, SUPPORTED_PROCESSORS
-from storage.schedulers import ALGORITHM_CLASSES, KARRAS_CLASSES, SCHEDULERS, SUPPORTED_NAMES
 
 SDXL = BUILTIN["sdxl-inpaint"]
 AUTO = BUILTIN["inpaint-auto"]

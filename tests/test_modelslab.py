@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from storage.resolve import PROMPT_SUFFIX
+from storage.contract.resolve import PROMPT_SUFFIX
 from tests.support.http_server import Reply, ScriptedServer
 from tests.support.images import box_mask, decode, png_bytes, scene
 from tests.support.stack import Stack

@@ -1,4 +1,4 @@
-"""The worker's overlap (worker.overlap), in-process on the tiny SD 1.5 pipeline: a job's results
+"""The worker's overlap (worker.jobs.overlap), in-process on the tiny SD 1.5 pipeline: a job's results
 are stored on a side thread while the next job runs, and the next jobs' inputs are read while
 the current one runs. Neither may change a result, lose a job or leave one stuck."""
 
@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from storage.db import session_scope
+from storage.database.engine import session_scope
+from storage.database.jobs import fail_job
+from storage.database.models import JobStatus
 from storage.errors import Unavailable
-from storage.jobs import fail_job
-from storage.models import JobStatus
 from tests.support.rig import Rig, tiny_rig
 from tests.support.waiting import wait_until
-from worker.overlap import Finisher
-from worker.runner import run_job
+from worker.jobs.overlap import Finisher
+from worker.jobs.runner import run_job
 
 BODY = {"prompt": "a red door", "seed": 5}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.support.images import box_mask, scene
-from worker.pipelines import PipelineCache, measure_bytes
+from worker.engine.pipelines import PipelineCache, measure_bytes
 
 GB = 1024**3
 

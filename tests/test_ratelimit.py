@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from storage.db import make_engine, make_session_factory, session_scope
-from storage.jobs import utcnow
-from storage.keys import KeyLimits, create_key
-from storage.migrate import upgrade
-from storage.ratelimit import DatabaseBuckets, Rate, RedisBuckets, rate_of
+from api.ratelimit import DatabaseBuckets, Rate, RedisBuckets, rate_of
+from storage.database.engine import make_engine, make_session_factory, session_scope
+from storage.database.jobs import utcnow
+from storage.database.keys import KeyLimits, create_key
+from storage.database.migrate import upgrade
 from storage.settings import load_settings
 from tests.conftest import new_postgres_database
 
@@ -92,7 +92,7 @@ def test_unreachable_redis_lets_the_request_through() -> None:
 
 def test_a_keys_own_rate_wins_over_the_default(tmp_path) -> None:
     settings = load_settings(data_dir=tmp_path, rate_limit_per_minute=120, rate_limit_burst=7)
-    from storage.models import ApiKey
+    from storage.database.models import ApiKey
 
     def key(**limits: Any) -> ApiKey:
         return ApiKey(**{**vars(KeyLimits()), **limits})

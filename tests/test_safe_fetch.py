@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.safe_fetch import FetchError, FetchPolicy, fetch, is_public
+from storage.egress.fetch import FetchError, FetchPolicy, fetch, is_public
 from tests.support.http_server import Reply
 
 LOOPBACK = FetchPolicy(timeout=3, max_bytes=1000, allow_loopback=True)

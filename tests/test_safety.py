@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage.assets import AssetSpec
+from storage.contract.assets import AssetSpec
 from tests.support.images import box_mask, scene
 
 TYPES = ["blur", "pixelate", "black", "sensitive_content_text"]
@@ -64,8 +64,8 @@ def test_the_checker_scores_like_diffusers(bench, tiny_assets) -> None:
     """At offset 0 the flags agree with StableDiffusionSafetyChecker's own forward pass."""
     import torch
 
-    from worker.components import NamedSource
-    from worker.loading import load_safety_checker
+    from worker.engine.loading import load_safety_checker
+    from worker.engine.types import NamedSource
 
     checker = load_safety_checker(NamedSource(name="default", source=str(tiny_assets["safety"])), "cpu")
     images = [scene(), scene((64, 64)).rotate(90), box_mask().convert("RGB")]

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from storage.db import make_engine, make_session_factory, session_scope, write_scope
+from storage.database.engine import make_engine, make_session_factory, session_scope, write_scope
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from storage.models import Job
+from storage.database.models import Job
 from tests.support.db import stack_session
 from tests.support.http_server import Reply, ScriptedServer
 from tests.support.images import b64, box_mask, png_bytes, scene

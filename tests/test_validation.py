@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from storage.models import Job
+from storage.database.models import Job
 from tests.conftest import TINY_SLUG
 from tests.support.db import stack_session
 from tests.support.http_server import Reply

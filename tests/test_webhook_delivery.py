@@ -8,25 +8,25 @@ from datetime import timedelta
 
 import pytest
 
-from storage.db import session_scope
-from storage.jobs import claim_job, complete_job, create_job, utcnow
-from storage.keys import create_key
-from storage.migrate import upgrade
+from storage.database.engine import session_scope
+from storage.database.jobs import claim_job, complete_job, create_job, utcnow
+from storage.database.keys import create_key
+from storage.database.migrate import upgrade
+from storage.database.webhooks import list_deliveries
+from storage.egress.signing import WebhookVerificationError, generate_secret, sign, signature_headers, verify
 from storage.settings import load_settings
-from storage.webhook_signing import WebhookVerificationError, generate_secret, sign, signature_headers, verify
-from storage.webhook_store import list_deliveries
 from tests.support.http_server import Reply, ScriptedServer
-from worker import webhooks
-from worker.context import WorkerContext
+from worker.ops import webhooks
+from worker.ops.context import OpsContext
 
 
-def context(tmp_path, *, loopback: bool) -> WorkerContext:
+def context(tmp_path, *, loopback: bool) -> OpsContext:
     settings = load_settings(data_dir=tmp_path, allow_loopback_urls=loopback, webhook_timeout_seconds=2)
     upgrade(settings.resolved_database_url)
-    return WorkerContext.build(settings, publish=lambda *a: None)
+    return OpsContext.build(settings, publish=lambda *a: None)
 
 
-def finished_job(ctx: WorkerContext, url: str) -> str:
+def finished_job(ctx: OpsContext, url: str) -> str:
     with session_scope(ctx.sessions) as session:
         key = create_key(session, name="k", is_admin=False, now=utcnow()).record
         create_job(session, job_id="job-1", api_key_id=key.id, model="erase", queue="inpaint", params={"seed": 1},

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import standardwebhooks
 
-from storage.webhook_signing import verify
+from storage.egress.signing import verify
 from tests.support.http_server import Received, Reply, ScriptedServer
 from tests.support.images import job_body
 from tests.support.services import free_port

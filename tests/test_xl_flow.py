@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from storage.resolve import PROMPT_SUFFIX
+from storage.contract.resolve import PROMPT_SUFFIX
 from tests.support.db import stack_session
 from tests.support.images import b64, box_mask, job_body, scene
 from tests.support.stack import Stack
@@ -122,7 +122,8 @@ def test_a_field_the_model_cannot_honour_is_400(
 def test_missing_base_model_weights_fail_the_job_naming_them(xl_embedded: Stack, tmp_path) -> None:
     from datetime import UTC, datetime
 
-    from storage.assets import AssetSpec, register_asset
+    from storage.contract.assets import AssetSpec
+    from storage.database.assets import register_asset
 
     with stack_session(xl_embedded) as session:
         register_asset(

@@ -1,47 +1,50 @@
-"""The worker's Celery app: the shared broker settings plus the tasks and the periodic schedule.
+"""The worker's Celery app and its signals, and the process that runs its tasks.
 
-Tasks are thin: they hand an id to `worker.runner` or `worker.webhooks`, or call the
-reaper. The context (database, storage, resident pipelines) is built on first
-use, once per process.
+`start_worker` builds a worker process once: its stores (database, object storage),
+its Celery app, its metrics and, when it consumes an inference queue, its
+inference context (resident pipelines, fleet heartbeat, overlap threads). Then it
+imports the task modules of the queues it consumes (worker.tasks); the tasks find
+the process through `current()`. An ops worker (maintenance, webhooks) never
+imports the job loop or the engine, so it carries no torch, cv2 or numpy.
 """
 
 from __future__ import annotations
 
-import functools
+import importlib
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 
 from storage.broker import (
+    QUEUE_INPAINT,
     QUEUE_MAINTENANCE,
     QUEUE_WEBHOOKS,
     TASK_REAP_EXPIRED,
-    TASK_RUN_JOB,
     TASK_SWEEP,
-    TASK_WEBHOOK_DELIVER,
     TASK_WEBHOOK_DISPATCH,
-    TASK_WEBHOOK_JOB_FINISHED,
-    TASK_WEBHOOK_PROGRESS,
     make_celery,
-    publish_job,
     publish_task,
-    queue_depth,
 )
-from storage.db import session_scope
-from storage.jobs import get_job, utcnow
-from storage.logs import log_context
-from storage.retention import reap_expired
+from storage.database.engine import session_scope
+from storage.database.jobs import get_job
 from storage.settings import Settings
-from storage.sweeper import sweep
-from worker import webhooks
-from worker.context import WorkerContext
+from storage.stores import WORKER_POOL, Stores
 from worker.metrics import WorkerMetrics
+from worker.ops.context import OpsContext
+
+if TYPE_CHECKING:
+    from worker.jobs.context import InferenceContext
 
 log = logging.getLogger(__name__)
+
+LIGHT_QUEUES = (QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)
+"""Queues of the ops side; every other queue (inpaint, or one a model names) runs inference."""
+TASK_MODULES = {QUEUE_MAINTENANCE: "worker.tasks.maintenance", QUEUE_WEBHOOKS: "worker.tasks.webhooks"}
+INFERENCE_TASKS = "worker.tasks.inpaint"
 
 
 def periodic_schedule(settings: Settings) -> dict[str, dict[str, object]]:
@@ -64,110 +67,115 @@ def periodic_schedule(settings: Settings) -> dict[str, dict[str, object]]:
     }
 
 
-def create_worker_app(settings: Settings, *, heartbeat: bool = False) -> Celery:
-    return build_worker(settings, heartbeat=heartbeat)[0]
-
-
-def record_runs(ctx: WorkerContext, metrics: WorkerMetrics, outcomes: dict[str, str]) -> None:
-    """Count the jobs a run recorded an outcome for, with the model and inference time from their rows."""
-    if not outcomes:
-        return
-    with session_scope(ctx.sessions) as session:
-        for job_id, status in outcomes.items():
-            job = get_job(session, job_id)
-            model, seconds = (job.model, job.inference_time) if job else ("unknown", None)
-            metrics.record_job(model=model, status=status, inference_seconds=seconds)
-
-
-def build_worker(settings: Settings, *, heartbeat: bool = False, started: datetime | None = None,
-                 ) -> tuple[Celery, Callable[[], WorkerContext], WorkerMetrics]:
-    """The Celery app with its tasks, the (lazily built, cached) context they share, and its metrics.
-
-    heartbeat: this process runs inference; it reports itself and takes admin commands (worker.fleet).
-    started: when the process started; the admin commands issued since then are carried out.
-    Each task runs inside a fresh `log_context`, so job fields bound while it runs
-    never leak into the next task a pool thread runs.
-    """
+def make_worker_celery(settings: Settings) -> Celery:
+    """The broker settings both sides share, plus the periodic schedule (what `beat` sends)."""
     app = make_celery(settings, main="inpaint-worker")
     app.conf.beat_schedule = periodic_schedule(settings)
+    return app
 
-    def publish(name: str, *args: object, queue: str | None = None) -> None:
+
+def runs_inference(queues: list[str]) -> bool:
+    return any(queue not in LIGHT_QUEUES for queue in queues)
+
+
+@dataclass
+class WorkerProcess:
+    """What one worker process holds while it runs; its tasks reach it through `current()`."""
+
+    settings: Settings
+    celery: Celery
+    stores: Stores
+    metrics: WorkerMetrics
+    ops: OpsContext = field(init=False)
+    inference: InferenceContext | None = None
+    """The job loop's context; None in an ops worker."""
+
+    def __post_init__(self) -> None:
+        self.ops = OpsContext.build(self.settings, publish=self.publish, stores=self.stores)
+
+    def publish(self, name: str, *args: object, queue: str | None = None) -> None:
+        """Send a task by name; never raises (the sweeper and the webhook dispatcher are the safety nets)."""
         try:
-            publish_task(app, name, *args, queue=queue)
-        except Exception:  # the sweeper and the webhook dispatcher are the safety nets
+            publish_task(self.celery, name, *args, queue=queue)
+        except Exception:  # noqa: BLE001 - see the docstring
             log.warning("could not publish %s%r; the periodic sweep will", name, args)
 
-    @functools.cache
-    def context() -> WorkerContext:
-        ctx = WorkerContext.build(settings, publish=publish)
-        if heartbeat and settings.overlap_jobs:
-            ctx.overlap(lambda outcomes: record_runs(ctx, metrics, outcomes))
-        return ctx
+    def inference_context(self) -> InferenceContext:
+        if self.inference is None:
+            raise RuntimeError("this worker consumes no inference queue; it cannot run a job")
+        return self.inference
 
-    metrics = WorkerMetrics(resident=lambda: context().pipelines.resident())
+    def record_runs(self, outcomes: dict[str, str]) -> None:
+        """Count the jobs a run recorded an outcome for, with the model and inference time from their rows."""
+        if not outcomes:
+            return
+        with session_scope(self.stores.sessions) as session:
+            for job_id, status in outcomes.items():
+                job = get_job(session, job_id)
+                model, seconds = (job.model, job.inference_time) if job else ("unknown", None)
+                self.metrics.record_job(model=model, status=status, inference_seconds=seconds)
+
+    def resident(self) -> list[dict[str, Any]]:
+        return self.inference.pipelines.resident() if self.inference else []
+
+
+_current: WorkerProcess | None = None
+
+
+def current() -> WorkerProcess:
+    """The process `start_worker` built; the tasks' way to their context."""
+    if _current is None:
+        raise RuntimeError("no worker process was started (worker.app.start_worker)")
+    return _current
+
+
+def start_worker(settings: Settings, *, queues: list[str], started: datetime) -> WorkerProcess:
+    """Build the process for `queues`, serve its metrics, warm its models up, and register the tasks
+    of its queues. `started`: when the process started; admin commands issued since then are
+    carried out (worker.jobs.fleet)."""
+    global _current
+    stores = Stores.open(settings, pool=WORKER_POOL)
+    process = WorkerProcess(settings=settings, celery=make_worker_celery(settings), stores=stores,
+                            metrics=WorkerMetrics(resident=lambda: process.resident()))
+    process.metrics.serve(settings.worker_metrics_port)  # before warm-up, so loading models shows
+    if runs_inference(queues):
+        process.inference = start_inference(process, warm_up=QUEUE_INPAINT in queues)
+        connect_inference_signals(process.inference, started=started)
+    for module in {TASK_MODULES.get(queue, INFERENCE_TASKS) for queue in queues}:
+        importlib.import_module(module)  # its tasks register with the app (shared_task)
+    _current = process
+    return process
+
+
+def start_inference(process: WorkerProcess, *, warm_up: bool) -> InferenceContext:
+    # The job loop and the engine are imported here, in an inference process only: an ops worker
+    # must not load torch, cv2 or numpy.
+    from worker.jobs.context import InferenceContext
+    from worker.jobs.warmup import warm_up_models
+
+    settings = process.settings
+    ctx = InferenceContext.build(settings, publish=process.publish, stores=process.stores)
+    if settings.overlap_jobs:
+        ctx.overlap(process.record_runs)
+    if warm_up and settings.warmup_models:
+        warm_up_models(ctx, settings.warmup_models)
+    return ctx
+
+
+def connect_inference_signals(ctx: InferenceContext, *, started: datetime) -> None:
+    """An inference worker joins the fleet when ready, gives a running job back when asked to stop,
+    and stores its finished jobs before it leaves."""
+
+    @worker_ready.connect(weak=False)
+    def join_fleet(sender: Any = None, **_: Any) -> None:
+        ctx.fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=started)
 
     @worker_shutting_down.connect(weak=False)
-    def stop_running_job(**_: object) -> None:
-        context().stopping.set()
+    def stop_running_job(**_: Any) -> None:
+        ctx.stopping.set()
 
-    if heartbeat:
-        since = started or utcnow()
-
-        @worker_ready.connect(weak=False)
-        def join_fleet(sender: Any = None, **_: Any) -> None:
-            context().fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=since)
-
-        @worker_shutdown.connect(weak=False)
-        def leave_fleet(**_: Any) -> None:
-            finisher = context().finisher
-            if finisher and not finisher.drain(timeout=settings.storage_retry_seconds + 30):
-                log.warning("stopped before every finished job was stored; the sweeper will requeue them")
-            context().fleet.stop()
-
-    @app.task(name=TASK_RUN_JOB, ignore_result=True)
-    def run_job(job_id: str) -> None:
-        from worker.runner import run_job as run
-
-        with log_context(request_id=job_id):
-            record_runs(context(), metrics, run(context(), job_id))
-
-    @app.task(name=TASK_REAP_EXPIRED, ignore_result=True)
-    def reap() -> int:
-        ctx = context()
-        return reap_expired(ctx.sessions, ctx.blobs, now=utcnow())
-
-    @app.task(name=TASK_SWEEP, ignore_result=True)
-    def sweep_jobs() -> dict[str, int]:
-        ctx = context()
-        report = sweep(ctx.sessions, settings, now=utcnow(),
-                       publish=lambda job_id, queue: publish_job(app, job_id, queue=queue),
-                       queue_depth=lambda queue: queue_depth(app, queue))
-        return {name: len(ids) for name, ids in vars(report).items()}
-
-    @app.task(name=TASK_WEBHOOK_DISPATCH, ignore_result=True)
-    def dispatch_webhooks() -> int:
-        return webhooks.dispatch(context(), lambda delivery_id: publish(TASK_WEBHOOK_DELIVER, delivery_id))
-
-    @app.task(name=TASK_WEBHOOK_DELIVER, ignore_result=True)
-    def deliver_webhook(delivery_id: str) -> str | None:
-        with log_context():
-            return deliver(delivery_id)
-
-    @app.task(name=TASK_WEBHOOK_JOB_FINISHED, ignore_result=True)
-    def job_finished(job_id: str) -> str | None:
-        with log_context(request_id=job_id):
-            delivery_id = webhooks.write_terminal_event(context(), job_id)
-            return deliver(delivery_id) if delivery_id else None
-
-    @app.task(name=TASK_WEBHOOK_PROGRESS, ignore_result=True)
-    def job_progress(job_id: str, step: int, total: int) -> str | None:
-        with log_context(request_id=job_id):
-            delivery_id = webhooks.write_progress_event(context(), job_id, step, total)
-            return deliver(delivery_id) if delivery_id else None
-
-    def deliver(delivery_id: str) -> str | None:
-        outcome = webhooks.attempt(context(), delivery_id)
-        metrics.record_webhook(outcome)
-        return outcome
-
-    return app, context, metrics
+    @worker_shutdown.connect(weak=False)
+    def leave_fleet(**_: Any) -> None:
+        if ctx.finisher and not ctx.finisher.drain(timeout=ctx.settings.storage_retry_seconds + 30):
+            log.warning("stopped before every finished job was stored; the sweeper will requeue them")
+        ctx.fleet.stop()

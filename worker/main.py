@@ -14,16 +14,18 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storage.broker import QUEUE_INPAINT, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS
+from storage.broker import QUEUE_INPAINT
 from storage.logs import configure_logging
 from storage.settings import Settings, load_settings
+from worker.app import make_worker_celery, start_worker
 
 TINY_KINDS = ("sd15", "sdxl", "sdxl-plain", "controlnet", "vae", "lora-sd15", "lora-sdxl", "embeddings-sd15",
               "embeddings-sdxl", "safety-checker", "depth")
 
 
 def write_tiny_command(settings: Settings, args: argparse.Namespace) -> None:
-    from worker.tiny_assets import register_tiny, write_tiny
+    # The tiny-model writers import torch and diffusers: only this command loads them.
+    from worker.tiny.assets import register_tiny, write_tiny
 
     source = write_tiny(Path(args.directory).resolve(), args.kind)
     sys.stdout.write(f"wrote a tiny {args.kind} to {source}\n")
@@ -57,23 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         write_tiny_command(settings, args)
         return
 
-    from worker.app import build_worker
-
-    light = (QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)  # the others run inference: they join the fleet
-    inference = args.command == "run" and any(q not in light for q in args.queues.split(","))
-    app, context, metrics = build_worker(settings, heartbeat=inference, started=started)
     level = settings.log_level.upper()
-    if args.command == "run":  # before warm-up, so loading models shows; the main process: see worker/metrics.py
-        metrics.serve(settings.worker_metrics_port)
-    if args.command == "run" and settings.warmup_models and QUEUE_INPAINT in args.queues.split(","):
-        from worker.warmup import warm_up
-
-        warm_up(settings, context())
-    if args.command == "run":
-        name = args.name or f"{args.queues.replace(',', '+')}@{socket.gethostname()}"
-        app.worker_main(["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency), "-n", name,
-                         "-l", level, "--without-gossip", "--without-mingle"])
-    else:
+    if args.command == "beat":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         schedule = args.schedule or str(settings.data_dir / "celerybeat-schedule")
-        app.start(["beat", "-l", level, "-s", schedule])
+        make_worker_celery(settings).start(["beat", "-l", level, "-s", schedule])
+        return
+    queues = args.queues.split(",")
+    process = start_worker(settings, queues=queues, started=started)
+    name = args.name or f"{args.queues.replace(',', '+')}@{socket.gethostname()}"
+    process.celery.worker_main(["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency), "-n", name,
+                                "-l", level, "--without-gossip", "--without-mingle"])

@@ -16,12 +16,12 @@ from api.errors import STATUS_BY_ERROR, describe_validation_error
 from api.limits import admit
 from api.submit import Idempotency, accept_job, previous_result
 from api.views import job_urls
-from storage.batches import create_batch, get_batch, job_states, record_items, summarise
-from storage.db import session_scope
+from storage.database.batches import create_batch, get_batch, job_states, record_items, summarise
+from storage.database.engine import session_scope
+from storage.database.idempotency import request_hash, reserve
+from storage.database.jobs import utcnow
+from storage.database.models import ApiKey
 from storage.errors import InpaintError, NotFound
-from storage.idempotency import request_hash, reserve
-from storage.jobs import utcnow
-from storage.models import ApiKey
 
 router = APIRouter(prefix="/v2", tags=["v2 native"])
 

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CurrentKey, SessionDep
-from storage.registry import list_models
-from storage.schedulers import SCHEDULERS
+from storage.contract.schedulers import SCHEDULERS
+from storage.database.registry import list_models
 
 router = APIRouter(prefix="/v2", tags=["catalog"])
 

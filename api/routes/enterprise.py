@@ -4,7 +4,7 @@ Every route is a POST under /api/v1/enterprise/ with a JSON body. The admin key
 goes in the `x-api-key` header or in the body's `key`, as seeds/002 sends it.
 Registrations live in the database, so every process sees them at once; work
 on the workers (warm-up, cache clearing) goes through `worker_commands`, which
-each worker acts on between jobs (storage.fleet).
+each worker acts on between jobs (storage.database.fleet).
 """
 
 from __future__ import annotations
@@ -19,20 +19,15 @@ from sqlalchemy.orm import Session
 
 from api.deps import AdminKey, ContextDep, SessionDep
 from api.fleet_views import model_status, registry_listing
-from storage.assets import ASSET_KINDS, BUILTIN_ASSETS, AssetSpec, delete_asset, register_asset
-from storage.db import write_scope
+from storage.contract.assets import ASSET_KINDS, BUILTIN_ASSETS, AssetSpec
+from storage.contract.schedulers import SCHEDULERS, SUPPORTED_NAMES
+from storage.contract.specs import BUILTIN, DIFFUSION_FAMILIES, ModelSpec, Range
+from storage.database.assets import delete_asset, register_asset
+from storage.database.engine import write_scope
+from storage.database.fleet import issue_command, list_workers, queue_depths
+from storage.database.jobs import utcnow
+from storage.database.registry import delete_model, register_model
 from storage.errors import InvalidInput, NotFound
-from storage.fleet import issue_command, list_workers, queue_depths
-from storage.jobs import utcnow
-from storage.registry import (
-    BUILTIN,
-    DIFFUSION_FAMILIES,
-    ModelSpec,
-    Range,
-    delete_model,
-    register_model,
-)
-from storage.schedulers import SCHEDULERS, SUPPORTED_NAMES
 
 router = APIRouter(prefix="/api/v1/enterprise", tags=["model management (admin)"])
 
@@ -126,7 +121,7 @@ def _pipeline_spec(body: LoadModelBody) -> ModelSpec:
     if "sizes" in given:
         given["sizes"] = tuple(given["sizes"])
     try:
-        return ModelSpec(slug=body.model_id, family=body.model_type, source=body.url, **given)  # type: ignore[arg-type]
+        return ModelSpec(slug=body.model_id, family=body.model_type, source=body.url, **given)
     except ValueError as exc:
         raise InvalidInput("model_id", f"is not a valid model: {exc}", value=body.model_id) from None
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, Response
 
 from api.deps import ContextDep
-from storage.blobs import LocalBlobStore
-from storage.db import session_scope
+from storage.blobs.links import is_valid, signed_query
+from storage.blobs.store import LocalBlobStore
+from storage.database.engine import session_scope
+from storage.database.jobs import get_job, utcnow
+from storage.database.models import JobStatus
 from storage.errors import NotFound
-from storage.jobs import get_job, utcnow
-from storage.links import is_valid, signed_query
-from storage.models import JobStatus
 
 router = APIRouter(tags=["files"])
 

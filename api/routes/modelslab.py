@@ -2,7 +2,7 @@
 strings, base64 as "yes"/"no", and answers shaped `{status: success | processing | error, ...}`.
 
 They are adapters onto the one contract and the one queue: a body is translated
-(storage.modelslab) and accepted exactly like POST /v2/{model}.
+(storage.wire.modelslab) and accepted exactly like POST /v2/{model}.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from api.limits import admit
 from api.routes.files import job_image_link
 from api.submit import accept_job
 from api.waiting import wait_for_end
-from storage import modelslab
-from storage.db import session_scope
+from storage.database.engine import session_scope
+from storage.database.jobs import count_jobs_ahead, get_visible_job, mean_inference_time, utcnow
+from storage.database.keys import find_key
+from storage.database.models import ApiKey, Job, JobStatus
 from storage.errors import InpaintError, NotFound, Unauthorized
-from storage.jobs import count_jobs_ahead, get_visible_job, mean_inference_time, utcnow
-from storage.keys import find_key
-from storage.models import ApiKey, Job, JobStatus
-from storage.results import output_inline, output_links
+from storage.wire import modelslab
+from storage.wire.results import output_inline, output_links
 
 router = APIRouter(tags=["ModelsLab / Stable Diffusion API"])
 

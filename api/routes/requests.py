@@ -18,10 +18,10 @@ from api.deps import BaseUrl, ContextDep, CurrentKey, SessionDep
 from api.routes.v2 import JobId, find_job_or_404
 from api.views import result_body, status_body
 from storage.broker import TASK_WEBHOOK_JOB_FINISHED, publish_task
-from storage.db import session_scope
+from storage.database.engine import session_scope
+from storage.database.jobs import fail_job, get_job, get_visible_job, list_jobs, utcnow
+from storage.database.models import JobStatus
 from storage.errors import InvalidInput, NotFound
-from storage.jobs import fail_job, get_job, get_visible_job, list_jobs, utcnow
-from storage.models import JobStatus
 
 router = APIRouter(prefix="/v2", tags=["v2 native"])
 

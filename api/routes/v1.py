@@ -21,7 +21,7 @@ from api.limits import SubmitKey
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls
 from api.waiting import wait_for_end
-from storage.models import JobStatus
+from storage.database.models import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["v1 synchronous"])
 

@@ -12,9 +12,9 @@ from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader, Sess
 from api.limits import SubmitKey
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls, result_body, status_body
+from storage.database.jobs import get_visible_job, utcnow
+from storage.database.models import Job, JobStatus
 from storage.errors import NotFound
-from storage.jobs import get_visible_job, utcnow
-from storage.models import Job, JobStatus
 
 router = APIRouter(prefix="/v2", tags=["v2 queue"])
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter
 from api.deps import ContextDep, CurrentKey, SessionDep
 from api.routes.v2 import JobId, find_job_or_404
 from storage.broker import TASK_WEBHOOK_DELIVER, publish_task
-from storage.db import session_scope, write_scope
+from storage.database.engine import session_scope, write_scope
+from storage.database.jobs import utcnow
+from storage.database.models import ApiKey
+from storage.database.webhooks import list_deliveries, reopen_terminal_delivery, rotate_secret
 from storage.errors import Conflict
-from storage.jobs import utcnow
-from storage.models import ApiKey
-from storage.results import iso
-from storage.webhook_store import list_deliveries, reopen_terminal_delivery, rotate_secret
+from storage.wire.results import iso
 
 router = APIRouter(prefix="/v2", tags=["webhooks"])
 

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -34,12 +34,9 @@ from inpaint_client._http import (
 )
 from inpaint_client._sse import Event, EventDecoder, EventFollower
 from inpaint_client.errors import APIError, EventStreamLost, InferenceTimeout
-from inpaint_client.handles import Batch, Job
+from inpaint_client.handles import Batch, Job, ProgressCallback
 from inpaint_client.models import BatchItem, InpaintParams, prepare_body
 from inpaint_client.outputs import pending_outputs, save_output
-
-ProgressCallback = Callable[[dict[str, Any]], None]
-"""Called with every status seen: `status`, plus `queue_position` (QUEUED) or `progress` (PROCESSING)."""
 
 
 class Client:

@@ -9,13 +9,33 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from inpaint_client._sse import Event
 from inpaint_client.errors import InferenceTimeout
 
-if TYPE_CHECKING:
-    from inpaint_client.client import Client, ProgressCallback
+ProgressCallback = Callable[[dict[str, Any]], None]
+"""Called with every status seen: `status`, plus `queue_position` (QUEUED) or `progress` (PROCESSING)."""
+
+
+class Client(Protocol):
+    """What a handle calls: the methods of inpaint_client.client.Client it forwards to."""
+
+    def status(self, request_id: str) -> dict[str, Any]: ...
+
+    def result(self, request_id: str, *, base64: bool | None = None) -> dict[str, Any]: ...
+
+    def wait(self, request_id: str, *, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
+             on_progress: ProgressCallback | None = None) -> dict[str, Any]: ...
+
+    def cancel(self, request_id: str) -> dict[str, Any]: ...
+
+    def events(self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None,
+               max_retries: int = 5) -> Iterator[Event]: ...
+
+    def download(self, result: dict[str, Any], directory: str | Path, *, stem: str | None = None) -> list[Path]: ...
+
+    def batch_status(self, batch_id: str) -> dict[str, Any]: ...
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from storage.db import make_engine, make_session_factory
-from storage.models import Job
+from storage.database.engine import make_engine, make_session_factory
+from storage.database.models import Job
 from storage.settings import Settings
 from tests.support.stack import Stack
 

@@ -1,5 +1,5 @@
 """An in-process worker over the embedded default (SQLite, local images) with the tiny SD 1.5
-pipeline registered: jobs are written as the API writes them and run by calling worker.runner."""
+pipeline registered: jobs are written as the API writes them and run by calling worker.jobs.runner."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from storage.blobs import input_key
-from storage.db import session_scope
-from storage.images import encode_png
-from storage.jobs import create_job, get_job
-from storage.keys import create_key
-from storage.models import JobStatus
-from storage.registry import register_model
+from storage.blobs.images import encode_png
+from storage.blobs.store import input_key
+from storage.database.engine import session_scope
+from storage.database.jobs import create_job, get_job
+from storage.database.keys import create_key
+from storage.database.models import JobStatus
+from storage.database.registry import register_model
 from storage.settings import load_settings
 from tests.support.images import box_mask, scene
 from tests.support.tiny_models import Bench, tiny_spec
@@ -31,7 +31,7 @@ SLUG = "tiny-sd15"
 
 @dataclasses.dataclass
 class Rig:
-    ctx: Any  # worker.context.WorkerContext
+    ctx: Any  # worker.jobs.context.InferenceContext
     bench: Bench
     key_id: int
     published: list[tuple]
@@ -68,17 +68,19 @@ class Rig:
 
 @contextmanager
 def tiny_rig(data_dir: Path, model_dir: Path, **settings: Any) -> Iterator[Rig]:
-    from worker.context import WorkerContext
+    from storage.stores import Stores
+    from worker.jobs.context import InferenceContext
 
     config = load_settings(data_dir=data_dir, **settings)
     bench = Bench(config.resolved_database_url)
     published: list[tuple] = []
-    ctx = WorkerContext.build(config, publish=lambda *args, **kw: published.append(args))
+    stores = Stores.open(config)
+    ctx = InferenceContext.build(config, publish=lambda *args, **kw: published.append(args), stores=stores)
     with session_scope(ctx.sessions) as session:
         register_model(session, tiny_spec(SLUG, "sd15", source=str(model_dir)), now=datetime.now(UTC))
         key_id = create_key(session, name="k", is_admin=False, now=datetime.now(UTC)).record.id
     try:
         yield Rig(ctx=ctx, bench=bench, key_id=key_id, published=published)
     finally:
-        ctx.engine.dispose()
+        stores.close()
         bench.close()

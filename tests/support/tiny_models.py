@@ -1,6 +1,6 @@
 """Tiny random models for every family and asset, and a bench that runs jobs through the real path.
 
-`build_tiny_assets` writes each kind with worker.tiny_assets (what `inpaint-worker
+`build_tiny_assets` writes each kind with worker.tiny.assets (what `inpaint-worker
 tiny-model --kind ...` runs). `register_tiny_assets` points the built-in names at
 them (base_model "SDXL" and the other seeds/000 names, the four cn_model names,
 the default safety checker and depth estimator) and adds a VAE, LoRAs and
@@ -20,11 +20,14 @@ from typing import Any
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from storage.assets import AssetCatalog, AssetSpec, register_asset
-from storage.contract import REQUEST_CLASSES, JobParams, resolve_params
-from storage.db import make_engine, make_session_factory, session_scope
-from storage.migrate import upgrade
-from storage.registry import ModelSpec, Range, find_model, register_model
+from storage.contract.assets import AssetSpec
+from storage.contract.params import JobParams, resolve_params
+from storage.contract.requests import REQUEST_CLASSES
+from storage.contract.specs import ModelSpec, Range
+from storage.database.assets import load_catalog, register_asset
+from storage.database.engine import make_engine, make_session_factory, session_scope
+from storage.database.migrate import upgrade
+from storage.database.registry import find_model, register_model
 
 TINY_KINDS = {
     "sdxl": "sdxl",
@@ -56,9 +59,9 @@ class TinyAssets:
 def build_tiny_assets(root: Path) -> TinyAssets:
     import torch
 
-    from worker.tiny import build_tiny_pipeline
-    from worker.tiny_assets import save_tiny_lora, write_tiny
-    from worker.tiny_xl import build_tiny_controlnet
+    from worker.tiny.assets import save_tiny_lora, write_tiny
+    from worker.tiny.sd15 import build_tiny_pipeline
+    from worker.tiny.sdxl import build_tiny_controlnet
 
     torch.set_num_threads(1)
     sources = {name: write_tiny(root / name, kind) for name, kind in TINY_KINDS.items()}
@@ -128,7 +131,7 @@ class Bench:
     """Runs request bodies in this process through the registry, the contract and the worker's path."""
 
     def __init__(self, url: str) -> None:
-        from worker.pipelines import PipelineCache
+        from worker.engine.pipelines import PipelineCache
 
         upgrade(url)
         self.engine = make_engine(url)
@@ -141,7 +144,7 @@ class Bench:
         with session_scope(self.sessions) as session:
             spec = find_model(session, slug)
             assert spec is not None, slug
-            catalog = AssetCatalog.load(session)
+            catalog = load_catalog(session)
         request = REQUEST_CLASSES[spec.family].model_validate(
             {"prompt": "a cat", "image": "-", "mask": "-", **body}
         )
@@ -153,8 +156,8 @@ class Bench:
         self, slug: str, body: dict[str, Any], image: Image.Image, mask: Image.Image, *, cache: Any = None
     ) -> tuple[list[Image.Image], list[bool] | None]:
         """Images and NSFW flags; `cache`: another PipelineCache (a fresh one never saw earlier jobs)."""
-        from worker.components import resolve_sources
-        from worker.runner import run_inference
+        from worker.jobs.runner import run_inference
+        from worker.jobs.sources import resolve_sources
 
         spec, params = self.params(slug, body, image.size)
         with session_scope(self.sessions) as session:

@@ -1,0 +1,99 @@
+"""Named model components: base models, ControlNets, LoRAs, VAEs, embeddings, depth estimators
+and safety checkers.
+
+A request names them (`base_model: "Juggernaut XL"`, `cn_model: "Depth"`,
+`lora_model: "a,b"`, `vae`, `embeddings_model`); the registry maps each name to
+a hub id or a local path. Built-in names are defined here; names registered at
+run time live in the `model_assets` table, which every process reads, and may
+override a built-in (that is how an offline machine, or a test, points "SDXL"
+at a local directory).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AssetKind = Literal[
+    "base_model", "controlnet", "lora", "vae", "embeddings", "depth_estimator", "safety_checker"
+]
+ASSET_KINDS: tuple[str, ...] = (
+    "base_model",
+    "controlnet",
+    "lora",
+    "vae",
+    "embeddings",
+    "depth_estimator",
+    "safety_checker",
+)
+ASSET_LABELS: dict[str, str] = {
+    "base_model": "base_model",
+    "controlnet": "cn_model",
+    "lora": "lora_model",
+    "vae": "vae",
+    "embeddings": "embeddings_model",
+    "depth_estimator": "depth estimator",
+    "safety_checker": "safety checker",
+}
+DEFAULT_SAFETY_CHECKER = "default"
+DEPTH_ESTIMATOR = "depth"
+
+
+class AssetSpec(BaseModel):
+    """One named component. `family` (sd15 or sdxl), when set, limits which models may use it.
+
+    Options by kind: safety_checker `score_offset` (float, default 0): added to every concept
+    score before the `> 0` test, like diffusers' own `adjustment`; positive flags more images,
+    negative fewer. embeddings `token` (default: the name): the word that triggers it in a prompt.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: AssetKind
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^,]+$")
+    source: str = Field(min_length=1, description="Hub id, local directory or local file.")
+    family: Literal["sd15", "sdxl"] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def option(self, name: str, default: Any) -> Any:
+        return self.options.get(name, default)
+
+
+def _builtin(
+    kind: AssetKind, name: str, source: str, family: Literal["sd15", "sdxl"] | None = None
+) -> AssetSpec:
+    return AssetSpec(kind=kind, name=name, source=source, family=family)
+
+
+BUILTIN_ASSETS: dict[tuple[str, str], AssetSpec] = {
+    (a.kind, a.name): a
+    for a in [
+        # seeds/000 base_model names.
+        _builtin("base_model", "SDXL", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "sdxl"),
+        _builtin("base_model", "Real Vision XL", "SG161222/RealVisXL_V4.0", "sdxl"),
+        _builtin("base_model", "Juggernaut XL", "RunDiffusion/Juggernaut-XL-v9", "sdxl"),
+        _builtin("base_model", "DreamShaper XL", "Lykon/dreamshaper-xl-1-0", "sdxl"),
+        # seeds/000 cn_model names.
+        _builtin("controlnet", "Canny", "diffusers/controlnet-canny-sdxl-1.0", "sdxl"),
+        _builtin("controlnet", "Depth", "diffusers/controlnet-depth-sdxl-1.0", "sdxl"),
+        _builtin("controlnet", "SoftEdge", "SargeZT/controlnet-sd-xl-1.0-softedge-dexined", "sdxl"),
+        _builtin("controlnet", "Openpose", "thibaud/controlnet-openpose-sdxl-1.0", "sdxl"),
+        # The models behind cn_processor "depth" and safety_checker "yes".
+        _builtin("depth_estimator", DEPTH_ESTIMATOR, "Intel/dpt-hybrid-midas"),
+        _builtin("safety_checker", DEFAULT_SAFETY_CHECKER, "CompVis/stable-diffusion-safety-checker"),
+    ]
+}
+
+
+class AssetCatalog:
+    """The asset names a request may use, by kind, read once per request (resolution stays pure)."""
+
+    def __init__(self, assets: list[AssetSpec]) -> None:
+        self._by_key: dict[tuple[str, str], AssetSpec] = {(a.kind, a.name): a for a in assets}
+
+    def get(self, kind: str, name: str) -> AssetSpec | None:
+        return self._by_key.get((kind, name))
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(name for k, name in self._by_key if k == kind)

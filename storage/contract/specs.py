@@ -1,0 +1,118 @@
+"""What a model slug is and accepts (`ModelSpec`), and the built-in slugs.
+
+Slugs registered at run time (`inpaint-admin models register`, or a tiny test
+pipeline) live in the `models` table (storage.database.registry), which every
+process reads, and may override a built-in: pointing `sd1.5-inpainting` at a
+local directory is how an offline machine serves it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Family = Literal["sd15", "sdxl", "sdxl-controlnet", "erase"]
+FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet", "erase")
+DIFFUSION_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet")
+
+
+class Range(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    min: float
+    max: float
+    default: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.min <= self.default <= self.max:
+            raise ValueError(f"need min <= default <= max, got {self.min}, {self.default}, {self.max}")
+        return self
+
+
+class ModelSpec(BaseModel):
+    """What a model slug is and accepts. Ranges follow the seed document of the route."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    family: Family
+    source: str = Field(
+        "", description="Hugging Face hub id or local directory; empty for erase, and for SDXL slugs whose "
+        "weights come from `base_model`."
+    )
+    base_model: str | None = Field(
+        None, description="SDXL families: the registered base_model used when a request names none "
+        "(storage.database.assets); None uses `source`."
+    )
+    queue: str = "inpaint"
+    sizes: tuple[int, ...] | None = Field(
+        None, description="Allowed values of width and height; None: any multiple of 8 up to max_side."
+    )
+    max_side: int = 1024
+    default_size: int | None = Field(
+        512, description="Width and height when the request names none and the input's size is not allowed."
+    )
+    steps: Range = Range(min=20, max=100, default=20)
+    guidance_scale: Range = Range(min=0.1, max=25, default=7.5)
+    strength: Range = Range(min=0.1, max=1, default=1)
+    default_scheduler: str = "DDIM"
+    max_samples: int = 4
+
+    @model_validator(mode="after")
+    def _has_weights(self) -> ModelSpec:
+        if self.family in DIFFUSION_FAMILIES and not (self.source or self.base_model):
+            raise ValueError(f"a {self.family} model needs a source or a base_model")
+        return self
+
+    @property
+    def is_sdxl(self) -> bool:
+        return self.family in ("sdxl", "sdxl-controlnet")
+
+    def accepts_size(self, side: int) -> bool:
+        if self.sizes is not None:
+            return side in self.sizes
+        return side % 8 == 0 and 8 <= side <= self.max_side
+
+    def size_rule(self) -> str:
+        if self.sizes is not None:
+            return "one of " + ", ".join(str(s) for s in self.sizes)
+        return f"a multiple of 8 from 8 to {self.max_side}"
+
+
+def segmind_sdxl(slug: str, family: Family, *, base_model: str, scheduler: str) -> ModelSpec:
+    """The ranges of Segmind's SDXL pages (seeds/000, 001). Their documented strength default (7.5)
+    is a copy of guidance_scale's; the examples' 0.9 is used instead."""
+    return ModelSpec(
+        slug=slug, family=family, base_model=base_model, sizes=None, max_side=1024, default_size=1024,
+        steps=Range(min=20, max=100, default=25), guidance_scale=Range(min=1, max=25, default=7.5),
+        strength=Range(min=0, max=0.99, default=0.9), default_scheduler=scheduler,
+    )
+
+
+BUILTIN: dict[str, ModelSpec] = {
+    spec.slug: spec
+    for spec in [
+        ModelSpec(
+            slug="sd1.5-inpainting",
+            family="sd15",
+            source="stable-diffusion-v1-5/stable-diffusion-inpainting",
+            sizes=(512, 768),
+        ),
+        # seeds/001: Segmind sdxl-inpaint.
+        segmind_sdxl("sdxl-inpaint", "sdxl", base_model="SDXL", scheduler="DPM2 Karras"),
+        # seeds/000: Segmind inpaint-auto, SDXL ControlNet inpainting; mask optional.
+        segmind_sdxl(
+            "inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL", scheduler="DPM++ 2M SDE Karras"
+        ),
+        ModelSpec(
+            slug="erase",
+            family="erase",
+            sizes=None,
+            max_side=4096,
+            default_size=None,
+            steps=Range(min=1, max=100, default=20),
+        ),
+    ]
+}

@@ -1,0 +1,55 @@
+"""Where each named thing a job uses comes from: read from the registry once, when the job is claimed.
+
+`resolve_sources` finds the base model's weights, the VAE, LoRAs, embeddings,
+ControlNet, depth estimator and safety checker the job names; a name deleted
+since submission fails the job with a reason.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from storage.contract.assets import DEFAULT_SAFETY_CHECKER, DEPTH_ESTIMATOR, AssetSpec
+from storage.contract.params import JobParams
+from storage.contract.specs import ModelSpec
+from storage.database.assets import find_asset
+from storage.errors import JobFailure
+from worker.engine.types import JobSources, NamedSource
+
+
+def _named(session: Session, kind: str, name: str, label: str) -> NamedSource:
+    asset: AssetSpec | None = find_asset(session, kind, name)
+    if asset is None:
+        raise JobFailure("model_unavailable", f"{label} {name!r} is no longer registered")
+    return NamedSource(name=name, source=asset.source, options=dict(asset.options))
+
+
+def weights_of(session: Session, spec: ModelSpec, base_model: str | None) -> ModelSpec:
+    """`spec` with `source` set to the weights it runs on: those of `base_model` when named (SDXL)."""
+    if not base_model:
+        return spec
+    base = _named(session, "base_model", base_model, "base_model")
+    return spec.model_copy(update={"source": base.source, "base_model": base_model})
+
+
+def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> JobSources:
+    """Look up every name the job uses; a name deleted since submission fails the job."""
+    spec = weights_of(session, spec, params.base_model)
+    adapters = params.adapters
+    control = params.control
+    return JobSources(
+        spec=spec,
+        vae=_named(session, "vae", adapters.vae, "vae") if adapters.vae else None,
+        loras=tuple(
+            NamedSource(name=u.name, source=_named(session, "lora", u.name, "LoRA").source, weight=u.weight)
+            for u in adapters.loras
+        ),
+        embeddings=tuple(_named(session, "embeddings", name, "embedding") for name in adapters.embeddings),
+        controlnet=_named(session, "controlnet", control.model, "cn_model") if control else None,
+        depth=_named(session, "depth_estimator", DEPTH_ESTIMATOR, "depth estimator")
+        if control and control.processor == "depth"
+        else None,
+        safety=_named(session, "safety_checker", DEFAULT_SAFETY_CHECKER, "safety checker")
+        if params.safety
+        else None,
+    )

@@ -1,0 +1,26 @@
+"""Tasks of the `maintenance` queue: the reaper and the sweeper, sent by beat."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from storage.broker import TASK_REAP_EXPIRED, TASK_SWEEP, publish_job, queue_depth
+from storage.database.jobs import utcnow
+from worker.app import current
+from worker.ops.retention import reap_expired
+from worker.ops.sweeper import sweep
+
+
+@shared_task(name=TASK_REAP_EXPIRED, ignore_result=True)
+def reap() -> int:
+    ops = current().ops
+    return reap_expired(ops.sessions, ops.blobs, now=utcnow())
+
+
+@shared_task(name=TASK_SWEEP, ignore_result=True)
+def sweep_jobs() -> dict[str, int]:
+    process = current()
+    report = sweep(process.ops.sessions, process.settings, now=utcnow(),
+                   publish=lambda job_id, queue: publish_job(process.celery, job_id, queue=queue),
+                   queue_depth=lambda queue: queue_depth(process.celery, queue))
+    return {name: len(ids) for name, ids in vars(report).items()}
