@@ -1,16 +1,16 @@
 """`inpaint-admin`: migrations, API keys and the model registry, from the command line.
 
-    inpaint-admin migrate
-    inpaint-admin keys create --name NAME [--admin] [--models a,b] [--credits N] [--rate N] [--burst N]
-    inpaint-admin keys update ID [--models a,b|all] [--credits N|unlimited] [--rate N|default]
-                                 [--burst N|default]
-    inpaint-admin keys first-run          # creates an admin key if there is none; prints it
-    inpaint-admin keys list | revoke ID | rotate-webhook-secret ID
-    inpaint-admin models list
-    inpaint-admin models register SLUG SOURCE --family sd15 [--sizes 512,768] [--steps 20:100:25]
-    inpaint-admin assets list
-    inpaint-admin assets register KIND NAME SOURCE [--family sdxl] [--option score_offset=0.1]
-    inpaint-admin assets delete KIND NAME
+inpaint-admin migrate
+inpaint-admin keys create --name NAME [--admin] [--models a,b] [--credits N] [--rate N] [--burst N]
+inpaint-admin keys update ID [--models a,b|all] [--credits N|unlimited] [--rate N|default]
+                             [--burst N|default]
+inpaint-admin keys first-run          # creates an admin key if there is none; prints it
+inpaint-admin keys list | revoke ID | rotate-webhook-secret ID
+inpaint-admin models list
+inpaint-admin models register SLUG SOURCE --family sd15 [--sizes 512,768] [--steps 20:100:25]
+inpaint-admin assets list
+inpaint-admin assets register KIND NAME SOURCE [--family sdxl] [--option score_offset=0.1]
+inpaint-admin assets delete KIND NAME
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ def _out(text: str) -> None:
 
 
 def _models(text: str) -> list[str] | None:
-    """"a,b" -> ["a", "b"]; "all" -> None (every model)."""
+    """ "a,b" -> ["a", "b"]; "all" -> None (every model)."""
     return None if text == "all" else [slug.strip() for slug in text.split(",") if slug.strip()]
 
 
 def _count_or(word: str, minimum: int = 0):  # type: ignore[no-untyped-def]
     """A parser for a count >= minimum, or `word` meaning None (no limit, or the configured default)."""
+
     def parse(text: str) -> int | None:
         if text == word:
             return None
@@ -53,6 +54,7 @@ def _count_or(word: str, minimum: int = 0):  # type: ignore[no-untyped-def]
         if value < minimum:
             raise ValueError(text)
         return value
+
     parse.__name__ = f"count or {word!r}"
     return parse
 
@@ -60,19 +62,39 @@ def _count_or(word: str, minimum: int = 0):  # type: ignore[no-untyped-def]
 def add_limit_options(parser: argparse.ArgumentParser, *, update: bool) -> None:
     """The per-key limits; on update an option left out keeps its value."""
     keep = argparse.SUPPRESS if update else None
-    parser.add_argument("--models", type=_models, default=keep,
-                        help="model slugs this key may use, comma-separated, or 'all' (default: all)")
-    parser.add_argument("--credits", type=_count_or("unlimited"), default=keep,
-                        help="images this key may make (one credit each), or 'unlimited' (default)")
-    parser.add_argument("--rate", type=_count_or("default"), default=keep,
-                        help="submits per minute; 0: no limit; 'default': INPAINT_RATE_LIMIT_PER_MINUTE")
-    parser.add_argument("--burst", type=_count_or("default", minimum=1), default=keep,
-                        help="submits at once (bucket size); 'default': INPAINT_RATE_LIMIT_BURST")
+    parser.add_argument(
+        "--models",
+        type=_models,
+        default=keep,
+        help="model slugs this key may use, comma-separated, or 'all' (default: all)",
+    )
+    parser.add_argument(
+        "--credits",
+        type=_count_or("unlimited"),
+        default=keep,
+        help="images this key may make (one credit each), or 'unlimited' (default)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=_count_or("default"),
+        default=keep,
+        help="submits per minute; 0: no limit; 'default': INPAINT_RATE_LIMIT_PER_MINUTE",
+    )
+    parser.add_argument(
+        "--burst",
+        type=_count_or("default", minimum=1),
+        default=keep,
+        help="submits at once (bucket size); 'default': INPAINT_RATE_LIMIT_BURST",
+    )
 
 
 def limits_of(args: argparse.Namespace) -> dict[str, Any]:
-    names = {"models": "allowed_models", "credits": "credits", "rate": "rate_limit_per_minute",
-             "burst": "rate_limit_burst"}
+    names = {
+        "models": "allowed_models",
+        "credits": "credits",
+        "rate": "rate_limit_per_minute",
+        "burst": "rate_limit_burst",
+    }
     return {field: getattr(args, option) for option, field in names.items() if hasattr(args, option)}
 
 
@@ -82,8 +104,9 @@ def _range(text: str) -> Range:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inpaint-admin", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="inpaint-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="apply the database migrations")
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
@@ -125,8 +148,13 @@ def add_asset_commands(sub: Any) -> None:
     register.add_argument("name", help="the name requests use, e.g. 'SDXL' or 'Canny'")
     register.add_argument("source", help="Hugging Face hub id, local directory or local file")
     register.add_argument("--family", choices=["sd15", "sdxl"], help="which models may use it")
-    register.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                          help="kind-specific option, e.g. score_offset=0.5 (numbers are parsed)")
+    register.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="kind-specific option, e.g. score_offset=0.5 (numbers are parsed)",
+    )
     delete = actions.add_parser("delete")
     delete.add_argument("kind", choices=ASSET_KINDS)
     delete.add_argument("name")
@@ -170,16 +198,21 @@ def _keys_update(session: Any, args: argparse.Namespace) -> None:
 def describe_limits(key: ApiKey) -> str:
     models = ",".join(key.allowed_models) if key.allowed_models is not None else "all models"
     credits = "unlimited credits" if key.credits is None else f"{key.credits} credits"
-    rate = "default rate" if key.rate_limit_per_minute is None else (
-        "no rate limit" if key.rate_limit_per_minute == 0 else f"{key.rate_limit_per_minute}/min")
+    rate = (
+        "default rate"
+        if key.rate_limit_per_minute is None
+        else ("no rate limit" if key.rate_limit_per_minute == 0 else f"{key.rate_limit_per_minute}/min")
+    )
     burst = "" if key.rate_limit_burst is None else f" burst {key.rate_limit_burst}"
     return f"{models}\t{credits}\t{rate}{burst}"
 
 
 def _keys_first_run(session: Any, args: argparse.Namespace) -> None:
     if session.execute(select(ApiKey.id).where(ApiKey.revoked_at.is_(None))).first():
-        _out("API key: one already exists (it was printed when it was created); "
-             "make another with: .venv/bin/inpaint-admin keys create --name NAME")
+        _out(
+            "API key: one already exists (it was printed when it was created); "
+            "make another with: .venv/bin/inpaint-admin keys create --name NAME"
+        )
         return
     new = create_key(session, name="first-run", is_admin=True, now=utcnow())
     _out(f"API key (admin, shown once, only its hash is stored): {new.secret}")
@@ -215,8 +248,11 @@ def _models_list(session: Any, args: argparse.Namespace) -> None:
 
 
 def _models_register(session: Any, args: argparse.Namespace) -> None:
-    options: dict[str, Any] = {"max_side": args.max_side, "default_size": args.default_size,
-                               "default_scheduler": args.scheduler}
+    options: dict[str, Any] = {
+        "max_side": args.max_side,
+        "default_size": args.default_size,
+        "default_scheduler": args.scheduler,
+    }
     if args.sizes:
         options["sizes"] = tuple(int(s) for s in args.sizes.split(","))
     if args.steps:
@@ -242,8 +278,13 @@ def _assets_list(session: Any, args: argparse.Namespace) -> None:
 
 
 def _assets_register(session: Any, args: argparse.Namespace) -> None:
-    asset = AssetSpec(kind=args.kind, name=args.name, source=args.source, family=args.family,
-                      options=dict(_option(o) for o in args.option))
+    asset = AssetSpec(
+        kind=args.kind,
+        name=args.name,
+        source=args.source,
+        family=args.family,
+        options=dict(_option(o) for o in args.option),
+    )
     register_asset(session, asset, now=utcnow())
     _out(f"registered {asset.kind} {asset.name!r} from {asset.source}")
 

@@ -48,8 +48,14 @@ def bootstrap_key(context: AppContext) -> None:
         return
     hook_secret = context.settings.bootstrap_webhook_secret
     with write_scope(context.sessions) as session:
-        if ensure_key(session, key=secret.get_secret_value(), name="bootstrap", is_admin=True, now=utcnow(),
-                      webhook_secret=hook_secret.get_secret_value() if hook_secret else None):
+        if ensure_key(
+            session,
+            key=secret.get_secret_value(),
+            name="bootstrap",
+            is_admin=True,
+            now=utcnow(),
+            webhook_secret=hook_secret.get_secret_value() if hook_secret else None,
+        ):
             log.info("created the bootstrap API key from INPAINT_BOOTSTRAP_API_KEY")
 
 
@@ -85,7 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def install_middleware(app: FastAPI, settings: Settings) -> None:
     """CORS only for origins configured by name; the body limit outermost, so it acts first."""
     if settings.cors_origin_list:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list,
-                           allow_methods=["GET", "POST"], max_age=600,
-                           allow_headers=["x-api-key", "authorization", "content-type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST"],
+            max_age=600,
+            allow_headers=["x-api-key", "authorization", "content-type"],
+        )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

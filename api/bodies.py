@@ -18,8 +18,17 @@ async def read_json_body(request: Request) -> Any:
         return json.loads(await request.body())
     except ValueError as exc:
         detail = getattr(exc, "msg", "parse error")
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
-                                       "input": None, "ctx": {"error": detail}}]) from None
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body",),
+                    "msg": "JSON decode error",
+                    "input": None,
+                    "ctx": {"error": detail},
+                }
+            ]
+        ) from None
 
 
 def submit_body_schema() -> dict[str, Any]:

@@ -30,8 +30,7 @@ class BodyLimitMiddleware:
             return
         declared = declared_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await send_too_large(send, f"the request body is {declared} bytes, more than the limit of "
-                                       f"{self.max_bytes}")
+            await send_too_large(send, f"the request body is {declared} bytes, more than the limit of {self.max_bytes}")
             return
         await self.app(scope, *CountedBody(receive, send, self.max_bytes).channels())
 
@@ -57,8 +56,7 @@ class CountedBody:
             return message
         if not self.response_started and not self.refused:
             self.refused = True
-            await send_too_large(self._send, f"the request body is more than the limit of {self.max_bytes} "
-                                             "bytes")
+            await send_too_large(self._send, f"the request body is more than the limit of {self.max_bytes} bytes")
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -78,7 +76,10 @@ def declared_length(scope: Scope) -> int | None:
 
 async def send_too_large(send: Send, message: str) -> None:
     body = json.dumps({"error": message}).encode()
-    headers: list[Any] = [(b"content-type", b"application/json"), (b"connection", b"close"),
-                          (b"content-length", str(len(body)).encode())]
+    headers: list[Any] = [
+        (b"content-type", b"application/json"),
+        (b"connection", b"close"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": body})

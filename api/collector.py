@@ -68,8 +68,9 @@ class ServiceCollector(Collector):
 def job_metrics(jobs: Iterable[JobCount]) -> Iterator[Metric]:
     submitted = CounterMetricFamily("inpaint_jobs_submitted", "Jobs accepted, by model.", labels=["model"])
     completed = CounterMetricFamily("inpaint_jobs_completed", "Jobs that ended COMPLETED.", labels=["model"])
-    failed = CounterMetricFamily("inpaint_jobs_failed", "Jobs that ended FAILED, by error code.",
-                                 labels=["model", "error_code"])
+    failed = CounterMetricFamily(
+        "inpaint_jobs_failed", "Jobs that ended FAILED, by error code.", labels=["model", "error_code"]
+    )
     by_status = GaugeMetricFamily("inpaint_jobs", "Jobs now in each status.", labels=["model", "status"])
     totals: dict[str, int] = defaultdict(int)
     statuses: dict[tuple[str, str], int] = defaultdict(int)
@@ -87,13 +88,13 @@ def job_metrics(jobs: Iterable[JobCount]) -> Iterator[Metric]:
 
 
 def queue_metrics(waiting: dict[str, int], depths: dict[str, int | None]) -> Iterator[Metric]:
-    depth = GaugeMetricFamily("inpaint_queue_depth", "Messages waiting in the broker, by Celery queue.",
-                              labels=["queue"])
+    depth = GaugeMetricFamily(
+        "inpaint_queue_depth", "Messages waiting in the broker, by Celery queue.", labels=["queue"]
+    )
     for queue, n in depths.items():
         if n is not None:  # the broker is unreachable: no sample rather than a wrong one
             depth.add_metric([queue], n)
-    jobs = GaugeMetricFamily("inpaint_queue_waiting_jobs", "QUEUED jobs in the database, by queue.",
-                             labels=["queue"])
+    jobs = GaugeMetricFamily("inpaint_queue_waiting_jobs", "QUEUED jobs in the database, by queue.", labels=["queue"])
     for queue in sorted({QUEUE_INPAINT, *waiting}):
         jobs.add_metric([queue], waiting.get(queue, 0))
     up = GaugeMetricFamily("inpaint_broker_up", "1 if the broker answered this scrape, else 0.")
@@ -102,21 +103,22 @@ def queue_metrics(waiting: dict[str, int], depths: dict[str, int | None]) -> Ite
 
 
 def webhook_metrics(deliveries: dict[tuple[str, bool], int]) -> Iterator[Metric]:
-    ended = CounterMetricFamily("inpaint_webhook_deliveries", "Webhook events that reached a final outcome.",
-                                labels=["outcome"])
+    ended = CounterMetricFamily(
+        "inpaint_webhook_deliveries", "Webhook events that reached a final outcome.", labels=["outcome"]
+    )
     for outcome in WEBHOOK_OUTCOMES:
         ended.add_metric([outcome], deliveries.get((outcome, False), 0) + deliveries.get((outcome, True), 0))
     pending = GaugeMetricFamily("inpaint_webhook_pending", "Webhook events not delivered yet.")
     pending.add_metric([], deliveries.get((PENDING, False), 0) + deliveries.get((PENDING, True), 0))
-    retrying = GaugeMetricFamily("inpaint_webhook_retries_pending",
-                                 "Webhook events waiting for a retry (one attempt or more failed).")
+    retrying = GaugeMetricFamily(
+        "inpaint_webhook_retries_pending", "Webhook events waiting for a retry (one attempt or more failed)."
+    )
     retrying.add_metric([], deliveries.get((PENDING, True), 0))
     return iter((ended, pending, retrying))
 
 
 def action_metrics(counters: dict[str, int]) -> Iterator[Metric]:
-    sweeper = CounterMetricFamily("inpaint_sweeper_actions", "Jobs the sweeper repaired, by action.",
-                                  labels=["action"])
+    sweeper = CounterMetricFamily("inpaint_sweeper_actions", "Jobs the sweeper repaired, by action.", labels=["action"])
     for action in SWEEPER_ACTIONS:
         sweeper.add_metric([action], counters.get(f"sweeper_{action}", 0))
     expired = CounterMetricFamily("inpaint_results_expired", "Jobs whose results the reaper deleted.")
@@ -128,8 +130,11 @@ def duration_metrics(finished: list[FinishedJob], *, window: timedelta) -> Itera
     span = f"jobs finished in the last {int(window.total_seconds())} s"
     specs: list[tuple[str, str, Callable[[FinishedJob], float | None]]] = [
         ("inpaint_job_queue_seconds", f"Time from submit to start, {span}.", lambda j: j.queue_seconds),
-        ("inpaint_job_inference_seconds", f"Inference time of completed jobs, {span}.",
-         lambda j: j.inference_seconds if j.status == JobStatus.COMPLETED.value else None),
+        (
+            "inpaint_job_inference_seconds",
+            f"Inference time of completed jobs, {span}.",
+            lambda j: j.inference_seconds if j.status == JobStatus.COMPLETED.value else None,
+        ),
         ("inpaint_job_total_seconds", f"Time from submit to the end, {span}.", lambda j: j.total_seconds),
     ]
     for name, doc, value_of in specs:

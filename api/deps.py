@@ -92,7 +92,11 @@ def get_base_url(request: Request, context: ContextDep) -> str:
 
 BaseUrl = Annotated[str, Depends(get_base_url)]
 
-IdempotencyKeyHeader = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=255,
-    description="The same key and body within 24 h return the original request_id; another body gets 409.",
-)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="The same key and body within 24 h return the original request_id; another body gets 409.",
+    ),
+]

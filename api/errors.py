@@ -74,12 +74,18 @@ def describe_validation_error(err: dict[str, Any]) -> dict[str, Any]:
         message = ctx.get("reason") or "is not a field this endpoint accepts"
     elif kind in ("less_than_equal", "less_than"):
         limit = ctx.get("le", ctx.get("lt"))
-        message = f"must be at most {limit}, got {given}" if kind == "less_than_equal" \
+        message = (
+            f"must be at most {limit}, got {given}"
+            if kind == "less_than_equal"
             else f"must be less than {limit}, got {given}"
+        )
     elif kind in ("greater_than_equal", "greater_than"):
         limit = ctx.get("ge", ctx.get("gt"))
-        message = f"must be at least {limit}, got {given}" if kind == "greater_than_equal" \
+        message = (
+            f"must be at least {limit}, got {given}"
+            if kind == "greater_than_equal"
             else f"must be greater than {limit}, got {given}"
+        )
     elif kind == "string_too_short":
         limit = ctx.get("min_length")
         message = "must not be empty" if limit == 1 else f"must be at least {limit} characters"
@@ -131,8 +137,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SQLAlchemyError)
     async def on_database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return _error_response(503, "the database is unavailable right now; nothing was stored, try again",
-                               headers={"Retry-After": "5"})
+        return _error_response(
+            503, "the database is unavailable right now; nothing was stored, try again", headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

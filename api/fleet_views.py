@@ -16,9 +16,7 @@ PER_JOB_KINDS = ("lora", "embeddings")
 
 def registry_listing(session: Session) -> dict[str, Any]:
     """Every model slug (routable at POST /v2/{slug}) and every named asset, with its source."""
-    models = [
-        spec.model_dump(mode="json") | {"builtin": spec.slug in BUILTIN} for spec in list_models(session)
-    ]
+    models = [spec.model_dump(mode="json") | {"builtin": spec.slug in BUILTIN} for spec in list_models(session)]
     assets = [asset.model_dump(mode="json") for asset in list_assets(session)]
     return {"models": models, "assets": assets}
 
@@ -44,9 +42,7 @@ def find_named(session: Session, name: str, kind: str | None) -> ModelSpec | Ass
     return None
 
 
-def model_status(
-    session: Session, name: str, kind: str | None, workers: list[dict[str, Any]]
-) -> dict[str, Any] | None:
+def model_status(session: Session, name: str, kind: str | None, workers: list[dict[str, Any]]) -> dict[str, Any] | None:
     """verify_model: registered or not, and which online workers hold its weights in memory."""
     found = find_named(session, name, kind)
     if found is None:

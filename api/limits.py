@@ -33,8 +33,11 @@ def admit(context: AppContext, key: ApiKey, model: str) -> None:
     if rate is not None:
         wait = context.rate_limiter.take(key.id, rate)
         if wait > 0:
-            raise RateLimited(f"rate limit: this key may submit {rate.per_minute} jobs a minute, "
-                              f"{rate.burst} at once; retry in {wait:.1f} s", retry_after=wait)
+            raise RateLimited(
+                f"rate limit: this key may submit {rate.per_minute} jobs a minute, "
+                f"{rate.burst} at once; retry in {wait:.1f} s",
+                retry_after=wait,
+            )
 
 
 SubmitKey = Annotated[ApiKey, Depends(get_submit_key)]

@@ -111,9 +111,12 @@ class RedisBuckets:
 
     def __init__(self, url: str) -> None:
         # One short attempt: a rate check must not hold a submit while Redis is away.
-        self.client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS,
-                                           socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                                           retry=Retry(NoBackoff(), 0))
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0),
+        )
         self.script = self.client.register_script(TAKE_SCRIPT)
 
     def take(self, key_id: int, rate: Rate) -> float:

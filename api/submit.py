@@ -71,14 +71,16 @@ def load_image(field: str, value: str, *, policy: FetchPolicy, max_bytes: int, m
         except FetchError as exc:
             raise InvalidInput(field, f"could not be fetched: {exc.message}", value=value) from None
         if result.status_code != 200:
-            raise InvalidInput(field, f"could not be fetched: the server answered HTTP {result.status_code}",
-                               value=value)
+            raise InvalidInput(
+                field, f"could not be fetched: the server answered HTTP {result.status_code}", value=value
+            )
         data = result.body
     else:
         data = decode_inline(field, value)
     if len(data) > max_bytes:
-        raise InvalidInput(field, f"is {len(data)} bytes, more than the limit of {max_bytes}", limit=max_bytes,
-                           value=len(data))
+        raise InvalidInput(
+            field, f"is {len(data)} bytes, more than the limit of {max_bytes}", limit=max_bytes, value=len(data)
+        )
     return open_image(field, data, max_pixels=max_pixels)
 
 
@@ -114,8 +116,9 @@ def explain_extra(error: Mapping[str, Any], spec: ModelSpec) -> Mapping[str, Any
     field = str(error["loc"][0])
     families = [f for f, cls in REQUEST_CLASSES.items() if field in cls.model_fields]
     if families:
-        reason = (f"is not accepted by model {spec.slug!r} (family {spec.family}); "
-                  f"it applies to {', '.join(families)} models")
+        reason = (
+            f"is not accepted by model {spec.slug!r} (family {spec.family}); it applies to {', '.join(families)} models"
+        )
         error = {**error, "ctx": {**(error.get("ctx") or {}), "reason": reason}}
     return error
 
@@ -142,13 +145,21 @@ def load_mask(request: InpaintRequest, image_size: tuple[int, int], limits: dict
 
 def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
     shown = "fewer" if left is None else str(left)
-    return OutOfCredits(f"this key is out of credits: {shown} left, this request needs {needed} "
-                        "(one per image)")
+    return OutOfCredits(f"this key is out of credits: {shown} left, this request needs {needed} (one per image)")
 
 
-def accept_job(context: AppContext, *, key: ApiKey, model: str, body: Any, base_url: str,
-               idempotency: Idempotency | None = None, batch_id: str | None = None,
-               api_format: str | None = None, defaults: dict[str, Any] | None = None) -> AcceptedJob:
+def accept_job(
+    context: AppContext,
+    *,
+    key: ApiKey,
+    model: str,
+    body: Any,
+    base_url: str,
+    idempotency: Idempotency | None = None,
+    batch_id: str | None = None,
+    api_format: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> AcceptedJob:
     """Validate `body` (the JSON value as sent) for `model`, store its inputs, record and publish it.
 
     `defaults`: a route's own defaults for fields the body leaves out, where the model's family
@@ -165,27 +176,62 @@ def accept_job(context: AppContext, *, key: ApiKey, model: str, body: Any, base_
         check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)
     if key.credits is not None and key.credits < request.samples:
         raise out_of_credits(key.credits, request.samples)
-    limits: dict[str, Any] = {"policy": context.fetch_policy, "max_bytes": context.settings.max_image_bytes,
-              "max_pixels": context.settings.max_image_pixels}
+    limits: dict[str, Any] = {
+        "policy": context.fetch_policy,
+        "max_bytes": context.settings.max_image_bytes,
+        "max_pixels": context.settings.max_image_pixels,
+    }
     image = to_rgb(load_image("image", request.image, **limits))
     mask = load_mask(request, image.size, limits)
     params = resolve_params(request, spec, image_size=image.size, rng=context.rng, catalog=catalog)
 
     job_id = str(uuid.uuid4())
     with log_context(request_id=job_id, track_id=request.track_id):
-        return store_and_record(context, job_id, key=key, spec=spec, request=request, params=params, base_url=base_url,
-                                images={"image": encode_png(image), "mask": encode_png(mask)},
-                                idempotency=idempotency, batch_id=batch_id, api_format=api_format)
+        return store_and_record(
+            context,
+            job_id,
+            key=key,
+            spec=spec,
+            request=request,
+            params=params,
+            base_url=base_url,
+            images={"image": encode_png(image), "mask": encode_png(mask)},
+            idempotency=idempotency,
+            batch_id=batch_id,
+            api_format=api_format,
+        )
 
 
-def store_and_record(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec, request: InpaintRequest,
-                     params: JobParams, base_url: str, images: dict[str, bytes], idempotency: Idempotency | None,
-                     batch_id: str | None, api_format: str | None) -> AcceptedJob:
+def store_and_record(
+    context: AppContext,
+    job_id: str,
+    *,
+    key: ApiKey,
+    spec: ModelSpec,
+    request: InpaintRequest,
+    params: JobParams,
+    base_url: str,
+    images: dict[str, bytes],
+    idempotency: Idempotency | None,
+    batch_id: str | None,
+    api_format: str | None,
+) -> AcceptedJob:
     """Store the inputs, commit the row, publish; every log line inside names the job and its track_id."""
     keys = store_inputs(context, job_id, images)
     try:
-        record_job(context, job_id, key=key, spec=spec, request=request, params=params, keys=keys, base_url=base_url,
-                   idempotency=idempotency, batch_id=batch_id, api_format=api_format)
+        record_job(
+            context,
+            job_id,
+            key=key,
+            spec=spec,
+            request=request,
+            params=params,
+            keys=keys,
+            base_url=base_url,
+            idempotency=idempotency,
+            batch_id=batch_id,
+            api_format=api_format,
+        )
     except IntegrityError:
         discard_inputs(context, job_id)
         if idempotency is not None and (previous := previous_result(context, key, idempotency)):
@@ -209,8 +255,7 @@ def idempotency_of(header: str | None, route: str, body: Any) -> Idempotency | N
 
 def previous_result(context: AppContext, key: ApiKey, idempotency: Idempotency) -> str | None:
     with session_scope(context.sessions) as session:
-        return find_previous(session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest,
-                             now=utcnow())
+        return find_previous(session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest, now=utcnow())
 
 
 def put_input(context: AppContext, key: str, data: bytes) -> None:
@@ -235,9 +280,20 @@ def discard_inputs(context: AppContext, job_id: str) -> None:
         log.warning("could not delete the inputs of a job that was not recorded", extra={"request_id": job_id})
 
 
-def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec, request: InpaintRequest,
-               params: JobParams, keys: dict[str, str], base_url: str, idempotency: Idempotency | None,
-               batch_id: str | None, api_format: str | None) -> None:
+def record_job(
+    context: AppContext,
+    job_id: str,
+    *,
+    key: ApiKey,
+    spec: ModelSpec,
+    request: InpaintRequest,
+    params: JobParams,
+    keys: dict[str, str],
+    base_url: str,
+    idempotency: Idempotency | None,
+    batch_id: str | None,
+    api_format: str | None,
+) -> None:
     """The credits, the job row and its Idempotency-Key if any, in one transaction."""
     now = utcnow()
     with session_scope(context.sessions) as session:
@@ -263,8 +319,9 @@ def record_job(context: AppContext, job_id: str, *, key: ApiKey, spec: ModelSpec
             api_format=api_format,
         )
         if idempotency is not None:
-            reserve(session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest, result_id=job_id,
-                    now=now)
+            reserve(
+                session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest, result_id=job_id, now=now
+            )
 
 
 def publish_or_defer(context: AppContext, job_id: str, queue: str) -> None:
@@ -278,5 +335,7 @@ def publish_or_defer(context: AppContext, job_id: str, queue: str) -> None:
             with session_scope(context.sessions) as session:
                 mark_published(session, [job_id], at=None)
         except SQLAlchemyError:
-            log.warning("could not mark the job unpublished; the sweeper's queue-depth check will find it",
-                        extra={"request_id": job_id})
+            log.warning(
+                "could not mark the job unpublished; the sweeper's queue-depth check will find it",
+                extra={"request_id": job_id},
+            )

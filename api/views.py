@@ -51,9 +51,7 @@ def status_body(session: Session, job: Job, *, base_url: str) -> dict[str, Any]:
     return body
 
 
-def result_body(
-    job: Job, *, blobs: BlobStore, base_url: str, now: datetime, inline: bool
-) -> dict[str, Any]:
+def result_body(job: Job, *, blobs: BlobStore, base_url: str, now: datetime, inline: bool) -> dict[str, Any]:
     """GET /v2/requests/{id} of a COMPLETED job: output URLs (or base64), seed, metrics, expiry."""
     if inline:
         output = output_inline(job, blobs=blobs)
@@ -76,4 +74,3 @@ def result_body(
         "nsfw": job.nsfw,
         "meta": modelslab.meta_of(job),  # what it ran with, in the Stable Diffusion API's terms
     }
-

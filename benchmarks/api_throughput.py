@@ -42,8 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmarks.api_throughput", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.api_throughput", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES), help="default: %(default)s")
     parser.add_argument("--concurrency", default="1,16,64", help="client counts (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=4.0, help="measured seconds per phase (default: 4)")
@@ -56,26 +57,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 class Phase:
     """Runs load phases against one server and collects the table's rows."""
 
-    def __init__(self, args: argparse.Namespace, port: int, headers: dict[str, str],
-                 roles: dict[str, set[int]]) -> None:
+    def __init__(
+        self, args: argparse.Namespace, port: int, headers: dict[str, str], roles: dict[str, set[int]]
+    ) -> None:
         self.args, self.port, self.headers = args, port, headers
         self.roles = {**roles, "generator": {os.getpid()}}
         self.rows: list[list[object]] = []
         self.rates: dict[tuple[str, int], Rate] = {}
 
-    def run(self, label: str, next_request: Callable[[int], Request], concurrency: int,
-            keep_bodies: bool = False) -> list[bytes]:
+    def run(
+        self, label: str, next_request: Callable[[int], Request], concurrency: int, keep_bodies: bool = False
+    ) -> list[bytes]:
         meter = CpuMeter(self.roles)
         meter.start(time.perf_counter())
-        result = asyncio.run(run_load(HOST, self.port, next_request, concurrency=concurrency,
-                                      duration=self.args.duration, warmup=self.args.warmup,
-                                      headers=self.headers, keep_bodies=keep_bodies))
+        result = asyncio.run(
+            run_load(
+                HOST,
+                self.port,
+                next_request,
+                concurrency=concurrency,
+                duration=self.args.duration,
+                warmup=self.args.warmup,
+                headers=self.headers,
+                keep_bodies=keep_bodies,
+            )
+        )
         cores = meter.stop(time.perf_counter())
         server = sum(v for role, v in cores.items() if role not in ("generator", "others"))
         cpu_ms = 1000 * server / result.rate if result.rate else float("nan")
         p50, p99 = p50_p99_ms(result.latencies)
-        self.rows.append([label, concurrency, f"{result.rate:.0f}", p50, p99, result.errors,
-                          f"{result.overrun:.1f}", f"{cpu_ms:.2f}", format_cores(cores)])
+        self.rows.append(
+            [
+                label,
+                concurrency,
+                f"{result.rate:.0f}",
+                p50,
+                p99,
+                result.errors,
+                f"{result.overrun:.1f}",
+                f"{cpu_ms:.2f}",
+                format_cores(cores),
+            ]
+        )
         self.rates[(label, concurrency)] = Rate(result.rate, 1000 * percentile(result.latencies, 99), cpu_ms)
         return result.bodies
 
@@ -91,18 +114,23 @@ class Rate:
 
 def measure_bare(args: argparse.Namespace, levels: list[int], body: bytes) -> Phase:
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "python"), "-m", "benchmarks.bare_app", "--port", str(port)], cwd=ROOT,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / "python"), "-m", "benchmarks.bare_app", "--port", str(port)],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         phase = Phase(args, port, {}, {"bare": {proc.pid}})
         for prefix, kind in (("", "async"), ("/sync", "sync")):
             for c in levels:
-                phase.run(f"bare {kind}: POST /v2/erase", lambda i, p=prefix: ("POST", f"{p}/v2/erase", body),
-                          c)
+                phase.run(f"bare {kind}: POST /v2/erase", lambda i, p=prefix: ("POST", f"{p}/v2/erase", body), c)
             for c in levels:
-                phase.run(f"bare {kind}: GET status",
-                          lambda i, p=prefix: ("GET", f"{p}/v2/requests/{i}/status", b""), c)
+                phase.run(
+                    f"bare {kind}: GET status", lambda i, p=prefix: ("GET", f"{p}/v2/requests/{i}/status", b""), c
+                )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -116,26 +144,37 @@ def complete_some(stack: Stack, body: dict[str, Any], count: int) -> list[str]:
     return ids
 
 
-def measure_topology(args: argparse.Namespace, topology: str, servers: Servers | None, levels: list[int],
-                     body: bytes) -> Phase:
-    with tempfile.TemporaryDirectory(prefix=f"iq-api-{topology}-") as tmp, \
-            running_stack(topology, Path(tmp), servers) as stack:
+def measure_topology(
+    args: argparse.Namespace, topology: str, servers: Servers | None, levels: list[int], body: bytes
+) -> Phase:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"iq-api-{topology}-") as tmp,
+        running_stack(topology, Path(tmp), servers) as stack,
+    ):
         completed = complete_some(stack, json.loads(body), args.completed_jobs)
         stack.stop("worker")  # from here on the queue only grows; the worker would compete for the CPU
-        phase = Phase(args, stack.port, {"x-api-key": stack.user_key},
-                      {**(servers.pids if servers else {}), **stack_pids(stack)})
+        phase = Phase(
+            args, stack.port, {"x-api-key": stack.user_key}, {**(servers.pids if servers else {}), **stack_pids(stack)}
+        )
         queued: list[str] = []
         for c in levels:
-            bodies = phase.run(f"{topology}: POST /v2/erase", lambda i: ("POST", "/v2/erase", body), c,
-                               keep_bodies=True)
+            bodies = phase.run(
+                f"{topology}: POST /v2/erase", lambda i: ("POST", "/v2/erase", body), c, keep_bodies=True
+            )
             queued += [json.loads(b)["request_id"] for b in bodies]
         for c in levels:
-            phase.run(f"{topology}: GET status (COMPLETED)",
-                      lambda i: ("GET", f"/v2/requests/{completed[i % len(completed)]}/status", b""), c)
+            phase.run(
+                f"{topology}: GET status (COMPLETED)",
+                lambda i: ("GET", f"/v2/requests/{completed[i % len(completed)]}/status", b""),
+                c,
+            )
         newest = queued[-100:]
         for c in levels:
-            phase.run(f"{topology}: GET status (QUEUED, ~{len(queued)} ahead)",
-                      lambda i: ("GET", f"/v2/requests/{newest[i % len(newest)]}/status", b""), c)
+            phase.run(
+                f"{topology}: GET status (QUEUED, ~{len(queued)} ahead)",
+                lambda i: ("GET", f"/v2/requests/{newest[i % len(newest)]}/status", b""),
+                c,
+            )
     return phase
 
 
@@ -149,10 +188,12 @@ def print_ratios(bare: Phase, measured: list[Phase]) -> None:
             for kind in ("async", "sync"):
                 ref = bare.rates[(f"bare {kind}: POST /v2/erase", c)]
                 share = 100 * rate.per_second / ref.per_second
-                print(f"- {label}, {c} clients: {rate.per_second:.0f}/s = {share:.1f}% of bare {kind} "
-                      f"({ref.per_second:.0f}/s); "
-                      f"by server CPU per request {100 * ref.cpu_ms / rate.cpu_ms:.1f}% "
-                      f"({rate.cpu_ms:.2f} ms vs {ref.cpu_ms:.2f} ms); p99 {rate.p99_ms:.0f} ms")
+                print(
+                    f"- {label}, {c} clients: {rate.per_second:.0f}/s = {share:.1f}% of bare {kind} "
+                    f"({ref.per_second:.0f}/s); "
+                    f"by server CPU per request {100 * ref.cpu_ms / rate.cpu_ms:.1f}% "
+                    f"({rate.cpu_ms:.2f} ms vs {ref.cpu_ms:.2f} ms); p99 {rate.p99_ms:.0f} ms"
+                )
     print()
 
 
@@ -169,14 +210,25 @@ def main(argv: list[str] | None = None) -> None:
     with running_servers("real" in topologies) as servers:
         for topology in topologies:
             phases.append(measure_topology(args, topology, servers, levels, body))
-    headers = ["route", "clients", "req/s", "p50 ms", "p99 ms", "failed", "overrun s", "server CPU ms/req",
-               "cores used"]
+    headers = [
+        "route",
+        "clients",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "overrun s",
+        "server CPU ms/req",
+        "cores used",
+    ]
     print_table(headers, [row for phase in (bare, *phases) for row in phase.rows])
-    print("failed: answers that were not 2xx, or none within 60 s, over the whole phase;\n"
-          "overrun: how long the phase waited past its window for the last answers (stuck requests);\n"
-          "cores used: CPU of each process over the phase (1.00 = one core busy), generator = this load\n"
-          "generator, others = the rest of the machine (other users included); server CPU ms/req: the\n"
-          "servers' CPU (API, database, broker, S3; not the generator) per answered request.\n")
+    print(
+        "failed: answers that were not 2xx, or none within 60 s, over the whole phase;\n"
+        "overrun: how long the phase waited past its window for the last answers (stuck requests);\n"
+        "cores used: CPU of each process over the phase (1.00 = one core busy), generator = this load\n"
+        "generator, others = the rest of the machine (other users included); server CPU ms/req: the\n"
+        "servers' CPU (API, database, broker, S3; not the generator) per answered request.\n"
+    )
     print_ratios(bare, phases)
 
 

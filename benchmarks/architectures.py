@@ -35,51 +35,127 @@ FAMILIES = ("sd15", "sdxl")
 UNET_TFLOP = {"sd15": 0.80, "sdxl": 6.76}
 NATIVE_SIZE = {"sd15": 512, "sdxl": 1024}
 
-SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-             "num_train_timesteps": 1000, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
+SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
 
-VAE = {"block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "latent_channels": 4,
-       "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
-       "in_channels": 3, "out_channels": 3, "norm_num_groups": 32, "act_fn": "silu"}
+VAE = {
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "in_channels": 3,
+    "out_channels": 3,
+    "norm_num_groups": 32,
+    "act_fn": "silu",
+}
 
-UNET_SD15 = {"in_channels": 9, "out_channels": 4, "sample_size": 64,
-             "block_out_channels": [320, 640, 1280, 1280], "layers_per_block": 2, "attention_head_dim": 8,
-             "cross_attention_dim": 768,
-             "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
-             "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-             "norm_num_groups": 32, "flip_sin_to_cos": True, "freq_shift": 0, "act_fn": "silu"}
+UNET_SD15 = {
+    "in_channels": 9,
+    "out_channels": 4,
+    "sample_size": 64,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "layers_per_block": 2,
+    "attention_head_dim": 8,
+    "cross_attention_dim": 768,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+    "norm_num_groups": 32,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "act_fn": "silu",
+}
 
-UNET_SDXL = {"in_channels": 9, "out_channels": 4, "sample_size": 128, "block_out_channels": [320, 640, 1280],
-             "layers_per_block": 2, "attention_head_dim": [5, 10, 20], "cross_attention_dim": 2048,
-             "transformer_layers_per_block": [1, 2, 10], "use_linear_projection": True,
-             "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-             "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
-             "addition_embed_type": "text_time", "addition_time_embed_dim": 256,
-             "projection_class_embeddings_input_dim": 2816, "norm_num_groups": 32, "flip_sin_to_cos": True,
-             "freq_shift": 0, "act_fn": "silu"}
+UNET_SDXL = {
+    "in_channels": 9,
+    "out_channels": 4,
+    "sample_size": 128,
+    "block_out_channels": [320, 640, 1280],
+    "layers_per_block": 2,
+    "attention_head_dim": [5, 10, 20],
+    "cross_attention_dim": 2048,
+    "transformer_layers_per_block": [1, 2, 10],
+    "use_linear_projection": True,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+    "norm_num_groups": 32,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "act_fn": "silu",
+}
 
-CLIP_L = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-          "num_hidden_layers": 12, "max_position_embeddings": 77, "vocab_size": 49408,
-          "hidden_act": "quick_gelu", "projection_dim": 768}
-CLIP_BIGG = {"hidden_size": 1280, "intermediate_size": 5120, "num_attention_heads": 20,
-             "num_hidden_layers": 32, "max_position_embeddings": 77, "vocab_size": 49408,
-             "hidden_act": "gelu", "projection_dim": 1280}
+CLIP_L = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,
+    "hidden_act": "quick_gelu",
+    "projection_dim": 768,
+}
+CLIP_BIGG = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_attention_heads": 20,
+    "num_hidden_layers": 32,
+    "max_position_embeddings": 77,
+    "vocab_size": 49408,
+    "hidden_act": "gelu",
+    "projection_dim": 1280,
+}
 
 # diffusers' test-suite sizes: a few MB, fast on a CPU.
-TINY_VAE = {"block_out_channels": [32, 64], "layers_per_block": 1, "latent_channels": 4,
-            "down_block_types": ["DownEncoderBlock2D"] * 2, "up_block_types": ["UpDecoderBlock2D"] * 2,
-            "in_channels": 3, "out_channels": 3}
-TINY_UNET = {"in_channels": 9, "out_channels": 4, "sample_size": 32, "block_out_channels": [32, 64],
-             "layers_per_block": 2, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-             "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"]}
+TINY_VAE = {
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "down_block_types": ["DownEncoderBlock2D"] * 2,
+    "up_block_types": ["UpDecoderBlock2D"] * 2,
+    "in_channels": 3,
+    "out_channels": 3,
+}
+TINY_UNET = {
+    "in_channels": 9,
+    "out_channels": 4,
+    "sample_size": 32,
+    "block_out_channels": [32, 64],
+    "layers_per_block": 2,
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+}
 TINY_SD15_UNET = {**TINY_UNET, "cross_attention_dim": 32}
 # Time ids: 6 values x 8 + pooled text 32 = 80 (no aesthetic score).
-TINY_SDXL_UNET = {**TINY_UNET, "attention_head_dim": [2, 4], "use_linear_projection": True,
-                  "addition_embed_type": "text_time", "addition_time_embed_dim": 8,
-                  "transformer_layers_per_block": [1, 2], "projection_class_embeddings_input_dim": 80,
-                  "cross_attention_dim": 64}
-TINY_CLIP = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 5,
-             "max_position_embeddings": 77, "vocab_size": 1000, "hidden_act": "gelu", "projection_dim": 32}
+TINY_SDXL_UNET = {
+    **TINY_UNET,
+    "attention_head_dim": [2, 4],
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 8,
+    "transformer_layers_per_block": [1, 2],
+    "projection_class_embeddings_input_dim": 80,
+    "cross_attention_dim": 64,
+}
+TINY_CLIP = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 5,
+    "max_position_embeddings": 77,
+    "vocab_size": 1000,
+    "hidden_act": "gelu",
+    "projection_dim": 32,
+}
 
 
 def unet_config(family: str, tiny: bool) -> dict[str, Any]:
@@ -97,8 +173,7 @@ def _text_encoder(config: dict[str, Any], *, projection: bool = False) -> Any:
     return CLIPTextModelWithProjection(clip) if projection else CLIPTextModel(clip)
 
 
-def build_pipeline(family: str, *, tiny: bool, device: torch.device, dtype: torch.dtype,
-                   seed: int = 0) -> Any:
+def build_pipeline(family: str, *, tiny: bool, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Any:
     """A StableDiffusion(XL)InpaintPipeline with random weights, made on `device` in `dtype`."""
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp, torch.device(device):
@@ -108,16 +183,29 @@ def build_pipeline(family: str, *, tiny: bool, device: torch.device, dtype: torc
         scheduler = DDIMScheduler(**SCHEDULER)
         if family == "sd15":
             pipe = StableDiffusionInpaintPipeline(
-                vae=vae, text_encoder=_text_encoder(TINY_CLIP if tiny else CLIP_L), tokenizer=tokenizer,
-                unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                requires_safety_checker=False)
+                vae=vae,
+                text_encoder=_text_encoder(TINY_CLIP if tiny else CLIP_L),
+                tokenizer=tokenizer,
+                unet=unet,
+                scheduler=scheduler,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
         else:
             vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
             pipe = StableDiffusionXLInpaintPipeline(
-                vae=vae, text_encoder=_text_encoder(TINY_CLIP if tiny else CLIP_L),
+                vae=vae,
+                text_encoder=_text_encoder(TINY_CLIP if tiny else CLIP_L),
                 text_encoder_2=_text_encoder(TINY_CLIP if tiny else CLIP_BIGG, projection=True),
-                tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
-                requires_aesthetics_score=False, force_zeros_for_empty_prompt=True, add_watermarker=False)
+                tokenizer=tokenizer,
+                tokenizer_2=tokenizer,
+                unet=unet,
+                scheduler=scheduler,
+                requires_aesthetics_score=False,
+                force_zeros_for_empty_prompt=True,
+                add_watermarker=False,
+            )
     return pipe.to(device=device, dtype=dtype)
 
 

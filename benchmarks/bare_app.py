@@ -41,13 +41,21 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="benchmarks.bare_app", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.bare_app", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     # The same server settings as `inpaint-api` (api/main.py): one process, no access log.
-    uvicorn.run("benchmarks.bare_app:create_app", factory=True, host="127.0.0.1", port=args.port,
-                proxy_headers=True, log_config=None, access_log=False)
+    uvicorn.run(
+        "benchmarks.bare_app:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        proxy_headers=True,
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -61,21 +61,32 @@ COMPILE_CACHE = Path("data/compile-cache")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmarks.gpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.gpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--tiny", action="store_true", help="diffusers' test-sized configs, 64/128 px")
     parser.add_argument("--families", default=",".join(FAMILIES), help="sd15,sdxl (default: both)")
     parser.add_argument("--batches", default="1,4,8", help="images per call (default: %(default)s)")
     parser.add_argument("--steps", type=int, help="denoising steps (default: 25; 2 with --tiny)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per path and batch (default: 3)")
-    parser.add_argument("--peak-tflops", type=float, default=989.0,
-                        help="the device's dense bf16/fp16 peak in TFLOP/s (default: 989, H100 SXM)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=989.0,
+        help="the device's dense bf16/fp16 peak in TFLOP/s (default: 989, H100 SXM)",
+    )
     parser.add_argument("--no-raw", action="store_true", help="skip the plain diffusers loop")
-    parser.add_argument("--compile", action="store_true",
-                        help="compile the UNet at the picture's size and these batches, as INPAINT_TORCH_COMPILE does")
-    parser.add_argument("--count-only", action="store_true",
-                        help="only count UNet parameters and FLOPs (meta device: no memory, no GPU)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the UNet at the picture's size and these batches, as INPAINT_TORCH_COMPILE does",
+    )
+    parser.add_argument(
+        "--count-only",
+        action="store_true",
+        help="only count UNet parameters and FLOPs (meta device: no memory, no GPU)",
+    )
     return parser.parse_args(argv)
 
 
@@ -105,13 +116,21 @@ def time_calls(call: Callable[[], object], device: torch.device, repeats: int) -
 
 def job_params(batch: int, steps: int, size: int) -> JobParams:
     """JobParams as the API resolves them. The API allows 1-4 samples; batch 8 is built here directly."""
-    return JobParams(prompt="a red apple on a wooden table", negative_prompt=None, samples=batch,
-                     scheduler="DDIM", num_inference_steps=steps, guidance_scale=7.5, strength=1.0, seed=1,
-                     width=size, height=size)
+    return JobParams(
+        prompt="a red apple on a wooden table",
+        negative_prompt=None,
+        samples=batch,
+        scheduler="DDIM",
+        num_inference_steps=steps,
+        guidance_scale=7.5,
+        strength=1.0,
+        seed=1,
+        width=size,
+        height=size,
+    )
 
 
-def run_paths(pipe: Any, params: JobParams, device: torch.device, repeats: int,
-              raw: bool) -> dict[str, list[float]]:
+def run_paths(pipe: Any, params: JobParams, device: torch.device, repeats: int, raw: bool) -> dict[str, list[float]]:
     """Warm each path once, then time them alternately: {"worker": [...], "raw": [...]}."""
     image, mask = scene((params.width, params.height)), box_mask((params.width, params.height))
     inpainter = DiffusersInpainter(pipe)
@@ -119,21 +138,38 @@ def run_paths(pipe: Any, params: JobParams, device: torch.device, repeats: int,
     def worker_call() -> object:
         return inpaint(inpainter, params, image, mask, on_step=lambda step, total: None)
 
-    jobs = [(params.model_copy(update={"samples": 1, "seed": params.seed + i, "prompt": f"{params.prompt} {i}"}),
-             image, mask) for i in range(params.samples)]
+    jobs = [
+        (
+            params.model_copy(update={"samples": 1, "seed": params.seed + i, "prompt": f"{params.prompt} {i}"}),
+            image,
+            mask,
+        )
+        for i in range(params.samples)
+    ]
 
     def batched_call() -> object:
         return inpaint_batch(inpainter, jobs, on_step=lambda step, total: None)
 
     def raw_call() -> object:
-        return pipe(prompt=params.prompt, image=image, mask_image=mask, width=params.width,
-                    height=params.height, strength=params.strength,
-                    num_inference_steps=params.num_inference_steps,
-                    guidance_scale=params.guidance_scale, num_images_per_prompt=params.samples,
-                    generator=torch.Generator("cpu").manual_seed(params.seed), output_type="pil")
+        return pipe(
+            prompt=params.prompt,
+            image=image,
+            mask_image=mask,
+            width=params.width,
+            height=params.height,
+            strength=params.strength,
+            num_inference_steps=params.num_inference_steps,
+            guidance_scale=params.guidance_scale,
+            num_images_per_prompt=params.samples,
+            generator=torch.Generator("cpu").manual_seed(params.seed),
+            output_type="pil",
+        )
 
-    calls = {"worker": worker_call, **({"batched jobs": batched_call} if params.samples > 1 else {}),
-             **({"raw": raw_call} if raw else {})}
+    calls = {
+        "worker": worker_call,
+        **({"batched jobs": batched_call} if params.samples > 1 else {}),
+        **({"raw": raw_call} if raw else {}),
+    }
     for call in calls.values():
         call()
     results: dict[str, list[float]] = {name: [] for name in calls}
@@ -143,15 +179,26 @@ def run_paths(pipe: Any, params: JobParams, device: torch.device, repeats: int,
     return results
 
 
-def rows_for(family: str, size: int, steps: int, flops: float, batch: int, results: dict[str, list[float]],
-             peak: float) -> list[list[object]]:
+def rows_for(
+    family: str, size: int, steps: int, flops: float, batch: int, results: dict[str, list[float]], peak: float
+) -> list[list[object]]:
     rows: list[list[object]] = []
     for name, seconds in results.items():
         median = statistics.median(seconds)
         images_per_s = batch / median
         mfu = images_per_s * steps * 2 * flops / (peak * 1e12)
-        rows.append([family, size, batch, name, f"{1000 * median / batch:.1f}", f"{images_per_s:.2f}",
-                     f"{steps * batch / median:.1f}", f"{100 * mfu:.1f}%"])
+        rows.append(
+            [
+                family,
+                size,
+                batch,
+                name,
+                f"{1000 * median / batch:.1f}",
+                f"{images_per_s:.2f}",
+                f"{steps * batch / median:.1f}",
+                f"{100 * mfu:.1f}%",
+            ]
+        )
     if "raw" in results:
         ratio = statistics.median(results["raw"]) / statistics.median(results["worker"])
         rows.append([family, size, batch, "worker / raw", "", f"{ratio:.3f}", "", ""])
@@ -168,9 +215,11 @@ def bench_family(family: str, args: argparse.Namespace, device: torch.device) ->
         largest = max(int(b) for b in args.batches.split(","))
         options = CompileOptions(sizes=((size, size),), max_batch_size=largest, cache_dir=COMPILE_CACHE)
         compile_unet(pipe, options, max_samples=largest)
-    print(f"{family}: UNet {params_count / 1e6:.1f} M parameters, {flops / 1e12:.4f} TFLOP per forward at "
-          f"{size} px (counted); whole pipeline {count_parameters(pipe.unet) + count_parameters(pipe.vae):,} "
-          f"UNet+VAE parameters, {dtype}, built in {time.perf_counter() - started:.1f} s")
+    print(
+        f"{family}: UNet {params_count / 1e6:.1f} M parameters, {flops / 1e12:.4f} TFLOP per forward at "
+        f"{size} px (counted); whole pipeline {count_parameters(pipe.unet) + count_parameters(pipe.vae):,} "
+        f"UNet+VAE parameters, {dtype}, built in {time.perf_counter() - started:.1f} s"
+    )
     rows: list[list[object]] = []
     for batch in (int(b) for b in args.batches.split(",")):
         try:
@@ -209,14 +258,18 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: run with --device cpu --tiny, or --count-only")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name}; torch {torch.__version__}; {args.steps} steps, DDIM, guidance 7.5 (2 UNet "
-          f"passes per step), strength 1.0; MFU against {args.peak_tflops:g} TFLOP/s; UNet "
-          f"{'compiled (torch.compile, inductor)' if args.compile else 'eager'}\n")
+    print(
+        f"device: {name}; torch {torch.__version__}; {args.steps} steps, DDIM, guidance 7.5 (2 UNet "
+        f"passes per step), strength 1.0; MFU against {args.peak_tflops:g} TFLOP/s; UNet "
+        f"{'compiled (torch.compile, inductor)' if args.compile else 'eager'}\n"
+    )
     rows = [row for family in args.families.split(",") for row in bench_family(family, args, device)]
     print()
     print_table(["model", "px", "batch", "path", "ms/image", "images/s", "image-steps/s", "MFU"], rows)
-    print("worker = worker.engine.inference.inpaint over DiffusersInpainter (the service's inference, without\n"
-          "queue or storage); raw = the pipeline called directly; worker / raw is the ratio of images/s.")
+    print(
+        "worker = worker.engine.inference.inpaint over DiffusersInpainter (the service's inference, without\n"
+        "queue or storage); raw = the pipeline called directly; worker / raw is the ratio of images/s."
+    )
 
 
 if __name__ == "__main__":

@@ -75,14 +75,22 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def timing_from(job_id: str, body: dict[str, Any], *, sent: float, accepted: float, seen: float,
-                polls: int) -> JobTiming:
+def timing_from(
+    job_id: str, body: dict[str, Any], *, sent: float, accepted: float, seen: float, polls: int
+) -> JobTiming:
     metrics = body.get("metrics") or {}
     created = _epoch(body["created_at"])
     return JobTiming(
-        job_id=job_id, status=body["status"], sent=sent, accepted=accepted, seen=seen, created=created,
-        started=created + float(metrics.get("queue_time") or 0.0), finished=_epoch(body["finished_at"]),
-        inference=float(metrics.get("inference_time") or 0.0), polls=polls,
+        job_id=job_id,
+        status=body["status"],
+        sent=sent,
+        accepted=accepted,
+        seen=seen,
+        created=created,
+        started=created + float(metrics.get("queue_time") or 0.0),
+        finished=_epoch(body["finished_at"]),
+        inference=float(metrics.get("inference_time") or 0.0),
+        polls=polls,
     )
 
 
@@ -106,8 +114,9 @@ async def run_one(connection: Connection, model: str, body: bytes, *, fast: floa
         delay = fast if near else slow
 
 
-async def drive_jobs(host: str, port: int, key: str, model: str, body: bytes, *, total: int, inflight: int,
-                     fast: float, slow: float) -> list[JobTiming]:
+async def drive_jobs(
+    host: str, port: int, key: str, model: str, body: bytes, *, total: int, inflight: int, fast: float, slow: float
+) -> list[JobTiming]:
     """`total` jobs, `inflight` at a time (each client submits its next job when its last one ends)."""
     remaining = iter(range(total))
     timings: list[JobTiming] = []
@@ -142,5 +151,8 @@ def steady_cycles(timings: list[JobTiming]) -> list[float]:
     besides inference (broker delivery, claim, inputs, upload, status writes).
     """
     ordered = sorted(timings, key=lambda t: t.finished)
-    return [cur.finished - prev.finished - cur.inference
-            for prev, cur in zip(ordered, ordered[1:], strict=False) if cur.created < prev.finished]
+    return [
+        cur.finished - prev.finished - cur.inference
+        for prev, cur in zip(ordered, ordered[1:], strict=False)
+        if cur.created < prev.finished
+    ]

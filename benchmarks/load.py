@@ -47,7 +47,8 @@ def body(model: str) -> dict[str, object]:
     image = base64.b64encode(png_bytes(scene((64, 64)))).decode()
     mask = base64.b64encode(png_bytes(box_mask((64, 64)))).decode()
     return {"prompt": "load test", "image": image, "mask": mask, "num_inference_steps": 2} | (
-        {} if model == "erase" else {"img_width": 64, "img_height": 64})
+        {} if model == "erase" else {"img_width": 64, "img_height": 64}
+    )
 
 
 async def submit_all(client: httpx.AsyncClient, model: str, n: int, concurrency: int, out: Outcome) -> None:
@@ -112,12 +113,16 @@ async def run(url: str, key: str, model: str, n: int, concurrency: int, timeout:
     stuck = len(out.accepted) - len(out.final)
     print(f"submissions: {n} at concurrency {concurrency}, model {model}, {url}")
     print(f"accepted: {len(out.accepted)}  rejected: {sum(out.rejected.values())} {dict(out.rejected) or ''}")
-    print(f"completed: {sum(1 for s in out.final.values() if s == 'COMPLETED')}  "
-          f"failed: {sum(1 for s in out.final.values() if s == 'FAILED')} {dict(out.errors) or ''}")
+    print(
+        f"completed: {sum(1 for s in out.final.values() if s == 'COMPLETED')}  "
+        f"failed: {sum(1 for s in out.final.values() if s == 'FAILED')} {dict(out.errors) or ''}"
+    )
     print(f"lost: {len(out.lost)}  stuck: {stuck}")
-    print(f"submit latency p50 {percentile(out.latencies, 50) * 1000:.1f} ms, "
-          f"p99 {percentile(out.latencies, 99) * 1000:.1f} ms; {n / submit_seconds:.1f} submits/s; "
-          f"all terminal after {total_seconds:.1f} s")
+    print(
+        f"submit latency p50 {percentile(out.latencies, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(out.latencies, 99) * 1000:.1f} ms; {n / submit_seconds:.1f} submits/s; "
+        f"all terminal after {total_seconds:.1f} s"
+    )
     return out
 
 
@@ -132,8 +137,11 @@ def start_stack(kind: str) -> tuple[object, list[object], str, str]:
     if kind == "production":
         redis, postgres, moto = RedisServer().start(), PostgresServer().start(), MotoServer().start()
         servers = [redis, postgres, moto]
-        services = {"INPAINT_TEST_REDIS_URL": redis.url, "INPAINT_TEST_POSTGRES_URL": postgres.url(),
-                    "INPAINT_TEST_S3_ENDPOINT": moto.url}
+        services = {
+            "INPAINT_TEST_REDIS_URL": redis.url,
+            "INPAINT_TEST_POSTGRES_URL": postgres.url(),
+            "INPAINT_TEST_S3_ENDPOINT": moto.url,
+        }
     workdir = Path(tempfile.mkdtemp(prefix=f"iq-load-{kind}-"))
     stack = Stack(name=kind, workdir=workdir, env=stack_env(kind, workdir, services))
     stack.start_all()

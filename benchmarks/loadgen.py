@@ -35,13 +35,17 @@ class Connection:
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """Send one request and read its whole response: (status code, body)."""
         reader, writer = await self._connect()
-        head = (f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n{self.extra}"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n")
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n{self.extra}"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
         writer.write(head.encode() + body)
         head_block = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         status_line, _, header_block = head_block.partition("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in
-                   (line.partition(":") for line in header_block.split("\r\n") if line)}
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in header_block.split("\r\n") if line)
+        }
         if headers.get("transfer-encoding", "").lower() == "chunked":
             data = await _read_chunked(reader)
         else:
@@ -100,8 +104,16 @@ class LoadResult:
 
 
 async def run_load(
-    host: str, port: int, next_request: Callable[[int], Request], *, concurrency: int, duration: float,
-    warmup: float, headers: dict[str, str] | None = None, keep_bodies: bool = False, timeout: float = 60.0,
+    host: str,
+    port: int,
+    next_request: Callable[[int], Request],
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    headers: dict[str, str] | None = None,
+    keep_bodies: bool = False,
+    timeout: float = 60.0,
 ) -> LoadResult:
     """`concurrency` closed-loop clients for warmup + duration seconds; only the last `duration` counts.
 

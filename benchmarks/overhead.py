@@ -49,22 +49,39 @@ MODELS = {"erase": "erase", "tiny": TINY_SLUG}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmarks.overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES), help="default: %(default)s")
     parser.add_argument("--models", default="erase,tiny", help="erase and/or tiny (default: %(default)s)")
     parser.add_argument("--inflight", default="1,8", help="jobs in flight (default: %(default)s)")
     parser.add_argument("--jobs", type=int, default=20, help="jobs per model and level (default: 20)")
     parser.add_argument("--steps", type=int, default=2, help="tiny pipeline steps (default: 2)")
     parser.add_argument("--size", type=int, default=64, help="picture side in pixels (default: 64)")
-    parser.add_argument("--poll", type=float, default=0.01,
-                        help="client poll interval of a job that is PROCESSING or next (default: 0.01 s)")
-    parser.add_argument("--poll-slow", type=float, default=0.25,
-                        help="client poll interval of a job with others ahead (default: 0.25 s)")
-    parser.add_argument("--broker-polling", default="0.05",
-                        help="INPAINT_BROKER_POLLING_INTERVAL values, embedded topology (default: 0.05)")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="more environment for the service's processes, e.g. OMP_WAIT_POLICY=PASSIVE")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.01,
+        help="client poll interval of a job that is PROCESSING or next (default: 0.01 s)",
+    )
+    parser.add_argument(
+        "--poll-slow",
+        type=float,
+        default=0.25,
+        help="client poll interval of a job with others ahead (default: 0.25 s)",
+    )
+    parser.add_argument(
+        "--broker-polling",
+        default="0.05",
+        help="INPAINT_BROKER_POLLING_INTERVAL values, embedded topology (default: 0.05)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more environment for the service's processes, e.g. OMP_WAIT_POLICY=PASSIVE",
+    )
     parser.add_argument("--idle", type=float, default=3.0, help="seconds of idle-CPU measure (default: 3)")
     return parser.parse_args(argv)
 
@@ -73,11 +90,21 @@ def model_params(model: str, args: argparse.Namespace) -> dict[str, object]:
     return {"num_inference_steps": args.steps, "seed": 7} if model == "tiny" else {}
 
 
-def drive(stack: Stack, model: str, args: argparse.Namespace, *, total: int,
-          inflight: int) -> list[JobTiming]:
+def drive(stack: Stack, model: str, args: argparse.Namespace, *, total: int, inflight: int) -> list[JobTiming]:
     body = job_body(model_params(model, args), args.size)
-    return asyncio.run(drive_jobs("127.0.0.1", stack.port, stack.user_key, MODELS[model], body, total=total,
-                                  inflight=inflight, fast=args.poll, slow=args.poll_slow))
+    return asyncio.run(
+        drive_jobs(
+            "127.0.0.1",
+            stack.port,
+            stack.user_key,
+            MODELS[model],
+            body,
+            total=total,
+            inflight=inflight,
+            fast=args.poll,
+            slow=args.poll_slow,
+        )
+    )
 
 
 PARTS = (
@@ -122,34 +149,45 @@ class Results:
 
     def add(self, label: list[object], timings: list[JobTiming]) -> None:
         over = [t.overhead for t in timings]
-        self.overhead.append([*label, len(timings), ms(percentile([t.wall for t in timings], 50)),
-                              ms(percentile([t.inference for t in timings], 50)), *p50_p99_ms(over)])
+        self.overhead.append(
+            [
+                *label,
+                len(timings),
+                ms(percentile([t.wall for t in timings], 50)),
+                ms(percentile([t.inference for t in timings], 50)),
+                *p50_p99_ms(over),
+            ]
+        )
         self.parts.append([*label, *(format_pair([part(t) for t in timings]) for part in PARTS)])
         cycles = steady_cycles(timings)
         if len(cycles) >= 2:
-            self.cycles.append([*label, len(cycles), *p50_p99_ms(cycles),
-                                f"{len(timings) / span_of(timings):.1f}"])
+            self.cycles.append([*label, len(cycles), *p50_p99_ms(cycles), f"{len(timings) / span_of(timings):.1f}"])
         if label[0] == "real" and label[3] == 1:
             p50, p99 = 1000 * percentile(over, 50), 1000 * percentile(over, 99)
-            self.targets.append(f"- real, {label[2]}, 1 in flight: overhead p50 {p50:.1f} ms "
-                                f"({judge(p50, 15)}), p99 {p99:.1f} ms ({judge(p99, 50)})")
+            self.targets.append(
+                f"- real, {label[2]}, 1 in flight: overhead p50 {p50:.1f} ms "
+                f"({judge(p50, 15)}), p99 {p99:.1f} ms ({judge(p99, 50)})"
+            )
 
     def print(self) -> None:
         label = ["topology", "broker poll s", "model", "in flight"]
         print("## Overhead per job = wall (submit → COMPLETED seen) - inference_time")
-        print_table([*label, "n", "wall p50 ms", "inference p50 ms", "overhead p50 ms", "overhead p99 ms"],
-                    self.overhead)
+        print_table(
+            [*label, "n", "wall p50 ms", "inference p50 ms", "overhead p50 ms", "overhead p99 ms"], self.overhead
+        )
         print("## Where it goes, p50 / p99 ms")
         print("(the gap from inference end to COMPLETED seen lies between `visible` and `gap ≤`)")
-        print_table([*label, "API before commit", "queue", "worker besides inference", "visible (gap ≥)",
-                     "gap ≤"], self.parts)
+        print_table(
+            [*label, "API before commit", "queue", "worker besides inference", "visible (gap ≥)", "gap ≤"], self.parts
+        )
         if self.cycles:
             print("## Under load: the worker's cycle per job beyond inference (jobs that waited), ms")
             print_table([*label, "n", "p50", "p99", "jobs/s"], self.cycles)
         if self.polling:
             print("## Embedded broker polling: idle worker CPU, and the queue time of the first row's jobs")
-            print_table(["broker poll s", "idle worker cores", "queue p50 ms", "queue p99 ms",
-                         "overhead p50 ms"], self.polling)
+            print_table(
+                ["broker poll s", "idle worker cores", "queue p50 ms", "queue p99 ms", "overhead p50 ms"], self.polling
+            )
         if self.probes:
             print("## Round trips of the stores, from the benchmark process (service code, service settings)")
             print_table(["topology", "store", "operation", "p50 ms", "p99 ms"], self.probes)
@@ -157,16 +195,19 @@ class Results:
             print("## Targets of issue 7\n" + "\n".join(self.targets) + "\n")
 
 
-def measure_stack(args: argparse.Namespace, results: Results, topology: str, polling: float,
-                  servers: Servers | None, tiny_dir: Path) -> None:
+def measure_stack(
+    args: argparse.Namespace, results: Results, topology: str, polling: float, servers: Servers | None, tiny_dir: Path
+) -> None:
     models = [m for m in args.models.split(",") if m]
     levels = [int(n) for n in args.inflight.split(",")]
     extra = dict(item.split("=", 1) for item in args.env)
     if topology == "embedded":
         extra["INPAINT_BROKER_POLLING_INTERVAL"] = str(polling)
     models_dir = {TINY_SLUG: tiny_dir}
-    with tempfile.TemporaryDirectory(prefix=f"iq-overhead-{topology}-") as tmp, \
-            running_stack(topology, Path(tmp), servers, models=models_dir, extra_env=extra) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"iq-overhead-{topology}-") as tmp,
+        running_stack(topology, Path(tmp), servers, models=models_dir, extra_env=extra) as stack,
+    ):
         for model in models:
             drive(stack, model, args, total=2, inflight=1)  # warm-up: loads the pipeline, not measured
         time.sleep(1.0)
@@ -178,8 +219,9 @@ def measure_stack(args: argparse.Namespace, results: Results, topology: str, pol
                 results.add(label, timings)
                 if idle is not None and model == models[0] and inflight == levels[0]:
                     queued = [t.queued for t in timings]
-                    results.polling.append([polling, f"{idle:.3f}", *p50_p99_ms(queued),
-                                            ms(percentile([t.overhead for t in timings], 50))])
+                    results.polling.append(
+                        [polling, f"{idle:.3f}", *p50_p99_ms(queued), ms(percentile([t.overhead for t in timings], 50))]
+                    )
         if topology not in {row[0] for row in results.probes}:
             results.probes += probe_stores(stack)
 
@@ -187,14 +229,15 @@ def measure_stack(args: argparse.Namespace, results: Results, topology: str, pol
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print_header("Orchestration overhead", "benchmarks.overhead", argv)
-    print(f"jobs: {args.jobs} per row, {args.size}x{args.size} px, tiny pipeline {args.steps} steps; the "
-          f"client polls every {args.poll} s when PROCESSING or next, {args.poll_slow} s otherwise; "
-          "one solo worker.")
+    print(
+        f"jobs: {args.jobs} per row, {args.size}x{args.size} px, tiny pipeline {args.steps} steps; the "
+        f"client polls every {args.poll} s when PROCESSING or next, {args.poll_slow} s otherwise; "
+        "one solo worker."
+    )
     print("the client runs on this machine's cores beside the service (2 cores shared by everything)\n")
     topologies = [t for t in args.topologies.split(",") if t]
     results = Results()
-    with tempfile.TemporaryDirectory(prefix="iq-tiny-") as tiny_root, \
-            running_servers("real" in topologies) as servers:
+    with tempfile.TemporaryDirectory(prefix="iq-tiny-") as tiny_root, running_servers("real" in topologies) as servers:
         tiny_dir = write_tiny_model(Path(tiny_root) / "tiny-sd")
         for topology in topologies:
             embedded = topology == "embedded"

@@ -33,8 +33,9 @@ def time_calls(call: Callable[[int], object], count: int) -> list[float]:
 
 def probe_stores(stack: Stack, count: int = 30) -> list[list[object]]:
     """Rows (store, operation, p50 ms, p99 ms) for the blob store and the database of `stack`."""
-    settings = Settings(**{k.removeprefix("INPAINT_").lower(): v for k, v in stack.env.items()
-                           if k.startswith("INPAINT_")})
+    settings = Settings(
+        **{k.removeprefix("INPAINT_").lower(): v for k, v in stack.env.items() if k.startswith("INPAINT_")}
+    )
     blobs = make_blob_store(settings)
     data = png_bytes(scene())
     kind = "S3 (moto)" if settings.storage_backend == "s3" else "local directory"

@@ -27,8 +27,9 @@ from worker.engine.diffusion import dtype_for, resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmarks.raw_loop", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.raw_loop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("directory", help="a pipeline written with save_pretrained")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4)
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = resolve_device("auto")
     pipe = StableDiffusionInpaintPipeline.from_pretrained(
-        args.directory, dtype=dtype_for(device), safety_checker=None, requires_safety_checker=False)
+        args.directory, dtype=dtype_for(device), safety_checker=None, requires_safety_checker=False
+    )
     pipe = pipe.to(device)
     pipe.scheduler = getattr(diffusers, args.scheduler).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -54,13 +56,25 @@ def main(argv: list[str] | None = None) -> None:
         if i == 1:
             cpu_started = time.process_time()  # after the warm-up call
         started = time.perf_counter()
-        pipe(prompt="a red apple", image=image, mask_image=mask, width=args.size, height=args.size,
-             strength=args.strength, num_inference_steps=args.steps, guidance_scale=args.guidance,
-             generator=torch.Generator("cpu").manual_seed(args.seed + i), output_type="pil")
+        pipe(
+            prompt="a red apple",
+            image=image,
+            mask_image=mask,
+            width=args.size,
+            height=args.size,
+            strength=args.strength,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=torch.Generator("cpu").manual_seed(args.seed + i),
+            output_type="pil",
+        )
         seconds.append(time.perf_counter() - started)
     cpu = time.process_time() - cpu_started
-    print(json.dumps({"seconds": seconds[1:], "cpu_seconds": cpu, "warmup": seconds[0],
-                      "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {"seconds": seconds[1:], "cpu_seconds": cpu, "warmup": seconds[0], "threads": torch.get_num_threads()}
+        )
+    )
 
 
 if __name__ == "__main__":

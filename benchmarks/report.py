@@ -55,12 +55,20 @@ def describe_machine() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    memory_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")), 0)
+    memory_kb = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return (f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({model}), "
-            f"{memory_kb / 2**20:.0f} GiB RAM; Python {sys.version.split()[0]}, "
-            f"{platform.system()} {platform.release()}; load average at start {load}")
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({model}), "
+        f"{memory_kb / 2**20:.0f} GiB RAM; Python {sys.version.split()[0]}, "
+        f"{platform.system()} {platform.release()}; load average at start {load}"
+    )
 
 
 def print_header(title: str, module: str, argv: Sequence[str] | None) -> None:
@@ -81,7 +89,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     # The command name (field 2) may hold spaces; everything after its ")" splits cleanly.
-    return raw[raw.rindex(")") + 2:].split()
+    return raw[raw.rindex(")") + 2 :].split()
 
 
 def _process_cpu() -> dict[int, tuple[int, int, float]]:

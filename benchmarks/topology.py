@@ -60,8 +60,11 @@ def running_servers(needed: bool) -> Iterator[Servers | None]:
                 redis_url=env["INPAINT_TEST_REDIS_URL"],
                 postgres_url=env["INPAINT_TEST_POSTGRES_URL"],
                 s3_endpoint=env["INPAINT_TEST_S3_ENDPOINT"],
-                pids={"postgres": {_postmaster_pid(record["pg_dir"])}, "redis": {int(record["redis_pid"])},
-                      "s3": {int(record["moto_pid"])}},
+                pids={
+                    "postgres": {_postmaster_pid(record["pg_dir"])},
+                    "redis": {int(record["redis_pid"])},
+                    "s3": {int(record["moto_pid"])},
+                },
             )
         finally:
             svc.down(Path(state))
@@ -78,18 +81,25 @@ def stack_env(topology: str, workdir: Path, servers: Servers | None, extra: dict
     if topology == "real":
         assert servers is not None
         bucket = f"iq-bench-{uuid.uuid4().hex[:10]}"
-        boto3.client("s3", endpoint_url=servers.s3_endpoint, aws_access_key_id="test",
-                     aws_secret_access_key="test", region_name="us-east-1").create_bucket(Bucket=bucket)
-        env.update({
-            "INPAINT_DATABASE_URL": create_database(servers.postgres_url),
-            "INPAINT_BROKER_URL": servers.redis_url + "/0",
-            "INPAINT_STORAGE_BACKEND": "s3",
-            "INPAINT_S3_ENDPOINT_URL": servers.s3_endpoint,
-            "INPAINT_S3_BUCKET": bucket,
-            "INPAINT_S3_ACCESS_KEY_ID": "test",
-            "INPAINT_S3_SECRET_ACCESS_KEY": "test",
-            "INPAINT_SECRET_KEY": "a-benchmark-secret-that-is-long-enough",
-        })
+        boto3.client(
+            "s3",
+            endpoint_url=servers.s3_endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=bucket)
+        env.update(
+            {
+                "INPAINT_DATABASE_URL": create_database(servers.postgres_url),
+                "INPAINT_BROKER_URL": servers.redis_url + "/0",
+                "INPAINT_STORAGE_BACKEND": "s3",
+                "INPAINT_S3_ENDPOINT_URL": servers.s3_endpoint,
+                "INPAINT_S3_BUCKET": bucket,
+                "INPAINT_S3_ACCESS_KEY_ID": "test",
+                "INPAINT_S3_SECRET_ACCESS_KEY": "test",
+                "INPAINT_SECRET_KEY": "a-benchmark-secret-that-is-long-enough",
+            }
+        )
     env.update(extra)
     return env
 
@@ -108,23 +118,43 @@ def write_tiny_model(directory: Path) -> Path:
     """The tiny random SD inpainting pipeline, written by the documented CLI command."""
     if not (directory / "model_index.json").is_file():
         env = {**os.environ, "INPAINT_DATA_DIR": str(directory.parent / "data")}
-        subprocess.run([str(BIN / "inpaint-worker"), "tiny-model", str(directory)], check=True,
-                       capture_output=True, env=env)
+        subprocess.run(
+            [str(BIN / "inpaint-worker"), "tiny-model", str(directory)], check=True, capture_output=True, env=env
+        )
     return directory
 
 
 @contextlib.contextmanager
-def running_stack(topology: str, workdir: Path, servers: Servers | None, *, worker: bool = True,
-                  models: dict[str, Path] | None = None,
-                  extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+def running_stack(
+    topology: str,
+    workdir: Path,
+    servers: Servers | None,
+    *,
+    worker: bool = True,
+    models: dict[str, Path] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
     """A migrated stack with a user key, its API (and worker) running; `models` registered as sd15 slugs."""
     workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(name=topology, workdir=workdir, env=stack_env(topology, workdir, servers, extra_env or {}))
     try:
         stack.cli("inpaint-admin", "migrate")
         for slug, path in (models or {}).items():
-            stack.cli("inpaint-admin", "models", "register", slug, str(path), "--family", "sd15",
-                      "--max-side", "512", "--default-size", "64", "--steps", "1:50:2")
+            stack.cli(
+                "inpaint-admin",
+                "models",
+                "register",
+                slug,
+                str(path),
+                "--family",
+                "sd15",
+                "--max-side",
+                "512",
+                "--default-size",
+                "64",
+                "--steps",
+                "1:50:2",
+            )
         stack.user_key = _created_key(stack.cli("inpaint-admin", "keys", "create", "--name", "bench"))
         stack.start_api()
         if worker:

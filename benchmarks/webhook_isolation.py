@@ -61,14 +61,38 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="iq-bench-webhooks-"))
     tiny = workdir / "tiny"
-    subprocess.run([str(BIN / "inpaint-worker"), "tiny-model", str(tiny)], check=True, capture_output=True,
-                   env={"INPAINT_DATA_DIR": str(workdir / "scratch"), "PATH": "/usr/bin:/bin"})
-    stack = Stack(name="embedded", workdir=workdir, env={
-        "INPAINT_DATA_DIR": str(workdir / "data"), "INPAINT_ALLOW_LOOPBACK_URLS": "true",
-        "INPAINT_WEBHOOK_TIMEOUT_SECONDS": "15", "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [str(BIN / "inpaint-worker"), "tiny-model", str(tiny)],
+        check=True,
+        capture_output=True,
+        env={"INPAINT_DATA_DIR": str(workdir / "scratch"), "PATH": "/usr/bin:/bin"},
+    )
+    stack = Stack(
+        name="embedded",
+        workdir=workdir,
+        env={
+            "INPAINT_DATA_DIR": str(workdir / "data"),
+            "INPAINT_ALLOW_LOOPBACK_URLS": "true",
+            "INPAINT_WEBHOOK_TIMEOUT_SECONDS": "15",
+            "HF_HUB_OFFLINE": "1",
+        },
+    )
     stack.cli("inpaint-admin", "migrate")
-    stack.cli("inpaint-admin", "models", "register", "tiny-sd-inpaint", str(tiny), "--family", "sd15",
-              "--max-side", "128", "--default-size", "64", "--steps", "1:50:2")
+    stack.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "tiny-sd-inpaint",
+        str(tiny),
+        "--family",
+        "sd15",
+        "--max-side",
+        "128",
+        "--default-size",
+        "64",
+        "--steps",
+        "1:50:2",
+    )
     hole, port = black_hole()
     try:
         stack.start_all()
@@ -81,8 +105,10 @@ def main() -> None:
         stack.stop_all()
         hole.close()
     mean_plain, mean_hanging = sum(plain) / len(plain), sum(hanging) / len(hanging)
-    print(f"jobs: {args.jobs} per run, {args.rounds} alternating rounds, tiny SD pipeline at 64 px, "
-          f"{args.steps} steps, embedded stack")
+    print(
+        f"jobs: {args.jobs} per run, {args.rounds} alternating rounds, tiny SD pipeline at 64 px, "
+        f"{args.steps} steps, embedded stack"
+    )
     print(f"no webhook:                        {mean_plain:7.1f} jobs/min  {[round(x, 1) for x in plain]}")
     print(f"webhook that never answers (15 s): {mean_hanging:7.1f} jobs/min  {[round(x, 1) for x in hanging]}")
     print(f"ratio (hanging / none):            {mean_hanging / mean_plain:7.2f}")

@@ -39,8 +39,18 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.05, "interval_step
 class SQLiteChannel(kombu_sqla.Channel):
     def _engine_from_config(self) -> Any:
         options = dict(self.connection.client.transport_options)
-        for name in ("polling_interval", "queue_tablename", "message_tablename", "callback", "errback",
-                     "max_retries", "interval_start", "interval_step", "interval_max", "retry_errors"):
+        for name in (
+            "polling_interval",
+            "queue_tablename",
+            "message_tablename",
+            "callback",
+            "errback",
+            "max_retries",
+            "interval_start",
+            "interval_step",
+            "interval_max",
+            "retry_errors",
+        ):
             options.pop(name, None)
         options.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
         engine = create_engine(self.connection.client.hostname, **options)

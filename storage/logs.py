@@ -22,7 +22,8 @@ from typing import Any
 
 JOB_FIELDS = ("request_id", "track_id")
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "inpaint_log_context", default=MappingProxyType({}))
+    "inpaint_log_context", default=MappingProxyType({})
+)
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -54,8 +55,11 @@ class ContextFilter(logging.Filter):
 
 def record_extras(record: logging.LogRecord) -> dict[str, Any]:
     """The record's job fields first, then any other `extra` it was given."""
-    extras = {name: value for name, value in vars(record).items()
-              if name not in _STANDARD and not name.startswith("_") and value is not None}
+    extras = {
+        name: value
+        for name, value in vars(record).items()
+        if name not in _STANDARD and not name.startswith("_") and value is not None
+    }
     return {**{name: extras.pop(name) for name in JOB_FIELDS if name in extras}, **extras}
 
 

@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     result_ttl_seconds: int = Field(3600, ge=1, description="How long results are kept after a job ends.")
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often expired results are deleted.")
     max_image_pixels: int = Field(
-        4096 * 4096, ge=64 * 64, le=89_478_485,
+        4096 * 4096,
+        ge=64 * 64,
+        le=89_478_485,
         description="Largest input image, in pixels, checked before decoding; at most Pillow's own limit.",
     )
     max_image_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest encoded input image.")
@@ -75,7 +77,8 @@ class Settings(BaseSettings):
         False, description="Let image and webhook URLs point at loopback. Tests and local use only."
     )
     max_body_bytes: int = Field(
-        12 * 1024 * 1024, ge=1024,
+        12 * 1024 * 1024,
+        ge=1024,
         description="Largest request body; larger ones get 413 before they are read in full. The "
         "default fits two incompressible 1024x1024 RGBA PNGs in base64 (2 x 4.2 MB x 4/3 = 11.2 MB) "
         "plus the JSON fields.",
@@ -84,15 +87,14 @@ class Settings(BaseSettings):
         "", description="Comma-separated origins allowed by CORS; empty (the default) turns CORS off."
     )
     redis_url: str | None = Field(
-        None, description="Redis holding the rate-limit buckets; default: the broker URL when it is "
+        None,
+        description="Redis holding the rate-limit buckets; default: the broker URL when it is "
         "redis://, else the buckets live in the database.",
     )
     rate_limit_per_minute: int = Field(
         0, ge=0, description="Default submits per minute per key (token bucket refill); 0: no default limit."
     )
-    rate_limit_burst: int = Field(
-        100, ge=1, description="Default bucket size: submits a key may make at once."
-    )
+    rate_limit_burst: int = Field(100, ge=1, description="Default bucket size: submits a key may make at once.")
     bootstrap_api_key: SecretStr | None = Field(
         None, description="A key to create at start-up if it does not exist yet (admin)."
     )
@@ -119,7 +121,9 @@ class Settings(BaseSettings):
         60.0, gt=0, le=600, description="How long POST /v1/{model} waits for its job before answering 504."
     )
     modelslab_wait_seconds: float = Field(
-        10.0, ge=0, le=600,
+        10.0,
+        ge=0,
+        le=600,
         description="How long the ModelsLab routes wait before answering `processing` with fetch links.",
     )
     heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its job alive.")
@@ -149,27 +153,37 @@ class Settings(BaseSettings):
         None, description="A bearer token that may read GET /metrics (besides admin keys); unset: admin keys only."
     )
     metrics_window_seconds: int = Field(
-        3600, ge=60, le=7 * 86400,
+        3600,
+        ge=60,
+        le=7 * 86400,
         description="The duration histograms of GET /metrics cover the jobs finished in this last window.",
     )
     worker_metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of a worker's Prometheus /metrics server; 0: off."
     )
     worker_heartbeat_seconds: float = Field(
-        5.0, gt=0, le=300, description="How often an inference worker reports itself (system_details) and "
-        "picks up admin commands (clear_cache, load_model's warm-up)."
+        5.0,
+        gt=0,
+        le=300,
+        description="How often an inference worker reports itself (system_details) and "
+        "picks up admin commands (clear_cache, load_model's warm-up).",
     )
     overlap_jobs: bool = Field(
-        True, description="A worker stores each job's results (PNG encoding, upload, status write) on a side "
-        "thread while it runs the next job, and reads the next jobs' inputs while the current one runs."
+        True,
+        description="A worker stores each job's results (PNG encoding, upload, status write) on a side "
+        "thread while it runs the next job, and reads the next jobs' inputs while the current one runs.",
     )
     max_batch_size: int = Field(
-        1, ge=1, le=64, description="Dynamic batching: a worker runs up to this many queued jobs that differ "
-        "only in prompt, seed and inputs (one image each) as one pipeline call. 1: off."
+        1,
+        ge=1,
+        le=64,
+        description="Dynamic batching: a worker runs up to this many queued jobs that differ "
+        "only in prompt, seed and inputs (one image each) as one pipeline call. 1: off.",
     )
     torch_compile: bool = Field(
-        False, description="Run the SD 1.5 and SDXL UNets through torch.compile at the sizes of compile_sizes; "
-        "each size compiles at its first job (minutes on a GPU), then comes from the compile cache."
+        False,
+        description="Run the SD 1.5 and SDXL UNets through torch.compile at the sizes of compile_sizes; "
+        "each size compiles at its first job (minutes on a GPU), then comes from the compile cache.",
     )
     compile_sizes: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
         ((512, 512), (768, 768), (1024, 1024), (1024, 768), (768, 1024)),
@@ -180,8 +194,10 @@ class Settings(BaseSettings):
         None, description="Where compiled graphs are kept across worker restarts; default data_dir/compile-cache."
     )
     model_memory_budget_gb: float | None = Field(
-        None, gt=0, description="Memory a worker may fill with resident models; the least recently used are "
-        "evicted past it. Default: 75% of the device's memory."
+        None,
+        gt=0,
+        description="Memory a worker may fill with resident models; the least recently used are "
+        "evicted past it. Default: 75% of the device's memory.",
     )
 
     @field_validator("webhook_retry_schedule", "warmup_models", mode="before")
@@ -203,8 +219,10 @@ class Settings(BaseSettings):
     def _check_sizes(cls, value: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
         for width, height in value:
             if not all(side % 8 == 0 and 8 <= side <= MAX_COMPILE_SIDE for side in (width, height)):
-                raise ValueError(f"INPAINT_COMPILE_SIZES: {width}x{height} is out of range: each side must be "
-                                 f"a multiple of 8 from 8 to {MAX_COMPILE_SIDE}")
+                raise ValueError(
+                    f"INPAINT_COMPILE_SIZES: {width}x{height} is out of range: each side must be "
+                    f"a multiple of 8 from 8 to {MAX_COMPILE_SIDE}"
+                )
         return value
 
     @model_validator(mode="after")

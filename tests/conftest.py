@@ -54,16 +54,22 @@ def new_postgres_database(admin_url: str) -> str:
 
 
 def s3_client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                        region_name="us-east-1")
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random SD inpainting pipeline, written by the documented CLI command."""
     path = tmp_path_factory.mktemp("tiny") / "tiny-sd"
-    subprocess.run([str(BIN / "inpaint-worker"), "tiny-model", str(path)], check=True, capture_output=True,
-                   env={**os.environ, "INPAINT_DATA_DIR": str(path.parent / "data")}, timeout=300)
+    subprocess.run(
+        [str(BIN / "inpaint-worker"), "tiny-model", str(path)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "INPAINT_DATA_DIR": str(path.parent / "data")},
+        timeout=300,
+    )
     assert (path / "model_index.json").is_file()
     return path
 
@@ -111,17 +117,19 @@ def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, s
     if kind == "production":
         bucket = unique_name("iq-results-")
         s3_client(services["INPAINT_TEST_S3_ENDPOINT"]).create_bucket(Bucket=bucket)
-        env.update({
-            "INPAINT_ENVIRONMENT": "development",  # the loopback switch is refused in production
-            "INPAINT_DATABASE_URL": new_postgres_database(services["INPAINT_TEST_POSTGRES_URL"]),
-            "INPAINT_BROKER_URL": services["INPAINT_TEST_REDIS_URL"] + f"/{_next_redis_db()}",
-            "INPAINT_STORAGE_BACKEND": "s3",
-            "INPAINT_S3_ENDPOINT_URL": services["INPAINT_TEST_S3_ENDPOINT"],
-            "INPAINT_S3_BUCKET": bucket,
-            "INPAINT_S3_ACCESS_KEY_ID": "test",
-            "INPAINT_S3_SECRET_ACCESS_KEY": "test",
-            "INPAINT_SECRET_KEY": "a-test-secret-that-is-long-enough",
-        })
+        env.update(
+            {
+                "INPAINT_ENVIRONMENT": "development",  # the loopback switch is refused in production
+                "INPAINT_DATABASE_URL": new_postgres_database(services["INPAINT_TEST_POSTGRES_URL"]),
+                "INPAINT_BROKER_URL": services["INPAINT_TEST_REDIS_URL"] + f"/{_next_redis_db()}",
+                "INPAINT_STORAGE_BACKEND": "s3",
+                "INPAINT_S3_ENDPOINT_URL": services["INPAINT_TEST_S3_ENDPOINT"],
+                "INPAINT_S3_BUCKET": bucket,
+                "INPAINT_S3_ACCESS_KEY_ID": "test",
+                "INPAINT_S3_SECRET_ACCESS_KEY": "test",
+                "INPAINT_SECRET_KEY": "a-test-secret-that-is-long-enough",
+            }
+        )
     return env
 
 
@@ -133,8 +141,9 @@ def _next_redis_db() -> int:
 
 
 @pytest.fixture(scope="session")
-def stack_factory(services: dict[str, str], tiny_model_dir: Path,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def stack_factory(
+    services: dict[str, str], tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
     """make(kind) -> a started Stack of that kind, one per kind per session."""
     stacks: dict[str, Stack] = {}
 
@@ -143,8 +152,21 @@ def stack_factory(services: dict[str, str], tiny_model_dir: Path,
             workdir = tmp_path_factory.mktemp(f"stack-{kind}")
             stack = Stack(name=kind, workdir=workdir, env=stack_env(kind, workdir, services))
             stack.cli("inpaint-admin", "migrate")
-            stack.cli("inpaint-admin", "models", "register", TINY_SLUG, str(tiny_model_dir), "--family", "sd15",
-                      "--max-side", "128", "--default-size", "64", "--steps", "1:50:2")
+            stack.cli(
+                "inpaint-admin",
+                "models",
+                "register",
+                TINY_SLUG,
+                str(tiny_model_dir),
+                "--family",
+                "sd15",
+                "--max-side",
+                "128",
+                "--default-size",
+                "64",
+                "--steps",
+                "1:50:2",
+            )
             stacks[kind] = stack
             stack.start_all()
         return stacks[kind]
@@ -179,8 +201,11 @@ def pytest_report_header() -> str:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Skipped browser tests are never silent: their reason is repeated as a warning at the end."""
-    reasons = {str(report.longrepr[2]) for report in terminalreporter.stats.get("skipped", [])
-               if isinstance(report.longrepr, tuple) and SKIP_MARK in str(report.longrepr[2])}
+    reasons = {
+        str(report.longrepr[2])
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and SKIP_MARK in str(report.longrepr[2])
+    }
     for reason in sorted(reasons):
         terminalreporter.write_sep("!", "WARNING", red=True, bold=True)
         terminalreporter.write_line(reason, red=True, bold=True)
@@ -196,8 +221,9 @@ def http_server() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 services: dict[str, str]) -> str:
+def migrated_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, services: dict[str, str]
+) -> str:
     """A database of each kind, migrated to head by Alembic (never create_all)."""
     from storage.database.migrate import upgrade
 

@@ -79,8 +79,21 @@ def test_racing_submits_cannot_spend_more_credits_than_there_are(stack: Stack) -
 
 
 def test_a_failed_job_gives_its_credits_back(stack: Stack, tmp_path) -> None:
-    stack.cli("inpaint-admin", "models", "register", "no-weights-credits", str(tmp_path / "nothing"),
-              "--family", "sd15", "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+    stack.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "no-weights-credits",
+        str(tmp_path / "nothing"),
+        "--family",
+        "sd15",
+        "--default-size",
+        "64",
+        "--max-side",
+        "128",
+        "--steps",
+        "1:10:2",
+    )
     key_id, key = new_key(stack, "--credits", "2")
     response = post(stack, key, "no-weights-credits", samples=2)
     assert response.status_code == 200, response.text
@@ -118,8 +131,10 @@ def in_process_app(tmp_path, **settings: Any) -> tuple[TestClient, dict[str, str
     upgrade(config.resolved_database_url)
     engine = make_engine(config.resolved_database_url)
     with session_scope(make_session_factory(engine)) as session:
-        keys = {"admin": create_key(session, name="a", is_admin=True, now=utcnow()).secret,
-                "user": create_key(session, name="u", is_admin=False, now=utcnow()).secret}
+        keys = {
+            "admin": create_key(session, name="a", is_admin=True, now=utcnow()).secret,
+            "user": create_key(session, name="u", is_admin=False, now=utcnow()).secret,
+        }
     engine.dispose()
     return TestClient(create_app(config), raise_server_exceptions=False), keys
 
@@ -143,8 +158,7 @@ def test_the_configured_default_rate_applies_to_every_key(tmp_path) -> None:
     client, keys = in_process_app(tmp_path, rate_limit_per_minute=2, rate_limit_burst=2)
     with client:
         user = {"x-api-key": keys["user"]}
-        codes = [client.post("/v2/no-such-model", json=job_body(), headers=user).status_code
-                 for _ in range(3)]
+        codes = [client.post("/v2/no-such-model", json=job_body(), headers=user).status_code for _ in range(3)]
         other = client.post("/v2/no-such-model", json=job_body(), headers={"x-api-key": keys["admin"]})
     assert codes == [404, 404, 429]
     assert other.status_code == 404, "one key's bucket is not another's"

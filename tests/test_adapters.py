@@ -43,15 +43,9 @@ def test_job_after_adapters_matches_a_pipeline_that_never_saw_them(bench, family
 def test_lora_weights_are_honoured(bench) -> None:
     body = {"seed": 4}
     none = bench.pixels("tiny-sd15", body, scene(), box_mask())
-    zero = bench.pixels(
-        "tiny-sd15", {**body, "lora_model": "tiny-lora", "lora_strength": 0}, scene(), box_mask()
-    )
-    full = bench.pixels(
-        "tiny-sd15", {**body, "lora_model": "tiny-lora", "lora_strength": 1}, scene(), box_mask()
-    )
-    half = bench.pixels(
-        "tiny-sd15", {**body, "lora_model": "tiny-lora", "lora_strength": 0.5}, scene(), box_mask()
-    )
+    zero = bench.pixels("tiny-sd15", {**body, "lora_model": "tiny-lora", "lora_strength": 0}, scene(), box_mask())
+    full = bench.pixels("tiny-sd15", {**body, "lora_model": "tiny-lora", "lora_strength": 1}, scene(), box_mask())
+    half = bench.pixels("tiny-sd15", {**body, "lora_model": "tiny-lora", "lora_strength": 0.5}, scene(), box_mask())
     assert np.abs(zero.astype(int) - none).max() <= 1, "a LoRA at weight 0 must leave the picture as it was"
     assert not np.array_equal(full, none) and not np.array_equal(half, full)
 
@@ -84,9 +78,7 @@ def test_embedding_token_only_exists_during_its_job(bench) -> None:
     tokenizer = inpainter.pipe.tokenizer
     size = len(tokenizer)
     body = {"prompt": "a tinytoken cat", "seed": 6}
-    with_embedding = bench.pixels(
-        "tiny-sd15", {**body, "embeddings_model": "tinytoken"}, scene(), box_mask()
-    )
+    with_embedding = bench.pixels("tiny-sd15", {**body, "embeddings_model": "tinytoken"}, scene(), box_mask())
     without = bench.pixels("tiny-sd15", body, scene(), box_mask())
     assert not np.array_equal(with_embedding, without), "the embedding did not change the prompt"
     assert len(tokenizer) == size and "tinytoken" not in tokenizer.get_vocab()
@@ -96,9 +88,7 @@ def test_a_failing_adapter_leaves_nothing_behind(bench, tiny_assets) -> None:
     from storage.contract.assets import AssetSpec
     from storage.errors import JobFailure
 
-    bench.register(
-        AssetSpec(kind="lora", name="broken", source=str(tiny_assets.root / "missing.safetensors"))
-    )
+    bench.register(AssetSpec(kind="lora", name="broken", source=str(tiny_assets.root / "missing.safetensors")))
     with pytest.raises(JobFailure, match="LoRA 'broken' could not be loaded"):
         bench.run("tiny-sd15", {"lora_model": "tiny-lora,broken"}, scene(), box_mask())
     after = bench.pixels("tiny-sd15", {"seed": 9}, scene(), box_mask())

@@ -136,9 +136,7 @@ def test_assets_load_under_their_kind(embedded: Stack, tiny_assets) -> None:
     assert embedded.wait(job_id)["status"] == "COMPLETED"
     verified = admin(embedded, "verify_model", {"model_id": "admin-lora"}).json()
     assert verified["model_type"] == "lora" and not verified["loaded"] and "each job" in verified["note"]
-    stray = admin(
-        embedded, "load_model", {"model_id": "x", "url": "/x", "model_type": "lora", "max_side": 512}
-    )
+    stray = admin(embedded, "load_model", {"model_id": "x", "url": "/x", "model_type": "lora", "max_side": 512})
     assert stray.status_code == 400 and stray.json()["error"].startswith("max_side")
 
 
@@ -150,9 +148,7 @@ def test_builtins_cannot_be_deleted_and_unknowns_are_404(embedded: Stack) -> Non
 
 def test_schedulers_list(embedded: Stack) -> None:
     body = admin(embedded, "schedulers_list").json()
-    assert {"DPM++ 2M SDE Karras", "DDIM", "EulerDiscreteScheduler", "LCMScheduler"} <= set(
-        body["schedulers"]
-    )
+    assert {"DPM++ 2M SDE Karras", "DDIM", "EulerDiscreteScheduler", "LCMScheduler"} <= set(body["schedulers"])
     assert "KarrasVeScheduler" in body["unsupported"]
 
 

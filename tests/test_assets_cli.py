@@ -22,9 +22,7 @@ def test_point_a_builtin_name_at_a_tiny_model_and_back(tmp_path) -> None:
         ).stdout
 
     run("inpaint-admin", "migrate")
-    written = run(
-        "inpaint-worker", "tiny-model", str(tmp_path / "cn"), "--kind", "controlnet", "--asset", "Canny"
-    )
+    written = run("inpaint-worker", "tiny-model", str(tmp_path / "cn"), "--kind", "controlnet", "--asset", "Canny")
     assert "registered it as 'Canny'" in written
     assert (tmp_path / "cn" / "config.json").is_file()
     listing = run("inpaint-admin", "assets", "list")
@@ -46,6 +44,4 @@ def test_point_a_builtin_name_at_a_tiny_model_and_back(tmp_path) -> None:
     )
 
     assert run("inpaint-admin", "assets", "delete", "controlnet", "Canny").strip() == "deleted"
-    assert "controlnet\tCanny\tdiffusers/controlnet-canny-sdxl-1.0" in run(
-        "inpaint-admin", "assets", "list"
-    )
+    assert "controlnet\tCanny\tdiffusers/controlnet-canny-sdxl-1.0" in run("inpaint-admin", "assets", "list")

@@ -80,18 +80,35 @@ def test_a_companion_whose_input_is_gone_fails_alone(rig: Rig) -> None:
     assert outcomes == {leader: "COMPLETED", broken: "FAILED"}
     job = rig.job(broken)
     assert (job.error_code, job.error_message) == (
-        "storage_unavailable", "the job's input images are no longer in object storage")
+        "storage_unavailable",
+        "the job's input images are no longer in object storage",
+    )
 
 
 def test_signatures() -> None:
     from storage.contract.params import JobParams
 
-    base = JobParams(prompt="a", negative_prompt=None, samples=1, scheduler="DDIM", num_inference_steps=2,
-                     guidance_scale=5, strength=1, seed=1, width=64, height=64)
+    base = JobParams(
+        prompt="a",
+        negative_prompt=None,
+        samples=1,
+        scheduler="DDIM",
+        num_inference_steps=2,
+        guidance_scale=5,
+        strength=1,
+        seed=1,
+        width=64,
+        height=64,
+    )
     same = base.model_copy(update={"prompt": "b", "seed": 9, "safety": "blur"})
     assert batch_signature("sd15", base) == batch_signature("sd15", same) is not None
-    for change in ({"width": 128}, {"num_inference_steps": 3}, {"scheduler": "Euler"},
-                   {"guidance_scale": 6.0}, {"negative_prompt": ""}):
+    for change in (
+        {"width": 128},
+        {"num_inference_steps": 3},
+        {"scheduler": "Euler"},
+        {"guidance_scale": 6.0},
+        {"negative_prompt": ""},
+    ):
         assert batch_signature("sd15", base.model_copy(update=change)) != batch_signature("sd15", base), change
     assert batch_signature("sd15", base.model_copy(update={"samples": 2})) is None
     assert batch_signature("erase", base) is None
@@ -114,8 +131,9 @@ def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> Non
 
     def cancel(job_id: str) -> None:
         with session_scope(rig.ctx.sessions) as session:
-            assert fail_job(session, job_id, code="cancelled", message="cancelled", now=datetime.now(UTC),
-                            ttl=timedelta(hours=1))
+            assert fail_job(
+                session, job_id, code="cancelled", message="cancelled", now=datetime.now(UTC), ttl=timedelta(hours=1)
+            )
 
     cancel(second)
     progress(1, 2)
@@ -139,8 +157,14 @@ def test_a_batch_whose_jobs_are_all_cancelled_stops_and_records_nothing(rig: Rig
     def cancel_both_then_step(inpainter, jobs, *, on_step, components):
         with session_scope(rig.ctx.sessions) as session:
             for job_id in (first, second):
-                fail_job(session, job_id, code="cancelled", message="cancelled", now=datetime.now(UTC),
-                         ttl=timedelta(hours=1))
+                fail_job(
+                    session,
+                    job_id,
+                    code="cancelled",
+                    message="cancelled",
+                    now=datetime.now(UTC),
+                    ttl=timedelta(hours=1),
+                )
         on_step(1, 2)
         return real(inpainter, jobs, on_step=on_step, components=components)
 

@@ -20,8 +20,13 @@ from tests.support.stack import unique_name
 def s3_store(services: dict[str, str]) -> S3BlobStore:
     bucket = unique_name("iq-unit-")
     s3_client(services["INPAINT_TEST_S3_ENDPOINT"]).create_bucket(Bucket=bucket)
-    settings = load_settings(storage_backend="s3", s3_endpoint_url=services["INPAINT_TEST_S3_ENDPOINT"],
-                             s3_bucket=bucket, s3_access_key_id="test", s3_secret_access_key="test")
+    settings = load_settings(
+        storage_backend="s3",
+        s3_endpoint_url=services["INPAINT_TEST_S3_ENDPOINT"],
+        s3_bucket=bucket,
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+    )
     store = make_blob_store(settings)
     assert isinstance(store, S3BlobStore)
     return store
@@ -61,8 +66,7 @@ def test_presigned_url_lives_until_the_job_expires(s3_store: S3BlobStore) -> Non
 def test_local_links_are_signed_and_expire(local_store: LocalBlobStore) -> None:
     local_store.put("jobs/l/output/0.png", b"png")
     now = utcnow()
-    url = local_store.url("jobs/l/output/0.png", expires_at=now + timedelta(minutes=5), now=now,
-                          base_url="http://h")
+    url = local_store.url("jobs/l/output/0.png", expires_at=now + timedelta(minutes=5), now=now, base_url="http://h")
     query = parse_qs(urlparse(url).query)
     expires, signature = int(query["expires"][0]), query["signature"][0]
     key = "jobs/l/output/0.png"
@@ -83,8 +87,9 @@ def test_in_parallel_overlaps_the_calls_keeps_their_order_and_raises_after_all_e
     from storage.blobs.store import in_parallel
 
     both_started = threading.Barrier(2, timeout=5)  # broken (an error) unless the two calls run at once
-    assert in_parallel([lambda: both_started.wait() is not None and "image",
-                        lambda: both_started.wait() is not None and "mask"]) == ["image", "mask"]
+    assert in_parallel(
+        [lambda: both_started.wait() is not None and "image", lambda: both_started.wait() is not None and "mask"]
+    ) == ["image", "mask"]
 
     finished = threading.Event()
 

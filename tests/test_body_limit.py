@@ -23,8 +23,13 @@ MiB = 1024 * 1024
 
 def open_request(stack: Stack, headers: dict[str, str]) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", stack.port), timeout=30)
-    lines = ["POST /v2/erase HTTP/1.1", f"Host: 127.0.0.1:{stack.port}", f"x-api-key: {stack.user_key}",
-             "Content-Type: application/json", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        "POST /v2/erase HTTP/1.1",
+        f"Host: 127.0.0.1:{stack.port}",
+        f"x-api-key: {stack.user_key}",
+        "Content-Type: application/json",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     return sock
 

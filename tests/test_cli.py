@@ -19,14 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PHOTO, MASK = ROOT / "docs/examples/photo.png", ROOT / "docs/examples/mask.png"
 
 
-def inpaint(stack: Stack | None, *argv: str, env: dict[str, str] | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def inpaint(
+    stack: Stack | None, *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI with the stack's URL and key in the environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INPAINT_API", "SEGMIND"))}
     if stack is not None:
         base |= {"INPAINT_API_URL": stack.base_url, "INPAINT_API_KEY": stack.user_key}
-    return subprocess.run([str(BIN / "inpaint"), *argv], env=base | (env or {}), cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [str(BIN / "inpaint"), *argv], env=base | (env or {}), cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def kept_pixels_of_example(path: Path) -> None:
@@ -38,8 +40,9 @@ def kept_pixels_of_example(path: Path) -> None:
 
 
 def test_submit_saves_the_images(embedded: Stack, tmp_path: Path) -> None:
-    done = inpaint(embedded, "submit", str(PHOTO), str(MASK), "--prompt", "remove it", "--model", "erase",
-                   "--out", str(tmp_path))
+    done = inpaint(
+        embedded, "submit", str(PHOTO), str(MASK), "--prompt", "remove it", "--model", "erase", "--out", str(tmp_path)
+    )
     assert done.returncode == 0, done.stderr
     (saved,) = [Path(line) for line in done.stdout.splitlines()]
     assert saved.parent == tmp_path and saved.suffix == ".png"
@@ -48,10 +51,31 @@ def test_submit_saves_the_images(embedded: Stack, tmp_path: Path) -> None:
 
 
 def test_submit_shows_step_progress_from_the_stream(embedded: Stack, tmp_path: Path) -> None:
-    done = inpaint(embedded, "--url", embedded.base_url, "--key", embedded.user_key, "submit", str(PHOTO), str(MASK),
-                   "--prompt", "a red apple", "--model", TINY_SLUG, "--seed", "5", "--param", "num_inference_steps=8",
-                   "--param", "img_width=64", "--param", "img_height=64", "--out", str(tmp_path),
-                   env={"INPAINT_API_KEY": "iq_wrong"})
+    done = inpaint(
+        embedded,
+        "--url",
+        embedded.base_url,
+        "--key",
+        embedded.user_key,
+        "submit",
+        str(PHOTO),
+        str(MASK),
+        "--prompt",
+        "a red apple",
+        "--model",
+        TINY_SLUG,
+        "--seed",
+        "5",
+        "--param",
+        "num_inference_steps=8",
+        "--param",
+        "img_width=64",
+        "--param",
+        "img_height=64",
+        "--out",
+        str(tmp_path),
+        env={"INPAINT_API_KEY": "iq_wrong"},
+    )
     assert done.returncode == 0, done.stderr
     assert "step " in done.stderr and "/8" in done.stderr, done.stderr
     (saved,) = [Path(line) for line in done.stdout.splitlines()]
@@ -60,8 +84,23 @@ def test_submit_shows_step_progress_from_the_stream(embedded: Stack, tmp_path: P
 
 
 def test_status_cancel_and_download(embedded: Stack, tmp_path: Path) -> None:
-    queued = inpaint(embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", TINY_SLUG, "--no-wait",
-                     "--param", "num_inference_steps=50", "--param", "img_width=64", "--param", "img_height=64")
+    queued = inpaint(
+        embedded,
+        "submit",
+        str(PHOTO),
+        str(MASK),
+        "--prompt",
+        "-",
+        "--model",
+        TINY_SLUG,
+        "--no-wait",
+        "--param",
+        "num_inference_steps=50",
+        "--param",
+        "img_width=64",
+        "--param",
+        "img_height=64",
+    )
     assert queued.returncode == 0, queued.stderr
     request_id = queued.stdout.strip()
     cancelled = inpaint(embedded, "cancel", request_id)
@@ -91,8 +130,15 @@ def test_batch_file(embedded: Stack, tmp_path: Path) -> None:
         {"model": "erase", "prompt": "-", "image": "photo.png", "mask": "mask.png"},
         "# a comment",
         {"prompt": "-", "image": "photo.png", "mask": "mask.png", "samples": 9},
-        {"model": TINY_SLUG, "prompt": "a red apple", "image": "photo.png", "mask": "mask.png", "img_width": 64,
-         "img_height": 64, "num_inference_steps": 3},
+        {
+            "model": TINY_SLUG,
+            "prompt": "a red apple",
+            "image": "photo.png",
+            "mask": "mask.png",
+            "img_width": 64,
+            "img_height": 64,
+            "num_inference_steps": 3,
+        },
         "",
         {"model": "no-such-model", "prompt": "-", "image": "photo.png", "mask": "mask.png"},
     ]
@@ -114,8 +160,9 @@ def test_batch_of_more_than_100_jobs_is_sent_in_chunks(embedded: Stack, tmp_path
     line = json.dumps({"prompt": "-", "image": "i.png", "mask": "m.png"})
     jobs = tmp_path / "many.jsonl"
     jobs.write_text("\n".join([line] * 101))
-    done = inpaint(embedded, "batch", str(jobs), "--model", "erase", "--out", str(tmp_path / "out"),
-                   "--interval", "0.5")
+    done = inpaint(
+        embedded, "batch", str(jobs), "--model", "erase", "--out", str(tmp_path / "out"), "--interval", "0.5"
+    )
     assert done.returncode == 0, done.stderr
     assert "101 jobs in 2 batch(es)" in done.stderr and "101 completed" in done.stderr
     assert len(list((tmp_path / "out").iterdir())) == 101
@@ -127,17 +174,50 @@ def test_failures_have_messages_and_exit_codes(embedded: Stack, tmp_path: Path) 
     assert no_key.returncode == 2 and "no API key" in no_key.stderr
     missing = inpaint(embedded, "submit", str(tmp_path / "nope.png"), str(MASK), "--prompt", "-")
     assert missing.returncode == 2 and "nope.png" in missing.stderr
-    refused = inpaint(embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", "erase",
-                      "--param", "samples=9")
+    refused = inpaint(
+        embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", "erase", "--param", "samples=9"
+    )
     assert refused.returncode == 1 and "samples" in refused.stderr and "400" in refused.stderr
-    embedded.cli("inpaint-admin", "models", "register", "cli-missing", str(tmp_path / "none"), "--family", "sd15",
-                 "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
-    failed = inpaint(embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", "cli-missing",
-                     "--out", str(tmp_path))
+    embedded.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "cli-missing",
+        str(tmp_path / "none"),
+        "--family",
+        "sd15",
+        "--default-size",
+        "64",
+        "--max-side",
+        "128",
+        "--steps",
+        "1:10:2",
+    )
+    failed = inpaint(
+        embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", "cli-missing", "--out", str(tmp_path)
+    )
     assert failed.returncode == 1 and "model_unavailable" in failed.stderr
-    slow = inpaint(embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", TINY_SLUG,
-                   "--param", "num_inference_steps=50", "--param", "img_width=64", "--param", "img_height=64",
-                   "--timeout", "0.2", "--poll", "--interval", "0.05")
+    slow = inpaint(
+        embedded,
+        "submit",
+        str(PHOTO),
+        str(MASK),
+        "--prompt",
+        "-",
+        "--model",
+        TINY_SLUG,
+        "--param",
+        "num_inference_steps=50",
+        "--param",
+        "img_width=64",
+        "--param",
+        "img_height=64",
+        "--timeout",
+        "0.2",
+        "--poll",
+        "--interval",
+        "0.05",
+    )
     assert slow.returncode == 3 and "keeps running" in slow.stderr
     request_id = slow.stderr.split("inpaint status ")[-1].strip()
     assert inpaint(embedded, "cancel", request_id).returncode in (0, 1)

@@ -35,17 +35,39 @@ def assert_kept_pixels(out: np.ndarray, size: tuple[int, int] = (64, 64)) -> Non
 
 
 def register_missing_model(stack: Stack, slug: str, where: Path) -> None:
-    stack.cli("inpaint-admin", "models", "register", slug, str(where / "nothing-here"), "--family", "sd15",
-              "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+    stack.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        slug,
+        str(where / "nothing-here"),
+        "--family",
+        "sd15",
+        "--default-size",
+        "64",
+        "--max-side",
+        "128",
+        "--steps",
+        "1:10:2",
+    )
 
 
 # -- run / submit / wait / download -------------------------------------------------------------
 
+
 def test_run_returns_the_result_and_download_saves_its_pixels(stack: Stack, tmp_path: Path) -> None:
     """PIL image and raw bytes as inputs; output URLs (local links or presigned S3) fetched and saved."""
     with client_for(stack) as client:
-        result = client.run(TINY_SLUG, interval=0.1, prompt=PROMPT, image=scene(), mask=png_bytes(box_mask()),
-                            seed=1234, samples=2, num_inference_steps=3)
+        result = client.run(
+            TINY_SLUG,
+            interval=0.1,
+            prompt=PROMPT,
+            image=scene(),
+            mask=png_bytes(box_mask()),
+            seed=1234,
+            samples=2,
+            num_inference_steps=3,
+        )
         assert result["status"] == "COMPLETED" and result["seeds"] == [1234, 1235]
         assert result["metrics"]["inference_time"] > 0
         paths = client.download(result, tmp_path)
@@ -82,8 +104,9 @@ def test_encode_image_forms(tmp_path: Path) -> None:
     path = tmp_path / "x.png"
     path.write_bytes(png_bytes(scene()))
     assert encode_image(str(path)) == encode_image(path) == b64(scene())
-    assert np.array_equal(np.asarray(decode(__import__("base64").b64decode(encode_image(scene())))),
-                          np.asarray(scene()))
+    assert np.array_equal(
+        np.asarray(decode(__import__("base64").b64decode(encode_image(scene())))), np.asarray(scene())
+    )
     with pytest.raises(FileNotFoundError):
         encode_image(str(tmp_path / "missing.png"))
     with pytest.raises(TypeError):
@@ -119,6 +142,7 @@ def test_refusals_are_api_errors(embedded: Stack) -> None:
 
 
 # -- failure, timeout, cancel -------------------------------------------------------------------
+
 
 def test_failed_job_raises_inference_failed(embedded: Stack, tmp_path: Path) -> None:
     register_missing_model(embedded, "sdk-missing", tmp_path)
@@ -164,11 +188,16 @@ def test_cancel_ends_the_job_failed(embedded: Stack) -> None:
         with pytest.raises(InferenceFailed) as failed:
             job.wait(interval=0.1)
         assert failed.value.error_code == "cancelled"
-        assert job.cancel() == {"request_id": job.request_id, "cancelled": False, "outcome": "already_failed",
-                                "status": "FAILED"}
+        assert job.cancel() == {
+            "request_id": job.request_id,
+            "cancelled": False,
+            "outcome": "already_failed",
+            "status": "FAILED",
+        }
 
 
 # -- server-sent events -------------------------------------------------------------------------
+
 
 def test_wait_follows_the_event_stream_with_progress(stack: Stack) -> None:
     """interval=1000: had wait() fallen back to polling it could not finish within the timeout."""
@@ -249,6 +278,7 @@ def test_events_resume_with_last_event_id_after_a_drop(embedded: Stack) -> None:
 
 
 # -- idempotency, batch, listing, v1 ------------------------------------------------------------
+
 
 def test_idempotency_key(embedded: Stack) -> None:
     key = f"sdk-{time.time_ns()}"

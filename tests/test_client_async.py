@@ -28,8 +28,14 @@ def test_async_submit_events_wait_download(embedded: Stack, tmp_path: Path) -> N
             seen.append(status["status"])
 
         async with AsyncClient(embedded.base_url, embedded.user_key) as client:
-            job = await client.submit(TINY_SLUG, prompt="a red apple", image=scene(), mask=png_bytes(box_mask()),
-                                      num_inference_steps=6, seed=9)
+            job = await client.submit(
+                TINY_SLUG,
+                prompt="a red apple",
+                image=scene(),
+                mask=png_bytes(box_mask()),
+                num_inference_steps=6,
+                seed=9,
+            )
             events = [event async for event in job.events()]
             assert events[-1].event == "completed" and events[-1].data["seed"] == 9
             result = await job.wait(stream=True, on_progress=record)
@@ -37,16 +43,33 @@ def test_async_submit_events_wait_download(embedded: Stack, tmp_path: Path) -> N
             (path,) = await job.download(tmp_path)
             assert kept_pixels_equal(path.read_bytes())
 
-            others = await asyncio.gather(*(client.run("erase", interval=0.1, prompt="-", image=scene(),
-                                                       mask=box_mask(), seed=s) for s in (1, 2, 3)))
+            others = await asyncio.gather(
+                *(
+                    client.run("erase", interval=0.1, prompt="-", image=scene(), mask=box_mask(), seed=s)
+                    for s in (1, 2, 3)
+                )
+            )
             assert [r["seed"] for r in others] == [1, 2, 3]
 
     asyncio.run(scenario())
 
 
 def test_async_failure_timeout_cancel_batch(embedded: Stack, tmp_path: Path) -> None:
-    embedded.cli("inpaint-admin", "models", "register", "async-missing", str(tmp_path / "none"), "--family", "sd15",
-                 "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+    embedded.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "async-missing",
+        str(tmp_path / "none"),
+        "--family",
+        "sd15",
+        "--default-size",
+        "64",
+        "--max-side",
+        "128",
+        "--steps",
+        "1:10:2",
+    )
 
     async def scenario() -> None:
         async with AsyncClient(embedded.base_url, embedded.user_key) as client:
@@ -54,8 +77,7 @@ def test_async_failure_timeout_cancel_batch(embedded: Stack, tmp_path: Path) -> 
                 await client.run("async-missing", interval=0.1, prompt="-", image=scene(), mask=box_mask())
             assert failed.value.error_code == "model_unavailable"
 
-            slow = await client.submit(TINY_SLUG, prompt="-", image=scene(), mask=box_mask(),
-                                       num_inference_steps=50)
+            slow = await client.submit(TINY_SLUG, prompt="-", image=scene(), mask=box_mask(), num_inference_steps=50)
             with pytest.raises(InferenceTimeout) as late:
                 await slow.wait(timeout=0.01, interval=0.01)
             assert late.value.request_id == slow.request_id
@@ -63,9 +85,13 @@ def test_async_failure_timeout_cancel_batch(embedded: Stack, tmp_path: Path) -> 
             with pytest.raises(InferenceFailed):
                 await slow.wait(interval=0.1)
 
-            batch = await client.submit_batch([{"prompt": "-", "image": scene(), "mask": box_mask()},
-                                               {"prompt": "-", "image": "not an image", "mask": box_mask()}],
-                                              model="erase")
+            batch = await client.submit_batch(
+                [
+                    {"prompt": "-", "image": scene(), "mask": box_mask()},
+                    {"prompt": "-", "image": "not an image", "mask": box_mask()},
+                ],
+                model="erase",
+            )
             assert (batch.accepted, batch.rejected) == (1, 1) and batch.jobs[1] is None
             summary = await batch.wait(interval=0.2)
             assert summary["counts"] == {"COMPLETED": 1, "REJECTED": 1}

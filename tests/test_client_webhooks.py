@@ -32,8 +32,9 @@ def test_verify_webhook_on_a_real_delivery(embedded: Stack, http_server: Scripte
     http_server.routes["/hook"] = Reply(204)
     secret = embedded.user_webhook_secret
     with Client(embedded.base_url, embedded.user_key) as client:
-        job = client.submit("erase", prompt="-", image=scene(), mask=box_mask(), webhook=f"{http_server.url}/hook",
-                            track_id="sdk-7")
+        job = client.submit(
+            "erase", prompt="-", image=scene(), mask=box_mask(), webhook=f"{http_server.url}/hook", track_id="sdk-7"
+        )
         job.wait(interval=0.1)
     post = delivered(http_server, "/hook")
     headers, body = post.headers, post.body
@@ -45,8 +46,10 @@ def test_verify_webhook_on_a_real_delivery(embedded: Stack, http_server: Scripte
     stamp = int(headers["webhook-timestamp"])
     assert verify_webhook(headers, body, secret, now=stamp + 299)["request_id"] == job.request_id
 
-    rotated = {**headers, "webhook-signature": f"v1,{base64.b64encode(os.urandom(32)).decode()} "
-                                              f"{headers['webhook-signature']}"}
+    rotated = {
+        **headers,
+        "webhook-signature": f"v1,{base64.b64encode(os.urandom(32)).decode()} {headers['webhook-signature']}",
+    }
     assert verify_webhook(rotated, body, secret)["request_id"] == job.request_id, "any one signature may match"
 
     refusals = {

@@ -35,8 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def params(**overrides: object) -> JobParams:
-    base = dict(prompt="a cat", negative_prompt=None, samples=1, scheduler="DDIM", num_inference_steps=2,
-                guidance_scale=7.5, strength=1.0, seed=3, width=BUCKET[0], height=BUCKET[1])
+    base = dict(
+        prompt="a cat",
+        negative_prompt=None,
+        samples=1,
+        scheduler="DDIM",
+        num_inference_steps=2,
+        guidance_scale=7.5,
+        strength=1.0,
+        seed=3,
+        width=BUCKET[0],
+        height=BUCKET[1],
+    )
     return JobParams(**{**base, **overrides})
 
 
@@ -64,11 +74,12 @@ def test_compile_options_follow_the_settings(tmp_path: Path) -> None:
     from worker.engine.compiling import CompileOptions
 
     assert CompileOptions.from_settings(load_settings(data_dir=tmp_path, torch_compile=False)) is None
-    options = CompileOptions.from_settings(load_settings(
-        data_dir=tmp_path, torch_compile=True, compile_sizes="768x512", max_batch_size=3
-    ))
-    assert options == CompileOptions(sizes=((768, 512),), max_batch_size=3,
-                                     cache_dir=(tmp_path / "compile-cache").resolve())
+    options = CompileOptions.from_settings(
+        load_settings(data_dir=tmp_path, torch_compile=True, compile_sizes="768x512", max_batch_size=3)
+    )
+    assert options == CompileOptions(
+        sizes=((768, 512),), max_batch_size=3, cache_dir=(tmp_path / "compile-cache").resolve()
+    )
 
 
 def test_unet_batches_are_the_ones_a_worker_can_produce() -> None:
@@ -120,16 +131,20 @@ def run_job(inpainter: Any, job: JobParams, components: Any = None) -> tuple[np.
     from worker.engine.inference import inpaint
 
     size = (job.width, job.height)
-    images, calls = count_compiled(lambda: inpaint(inpainter, job, scene(size), box_mask(size),
-                                                   on_step=lambda s, t: None, components=components))
+    images, calls = count_compiled(
+        lambda: inpaint(inpainter, job, scene(size), box_mask(size), on_step=lambda s, t: None, components=components)
+    )
     return np.asarray(images[0]).astype(int), calls
 
 
 def graph_counts() -> dict[str, int]:
     from torch._dynamo.utils import counters
 
-    return {"graphs": counters["stats"]["unique_graphs"], "hits": counters["inductor"]["fxgraph_cache_hit"],
-            "misses": counters["inductor"]["fxgraph_cache_miss"]}
+    return {
+        "graphs": counters["stats"]["unique_graphs"],
+        "hits": counters["inductor"]["fxgraph_cache_hit"],
+        "misses": counters["inductor"]["fxgraph_cache_miss"],
+    }
 
 
 def test_a_bucket_job_runs_compiled_with_the_eager_result(compiled: Any, eager: Any) -> None:
@@ -200,14 +215,21 @@ print(json.dumps({"calls": calls, "seconds": time.perf_counter() - started, **co
 """
 
 
-def test_the_compile_cache_outlives_the_process(compiled: Any, compile_cache: Path, tiny_model_dir: Path,
-                                                 tmp_path: Path) -> None:
+def test_the_compile_cache_outlives_the_process(
+    compiled: Any, compile_cache: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """A second process (a restarted worker) loads the graph this one compiled from INPAINT_COMPILE_CACHE_DIR,
     even though its own TORCHINDUCTOR_CACHE_DIR points at an empty directory."""
     run_job(compiled, params())
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "elsewhere")}
-    done = subprocess.run([sys.executable, "-c", PROCESS, str(tiny_model_dir), str(compile_cache)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", PROCESS, str(tiny_model_dir), str(compile_cache)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["calls"] == 2

@@ -67,8 +67,9 @@ def test_healthchecks_use_the_health_routes_and_worker_metrics_ports() -> None:
         assert int(port) > 0
         assert f"http://localhost:{port}/metrics" in SERVICES[name]["healthcheck"]["test"], name
         # The service keeps every setting of the shared environment, not only its own port.
-        assert SERVICES[name]["environment"]["INPAINT_BROKER_URL"] == SERVICES["api"]["environment"][
-            "INPAINT_BROKER_URL"]
+        assert (
+            SERVICES[name]["environment"]["INPAINT_BROKER_URL"] == SERVICES["api"]["environment"]["INPAINT_BROKER_URL"]
+        )
 
 
 def test_flower_is_opt_in_pinned_and_reads_the_same_broker() -> None:

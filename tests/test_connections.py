@@ -61,9 +61,22 @@ def test_each_route_holds_one_connection_at_a_time(app) -> None:
         ("list", "GET", "/v2/requests", {}, 200),
         ("models", "GET", "/v2/models", {}, 200),
         ("batch", "POST", "/v2/batch", {"json": {"requests": [{**job_body(), "model": "erase"}] * 2}}, 200),
-        ("modelslab", "POST", "/api/v6/image_editing/inpaint",
-         {"json": {"key": key["x-api-key"], "prompt": "x", "init_image": job_body()["image"],
-                   "mask_image": job_body()["mask"], "model_id": "erase", "instant_response": True}}, 200),
+        (
+            "modelslab",
+            "POST",
+            "/api/v6/image_editing/inpaint",
+            {
+                "json": {
+                    "key": key["x-api-key"],
+                    "prompt": "x",
+                    "init_image": job_body()["image"],
+                    "mask_image": job_body()["mask"],
+                    "model_id": "erase",
+                    "instant_response": True,
+                }
+            },
+            200,
+        ),
         ("cancel", "POST", f"/v2/requests/{job}/cancel", {}, 200),
         ("webhook log", "GET", f"/v2/requests/{job}/webhooks", {}, 200),
         ("redeliver", "POST", f"/v2/requests/{job}/webhooks/redeliver", {}, 409),  # no terminal event: no worker here,

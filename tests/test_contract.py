@@ -56,6 +56,7 @@ def test_error_names_field_limit_and_value() -> None:
 
 def test_every_supported_scheduler_name_resolves() -> None:
     for name in SUPPORTED_NAMES:
-        assert resolve_params(request(scheduler=name), SD15, image_size=(512, 512),
-                              rng=random.Random(0)).scheduler == name
+        assert (
+            resolve_params(request(scheduler=name), SD15, image_size=(512, 512), rng=random.Random(0)).scheduler == name
+        )
     assert len(SCHEDULERS) > len(SUPPORTED_NAMES), "the unsupported names are listed too, with reasons"

@@ -48,14 +48,18 @@ class ChaosStack(Stack):
 
 
 @pytest.fixture(scope="module", params=["embedded", "production"])
-def chaos(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          tiny_model_dir: Path) -> Iterator[ChaosStack]:
+def chaos(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+) -> Iterator[ChaosStack]:
     workdir = tmp_path_factory.mktemp(f"chaos-{request.param}")
     private: dict[str, Any] = {}
     if request.param == "production":
         private = {"redis": RedisServer().start(), "moto": MotoServer().start(), "postgres": PostgresServer().start()}
-        services = {"INPAINT_TEST_REDIS_URL": private["redis"].url, "INPAINT_TEST_S3_ENDPOINT": private["moto"].url,
-                    "INPAINT_TEST_POSTGRES_URL": private["postgres"].url()}
+        services = {
+            "INPAINT_TEST_REDIS_URL": private["redis"].url,
+            "INPAINT_TEST_S3_ENDPOINT": private["moto"].url,
+            "INPAINT_TEST_POSTGRES_URL": private["postgres"].url(),
+        }
     else:
         services = {}
     env = {**stack_env(request.param, workdir, services), **FAST_CLOCKS}
@@ -64,8 +68,21 @@ def chaos(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         setattr(stack, name, server)
     stack.bucket = env.get("INPAINT_S3_BUCKET", "")
     stack.cli("inpaint-admin", "migrate")
-    stack.cli("inpaint-admin", "models", "register", "tiny-slow", str(tiny_model_dir), "--family", "sd15",
-              "--max-side", "128", "--default-size", "64", "--steps", "1:500:2")
+    stack.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "tiny-slow",
+        str(tiny_model_dir),
+        "--family",
+        "sd15",
+        "--max-side",
+        "128",
+        "--default-size",
+        "64",
+        "--steps",
+        "1:500:2",
+    )
     stack.start_all()
     yield stack
     stack.stop_all()
@@ -76,8 +93,6 @@ def chaos(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def status(stack: Stack, job_id: str) -> dict[str, Any]:
     with stack.client() as client:
         return client.get(f"/v2/requests/{job_id}/status").json()  # type: ignore[no-any-return]
-
-
 
 
 def running(stack: Stack, job_ids: list[str], killed: set[tuple[str, int]] | None = None) -> tuple[str, int] | None:

@@ -62,8 +62,11 @@ def stored_bytes(stack: Stack) -> bytes:
 
 
 def test_cors_is_off_unless_origins_are_configured(tmp_path) -> None:
-    preflight = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "x-api-key"}
+    preflight = {
+        "Origin": "https://evil.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-api-key",
+    }
     client, keys = in_process_app(tmp_path / "off")
     with client:
         assert "access-control-allow-origin" not in client.options("/v2/erase", headers=preflight).headers
@@ -88,8 +91,15 @@ def test_an_internal_error_shows_neither_traceback_nor_values(tmp_path) -> None:
     client, keys = in_process_app(tmp_path)
     engine = make_engine(load_settings(data_dir=tmp_path).resolved_database_url)
     with session_scope(make_session_factory(engine)) as session:
-        session.add(RegisteredModel(slug="broken", family="sd15", source="/srv/internal/weights",
-                                    options={"max_side": "/srv/internal/not-a-number"}, created_at=utcnow()))
+        session.add(
+            RegisteredModel(
+                slug="broken",
+                family="sd15",
+                source="/srv/internal/weights",
+                options={"max_side": "/srv/internal/not-a-number"},
+                created_at=utcnow(),
+            )
+        )
     engine.dispose()
     with client:
         response = client.post("/v2/broken", json=job_body(), headers={"x-api-key": keys["user"]})

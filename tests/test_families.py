@@ -23,9 +23,7 @@ def assert_inpainted(out: np.ndarray) -> None:
     assert not np.array_equal(out[~KEEP], ORIGINAL[~KEEP]), "the masked area was not repainted"
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in SUPPORTED_NAMES if SCHEDULERS[n].class_name not in NO_ADD_NOISE_CLASSES]
-)
+@pytest.mark.parametrize("name", [n for n in SUPPORTED_NAMES if SCHEDULERS[n].class_name not in NO_ADD_NOISE_CLASSES])
 def test_every_scheduler_runs_on_tiny_sdxl(bench, name: str) -> None:
     out = bench.pixels(
         "sdxl-inpaint", {"scheduler": name, "num_inference_steps": 2, "strength": 0.99}, scene(), box_mask()
@@ -45,12 +43,8 @@ def test_a_scheduler_without_add_noise_is_refused_where_it_cannot_run(bench) -> 
 def test_base_model_picks_the_weights(bench) -> None:
     default = bench.pixels("sdxl-inpaint", {"seed": 5}, scene(), box_mask())
     named = bench.pixels("sdxl-inpaint", {"seed": 5, "base_model": "SDXL"}, scene(), box_mask())
-    juggernaut = bench.pixels(
-        "sdxl-inpaint", {"seed": 5, "base_model": "Juggernaut XL"}, scene(), box_mask()
-    )
-    dreamshaper = bench.pixels(
-        "sdxl-inpaint", {"seed": 5, "base_model": "DreamShaper XL"}, scene(), box_mask()
-    )
+    juggernaut = bench.pixels("sdxl-inpaint", {"seed": 5, "base_model": "Juggernaut XL"}, scene(), box_mask())
+    dreamshaper = bench.pixels("sdxl-inpaint", {"seed": 5, "base_model": "DreamShaper XL"}, scene(), box_mask())
     assert np.array_equal(default, named), "sdxl-inpaint's default base_model is SDXL"
     assert not np.array_equal(named, juggernaut), "another base_model must run other weights"
     assert np.array_equal(juggernaut, dreamshaper), "both names point at the same tiny 4-channel pipeline"

@@ -139,8 +139,21 @@ def test_result_before_completion_is_202_with_the_status(stack: Stack) -> None:
 
 
 def test_failed_job_is_422_with_an_error(stack: Stack, tmp_path) -> None:
-    stack.cli("inpaint-admin", "models", "register", "missing-weights", str(tmp_path / "nothing-here"),
-              "--family", "sd15", "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+    stack.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "missing-weights",
+        str(tmp_path / "nothing-here"),
+        "--family",
+        "sd15",
+        "--default-size",
+        "64",
+        "--max-side",
+        "128",
+        "--steps",
+        "1:10:2",
+    )
     job_id = stack.submit("missing-weights", job_body())
     status = stack.wait(job_id)
     assert status["status"] == "FAILED"
@@ -173,11 +186,14 @@ def test_another_keys_job_is_404_not_403(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "iq_not-a-real-key"}, {"x-api-key": ""}])
-@pytest.mark.parametrize("method,path", [("POST", "/v2/erase"), ("GET", "/v2/requests/x/status"),
-                                         ("GET", "/v2/requests/x"), ("GET", "/v2/models")])
+@pytest.mark.parametrize(
+    "method,path",
+    [("POST", "/v2/erase"), ("GET", "/v2/requests/x/status"), ("GET", "/v2/requests/x"), ("GET", "/v2/models")],
+)
 def test_missing_or_unknown_key_is_401(embedded: Stack, headers: dict, method: str, path: str) -> None:
-    response = httpx.request(method, embedded.base_url + path, headers=headers,
-                             json=job_body() if method == "POST" else None)
+    response = httpx.request(
+        method, embedded.base_url + path, headers=headers, json=job_body() if method == "POST" else None
+    )
     assert response.status_code == 401
     assert "key" in response.json()["error"]
 

@@ -40,16 +40,20 @@ def png_chunks(data: bytes) -> list[bytes]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "the stored input is not a PNG"
     kinds, at = [], 8
     while at < len(data):
-        (length,) = struct.unpack(">I", data[at:at + 4])
-        kinds.append(data[at + 4:at + 8])
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kinds.append(data[at + 4 : at + 8])
         at += 12 + length
     return kinds
 
 
 def submit(stack: Stack, field: str, sample: Sample) -> httpx.Response:
     black = Image.new("L", (64, 64), 0)  # keep everything: the erase job has nothing to do
-    body = {"prompt": "x", "image": b64(scene()), "mask": b64(black),
-            field: "data:image/png;base64," + base64.b64encode(sample.data).decode()}
+    body = {
+        "prompt": "x",
+        "image": b64(scene()),
+        "mask": b64(black),
+        field: "data:image/png;base64," + base64.b64encode(sample.data).decode(),
+    }
     with stack.client() as client:
         return client.post("/v2/erase", json=body)
 
@@ -93,8 +97,10 @@ def test_hostile_image_corpus(embedded: Stack) -> None:
         outcomes[f"200, job {status['status']}"] += 1
         assert status["status"] == "COMPLETED", (sample.name, field, status)
         check_stored_input(embedded, job_id, field, sample)
-    print(f"\nhostile images: {len(corpus)} files x 2 fields; RSS {before['VmRSS'] // MiB} -> "
-          f"{after['VmRSS'] // MiB} MiB, peak {after['VmHWM'] // MiB} MiB")
+    print(
+        f"\nhostile images: {len(corpus)} files x 2 fields; RSS {before['VmRSS'] // MiB} -> "
+        f"{after['VmRSS'] // MiB} MiB, peak {after['VmHWM'] // MiB} MiB"
+    )
     for outcome, count in sorted(outcomes.items()):
         print(f"  {count:3d}  {outcome}")
     assert after["VmHWM"] - before["VmRSS"] < PEAK_GROWTH_LIMIT, (before, after)

@@ -19,8 +19,15 @@ from tests.support.images import box_mask, scene
 def tiny(tiny_model_dir: Path):
     from worker.engine.pipelines import PipelineCache
 
-    spec = ModelSpec(slug="tiny", family="sd15", source=str(tiny_model_dir), sizes=None, max_side=128,
-                     default_size=64, steps=Range(min=1, max=50, default=2))
+    spec = ModelSpec(
+        slug="tiny",
+        family="sd15",
+        source=str(tiny_model_dir),
+        sizes=None,
+        max_side=128,
+        default_size=64,
+        steps=Range(min=1, max=50, default=2),
+    )
     cache = PipelineCache("cpu")
     inpainter = cache.get(spec)
     assert cache.get(spec) is inpainter, "a second get must not load again"
@@ -28,8 +35,18 @@ def tiny(tiny_model_dir: Path):
 
 
 def params(**overrides: object) -> JobParams:
-    base = dict(prompt="a cat", negative_prompt=None, samples=1, scheduler="DDIM", num_inference_steps=2,
-                guidance_scale=7.5, strength=1.0, seed=3, width=64, height=64)
+    base = dict(
+        prompt="a cat",
+        negative_prompt=None,
+        samples=1,
+        scheduler="DDIM",
+        num_inference_steps=2,
+        guidance_scale=7.5,
+        strength=1.0,
+        seed=3,
+        width=64,
+        height=64,
+    )
     return JobParams(**{**base, **overrides})
 
 
@@ -38,8 +55,13 @@ def test_every_scheduler_runs_on_the_tiny_pipeline(tiny, name: str) -> None:
     from worker.engine.inference import inpaint
 
     steps: list[tuple[int, int]] = []
-    images = inpaint(tiny, params(scheduler=name, num_inference_steps=3), scene(), box_mask(),
-                     on_step=lambda s, t: steps.append((s, t)))
+    images = inpaint(
+        tiny,
+        params(scheduler=name, num_inference_steps=3),
+        scene(),
+        box_mask(),
+        on_step=lambda s, t: steps.append((s, t)),
+    )
     assert len(images) == 1 and images[0].size == (64, 64)
     assert steps and steps[-1][0] == steps[-1][1], f"progress did not reach the end: {steps}"
     out = np.asarray(images[0])
@@ -51,8 +73,7 @@ def test_every_scheduler_runs_on_the_tiny_pipeline(tiny, name: str) -> None:
 def test_resize_to_the_job_size(tiny) -> None:
     from worker.engine.inference import inpaint
 
-    images = inpaint(tiny, params(width=48, height=32), scene((96, 64)), box_mask((96, 64)),
-                     on_step=lambda s, t: None)
+    images = inpaint(tiny, params(width=48, height=32), scene((96, 64)), box_mask((96, 64)), on_step=lambda s, t: None)
     assert images[0].size == (48, 32)
 
 
@@ -84,8 +105,13 @@ def test_an_erase_job_never_imports_torch() -> None:
         "assert len(images) == 1 and flags is None\n"
         "print('torch' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False", "an erase job imported torch"
 

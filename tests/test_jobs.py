@@ -28,9 +28,17 @@ TTL = timedelta(hours=1)
 
 
 def new_job(db, key_id: int, job_id: str, *, offset: float = 0.0) -> Job:
-    return create_job(db, job_id=job_id, api_key_id=key_id, model="erase", queue="inpaint",
-                      params={"seed": 1}, input_keys={}, base64_output=False,
-                      now=utcnow() + timedelta(seconds=offset))
+    return create_job(
+        db,
+        job_id=job_id,
+        api_key_id=key_id,
+        model="erase",
+        queue="inpaint",
+        params={"seed": 1},
+        input_keys={},
+        base64_output=False,
+        now=utcnow() + timedelta(seconds=offset),
+    )
 
 
 @pytest.fixture
@@ -56,11 +64,13 @@ def test_complete_then_nothing_moves_it(db, key_id: int) -> None:
     new_job(db, key_id, "j2")
     claim_job(db, "j2", now=utcnow())
     assert record_progress(db, "j2", attempt=1, step=3, total=10)
-    assert complete_job(db, "j2", attempt=1, output_keys=["k"], output_seeds=[1], inference_time=0.5, now=utcnow(),
-                        ttl=TTL)
+    assert complete_job(
+        db, "j2", attempt=1, output_keys=["k"], output_seeds=[1], inference_time=0.5, now=utcnow(), ttl=TTL
+    )
     assert status_of(db, "j2") == "COMPLETED"
-    assert not complete_job(db, "j2", attempt=1, output_keys=["k"], output_seeds=[1], inference_time=0.5,
-                            now=utcnow(), ttl=TTL)
+    assert not complete_job(
+        db, "j2", attempt=1, output_keys=["k"], output_seeds=[1], inference_time=0.5, now=utcnow(), ttl=TTL
+    )
     assert not fail_job(db, "j2", code="x", message="y", now=utcnow(), ttl=TTL)
     assert not record_progress(db, "j2", attempt=1, step=1, total=10), "progress of a finished job moved"
     assert status_of(db, "j2") == "COMPLETED"
@@ -68,8 +78,9 @@ def test_complete_then_nothing_moves_it(db, key_id: int) -> None:
 
 def test_complete_needs_processing_and_output(db, key_id: int) -> None:
     new_job(db, key_id, "j3")
-    assert not complete_job(db, "j3", attempt=0, output_keys=["k"], output_seeds=[1], inference_time=0.1,
-                            now=utcnow(), ttl=TTL), "a QUEUED job cannot complete"
+    assert not complete_job(
+        db, "j3", attempt=0, output_keys=["k"], output_seeds=[1], inference_time=0.1, now=utcnow(), ttl=TTL
+    ), "a QUEUED job cannot complete"
     claim_job(db, "j3", now=utcnow())
     with pytest.raises(IllegalTransition):
         complete_job(db, "j3", attempt=1, output_keys=[], output_seeds=[], inference_time=0.1, now=utcnow(), ttl=TTL)
@@ -82,10 +93,12 @@ def test_only_the_current_attempt_may_finish(db, key_id: int) -> None:
     assert claim_job(db, "j5", now=utcnow()), "a requeued job can be claimed again"
     assert not record_progress(db, "j5", attempt=1, step=1, total=2), "the lost attempt must notice"
     assert not beat_heartbeat(db, "j5", attempt=1, now=utcnow())
-    assert not complete_job(db, "j5", attempt=1, output_keys=["a"], output_seeds=[1], inference_time=1, now=utcnow(),
-                            ttl=TTL), "the lost attempt completed the job"
-    assert complete_job(db, "j5", attempt=2, output_keys=["b"], output_seeds=[1], inference_time=1, now=utcnow(),
-                        ttl=TTL)
+    assert not complete_job(
+        db, "j5", attempt=1, output_keys=["a"], output_seeds=[1], inference_time=1, now=utcnow(), ttl=TTL
+    ), "the lost attempt completed the job"
+    assert complete_job(
+        db, "j5", attempt=2, output_keys=["b"], output_seeds=[1], inference_time=1, now=utcnow(), ttl=TTL
+    )
     db.expire_all()
     assert db.get(Job, "j5").output_keys == ["b"]
 

@@ -33,8 +33,12 @@ def test_duplicate_deliveries_run_the_job_once(stack: Stack) -> None:
     status = stack.wait(job_id)
     assert status["status"] == "COMPLETED"
     finished = job_row(stack, job_id).finished_at
-    wait_for_log(stack, "worker", f"nothing to do: the job is not QUEUED (duplicate delivery, finished or "
-                                  f"unknown) request_id={job_id}", 2)
+    wait_for_log(
+        stack,
+        "worker",
+        f"nothing to do: the job is not QUEUED (duplicate delivery, finished or unknown) request_id={job_id}",
+        2,
+    )
     row = job_row(stack, job_id)
     assert row.attempts == 1, "the job was claimed more than once"
     assert row.finished_at == finished, "a duplicate delivery changed the finished job"

@@ -45,9 +45,7 @@ def params(**mask: object) -> JobParams:
 
 
 def run(painter, image=None, mask=None, **options: object) -> np.ndarray:
-    out = inpaint(
-        painter, params(**options), image or scene(), mask or box_mask(), on_step=lambda s, t: None
-    )
+    out = inpaint(painter, params(**options), image or scene(), mask or box_mask(), on_step=lambda s, t: None)
     return np.asarray(out[0]).astype(int)
 
 

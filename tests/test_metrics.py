@@ -20,8 +20,11 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def parse(text: str) -> Samples:
     """{(sample name, sorted labels): value} of a Prometheus text exposition."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -43,8 +46,21 @@ def scrape_worker(port: int) -> Samples:
 
 def test_job_counters_by_model_and_error_code(stack: Stack, tmp_path) -> None:
     missing = unique_name("obs-missing-")
-    stack.cli("inpaint-admin", "models", "register", missing, str(tmp_path / "none"), "--family", "sd15",
-              "--max-side", "128", "--default-size", "64", "--steps", "1:50:2")
+    stack.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        missing,
+        str(tmp_path / "none"),
+        "--family",
+        "sd15",
+        "--max-side",
+        "128",
+        "--default-size",
+        "64",
+        "--steps",
+        "1:50:2",
+    )
     before = scrape(stack)
     done = [stack.submit("erase", job_body(track_id=f"ok-{i}")) for i in range(2)]
     failed = stack.submit(missing, job_body(num_inference_steps=2))
@@ -92,8 +108,11 @@ def test_queue_depth_counts_waiting_messages_while_the_worker_is_stopped(stack: 
 def test_worker_port_serves_resident_models_and_jobs_run(stack: Stack) -> None:
     assert stack.wait(stack.submit("erase", job_body()))["status"] == "COMPLETED"
     worker = scrape_worker(stack.worker_metrics_port)
-    resident = [v for (name, labels), v in worker.items()
-                if name == "inpaint_worker_resident_models" and dict(labels)["kind"] == "erase"]
+    resident = [
+        v
+        for (name, labels), v in worker.items()
+        if name == "inpaint_worker_resident_models" and dict(labels)["kind"] == "erase"
+    ]
     assert resident == [1.0], resident
     assert value(worker, "inpaint_worker_jobs_total", model="erase", status="COMPLETED") >= 1
     assert value(worker, "inpaint_worker_inference_seconds_count", model="erase") >= 1
@@ -159,8 +178,12 @@ def test_log_lines_about_a_job_carry_request_id_and_track_id(stack: Stack) -> No
 def test_readyz_names_what_is_unreachable(tmp_path, broken: str) -> None:
     settings: dict[str, Any] = {  # port 9 (discard) has no listener on loopback
         "broker": {"broker_url": "redis://127.0.0.1:9/0"},
-        "storage": {"storage_backend": "s3", "s3_endpoint_url": "http://127.0.0.1:9", "s3_access_key_id": "x",
-                    "s3_secret_access_key": "y"},
+        "storage": {
+            "storage_backend": "s3",
+            "s3_endpoint_url": "http://127.0.0.1:9",
+            "s3_access_key_id": "x",
+            "s3_secret_access_key": "y",
+        },
     }[broken]
     client, _ = in_process_app(tmp_path, **settings)
     with client:

@@ -88,9 +88,7 @@ def test_seed_002_values_parse() -> None:
 
 
 def test_adapters_resolve_with_weights() -> None:
-    params = resolve(
-        SD15, lora_model="style, detail", lora_strength="0.6,0.3", embeddings_model="easyneg", clip_skip=2
-    )
+    params = resolve(SD15, lora_model="style, detail", lora_strength="0.6,0.3", embeddings_model="easyneg", clip_skip=2)
     assert [(u.name, u.weight) for u in params.adapters.loras] == [("style", 0.6), ("detail", 0.3)]
     assert params.adapters.embeddings == ("easyneg",) and params.adapters.clip_skip == 2
     one_for_all = resolve(SD15, lora_model="style,detail", lora_strength=0.5)
@@ -155,9 +153,7 @@ def test_adapters_resolve_with_weights() -> None:
         ),
     ],
 )
-def test_field_that_cannot_be_honoured_is_rejected(
-    spec, fields: dict, field: str, words: list[str]
-) -> None:
+def test_field_that_cannot_be_honoured_is_rejected(spec, fields: dict, field: str, words: list[str]) -> None:
     if spec is SDXL and field != "strength":
         fields = {"img_width": 1024, "img_height": 1024, **fields}
     error = rejected(spec, **fields)
@@ -186,10 +182,7 @@ def test_karras_sigmas_on_a_scheduler_without_them_are_accepted_and_said_not_app
         resolve(SD15, scheduler="DPMSolverMultistepScheduler", algorithm_type="dpmsolver+++").algorithm_type
         == "dpmsolver++"
     )
-    assert (
-        resolve(SD15, scheduler="DPM++ 2M", algorithm_type="sde-dpmsolver++").algorithm_type
-        == "sde-dpmsolver++"
-    )
+    assert resolve(SD15, scheduler="DPM++ 2M", algorithm_type="sde-dpmsolver++").algorithm_type == "sde-dpmsolver++"
 
 
 def test_scheduler_capability_tables_match_diffusers() -> None:

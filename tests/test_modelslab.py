@@ -33,18 +33,49 @@ ENTERPRISE = "/api/v1/enterprise/inpaint"
 
 # seeds/004, "Example / Body", verbatim but for the key, the image URLs and model_id.
 SEED_004: dict[str, Any] = {
-    "key": "", "prompt": "a cat sitting on a bench", "negative_prompt": None,
-    "init_image": "", "mask_image": "", "width": SIDE, "height": SIDE, "samples": 1,
-    "num_inference_steps": "30", "safety_checker": "no", "enhance_prompt": "yes", "guidance_scale": 5,
-    "strength": 0.7, "base64": False, "seed": None, "webhook": None, "track_id": None,
+    "key": "",
+    "prompt": "a cat sitting on a bench",
+    "negative_prompt": None,
+    "init_image": "",
+    "mask_image": "",
+    "width": SIDE,
+    "height": SIDE,
+    "samples": 1,
+    "num_inference_steps": "30",
+    "safety_checker": "no",
+    "enhance_prompt": "yes",
+    "guidance_scale": 5,
+    "strength": 0.7,
+    "base64": False,
+    "seed": None,
+    "webhook": None,
+    "track_id": None,
 }
 # seeds/002, the JavaScript example (it spells the steps `steps`), changed likewise.
 SEED_002: dict[str, Any] = {
-    "key": "", "model_id": "your_model_id", "prompt": "a cat sitting on a bench", "negative_prompt": None,
-    "init_image": "", "mask_image": "", "width": SIDE, "height": SIDE, "samples": "1", "steps": "30",
-    "safety_checker": "no", "enhance_prompt": "yes", "guidance_scale": 7.5, "strength": 0.7,
-    "scheduler": "PNDMScheduler", "lora_model": None, "tomesd": "yes", "use_karras_sigmas": "yes",
-    "vae": None, "lora_strength": None, "embeddings_model": None, "seed": None, "webhook": None,
+    "key": "",
+    "model_id": "your_model_id",
+    "prompt": "a cat sitting on a bench",
+    "negative_prompt": None,
+    "init_image": "",
+    "mask_image": "",
+    "width": SIDE,
+    "height": SIDE,
+    "samples": "1",
+    "steps": "30",
+    "safety_checker": "no",
+    "enhance_prompt": "yes",
+    "guidance_scale": 7.5,
+    "strength": 0.7,
+    "scheduler": "PNDMScheduler",
+    "lora_model": None,
+    "tomesd": "yes",
+    "use_karras_sigmas": "yes",
+    "vae": None,
+    "lora_strength": None,
+    "embeddings_model": None,
+    "seed": None,
+    "webhook": None,
     "track_id": None,
 }
 _registered: set[str] = set()
@@ -70,17 +101,31 @@ def ml_embedded(embedded: Stack, tiny_model_dir) -> Stack:
 def with_model(stack: Stack, tiny_model_dir) -> Stack:
     """The tiny SD 1.5 pipeline registered as MODEL through seeds/002's load_model (once per stack)."""
     if stack.name not in _registered:
-        answer = httpx.post(stack.base_url + "/api/v1/enterprise/load_model", timeout=60, json={
-            "key": stack.admin_key, "model_id": MODEL, "url": str(tiny_model_dir), "model_type": "sd15",
-            "max_side": 128})
+        answer = httpx.post(
+            stack.base_url + "/api/v1/enterprise/load_model",
+            timeout=60,
+            json={
+                "key": stack.admin_key,
+                "model_id": MODEL,
+                "url": str(tiny_model_dir),
+                "model_type": "sd15",
+                "max_side": 128,
+            },
+        )
         assert answer.status_code == 200 and answer.json()["status"] == "success", answer.text
         _registered.add(stack.name)
     return stack
 
 
 def seed_body(template: dict[str, Any], stack: Stack, server: ScriptedServer, **changes: Any) -> dict[str, Any]:
-    return {**template, "key": stack.user_key, "init_image": f"{server.url}/in.png",
-            "mask_image": f"{server.url}/mask.png", "model_id": MODEL, **changes}
+    return {
+        **template,
+        "key": stack.user_key,
+        "init_image": f"{server.url}/in.png",
+        "mask_image": f"{server.url}/mask.png",
+        "model_id": MODEL,
+        **changes,
+    }
 
 
 def post(stack: Stack, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -151,11 +196,13 @@ def test_seed_002_body_runs_as_printed(ml_embedded: Stack, images: ScriptedServe
     assert meta["enhance_prompt"] == "yes" and meta["prompt"].endswith(PROMPT_SUFFIX)
 
 
-def test_enhance_prompt_no_keeps_the_prompt_and_base64_answers_inline(ml_embedded: Stack,
-                                                                      images: ScriptedServer) -> None:
+def test_enhance_prompt_no_keeps_the_prompt_and_base64_answers_inline(
+    ml_embedded: Stack, images: ScriptedServer
+) -> None:
     stack = ml_embedded
-    body = seed_body(SEED_004, stack, images, enhance_prompt="no", base64="yes", seed="7", samples="2",
-                     num_inference_steps="20")
+    body = seed_body(
+        SEED_004, stack, images, enhance_prompt="no", base64="yes", seed="7", samples="2", num_inference_steps="20"
+    )
     answer = outcome(stack, post(stack, V6, body))
     assert answer["status"] == "success", answer
     assert answer["meta"]["prompt"] == "a cat sitting on a bench" and answer["meta"]["enhance_prompt"] == "no"
@@ -163,8 +210,9 @@ def test_enhance_prompt_no_keeps_the_prompt_and_base64_answers_inline(ml_embedde
     assert len(answer["output"]) == 2 and not answer["output"][0].startswith("http")
 
 
-def test_instant_response_answers_processing_then_fetch_routes_answer(ml_embedded: Stack,
-                                                                    images: ScriptedServer) -> None:
+def test_instant_response_answers_processing_then_fetch_routes_answer(
+    ml_embedded: Stack, images: ScriptedServer
+) -> None:
     stack = ml_embedded
     first = post(stack, V6, seed_body(SEED_004, stack, images, instant_response="true"))
     assert first.status_code == 200, first.text
@@ -175,8 +223,10 @@ def test_instant_response_answers_processing_then_fetch_routes_answer(ml_embedde
     assert processing["meta"]["model_id"] == MODEL
     done = outcome(stack, first)
     assert done["status"] == "success"
-    for path, body in ((f"/api/v1/enterprise/fetch/{done['id']}", {"key": stack.user_key}),
-                       ("/api/v1/enterprise/fetch_queue_image", {"key": stack.user_key, "request_id": done["id"]})):
+    for path, body in (
+        (f"/api/v1/enterprise/fetch/{done['id']}", {"key": stack.user_key}),
+        ("/api/v1/enterprise/fetch_queue_image", {"key": stack.user_key, "request_id": done["id"]}),
+    ):
         again = post(stack, path, body)
         assert again.status_code == 200 and again.json()["output"] == done["output"], path
     (picture,) = download_pngs(processing["future_links"])
@@ -185,19 +235,23 @@ def test_instant_response_answers_processing_then_fetch_routes_answer(ml_embedde
     assert other.status_code == 404 and other.json()["status"] == "error", "another key's job is not found"
 
 
-@pytest.mark.parametrize(("changes", "status", "names"), [
-    ({"key": None}, 401, "key"),
-    ({"key": "iq_unknown"}, 401, "API key"),
-    ({"samples": "9"}, 400, "samples"),
-    ({"width": "60"}, 400, "img_width"),
-    ({"height": "1024"}, 400, "img_height"),
-    ({"guidance_scale": "loud"}, 400, "guidance_scale"),
-    ({"cn_model": "Canny"}, 400, "cn_model"),
-    ({"safety_checker_type": "blur"}, 400, "safety_checker_type"),
-    ({"model_id": "no-such-model"}, 404, "no-such-model"),
-])
-def test_errors_answer_in_the_modelslab_shape(ml_embedded: Stack, images: ScriptedServer, changes: dict,
-                                              status: int, names: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "status", "names"),
+    [
+        ({"key": None}, 401, "key"),
+        ({"key": "iq_unknown"}, 401, "API key"),
+        ({"samples": "9"}, 400, "samples"),
+        ({"width": "60"}, 400, "img_width"),
+        ({"height": "1024"}, 400, "img_height"),
+        ({"guidance_scale": "loud"}, 400, "guidance_scale"),
+        ({"cn_model": "Canny"}, 400, "cn_model"),
+        ({"safety_checker_type": "blur"}, 400, "safety_checker_type"),
+        ({"model_id": "no-such-model"}, 404, "no-such-model"),
+    ],
+)
+def test_errors_answer_in_the_modelslab_shape(
+    ml_embedded: Stack, images: ScriptedServer, changes: dict, status: int, names: str
+) -> None:
     body = {k: v for k, v in seed_body(SEED_004, ml_embedded, images, **changes).items() if v is not None}
     answer = post(ml_embedded, V6, body)
     assert answer.status_code == status, answer.text
@@ -213,11 +267,11 @@ def test_a_field_of_another_family_says_which_family_takes_it(ml_embedded: Stack
 def test_webhook_gets_the_modelslab_body_with_track_id(ml_embedded: Stack, images: ScriptedServer) -> None:
     stack = ml_embedded
     images.routes["/hook"] = Reply(200, b"ok")
-    body = seed_body(SEED_004, stack, images, webhook=f"{images.url}/hook", track_id=12384052,
-                     instant_response="true")
+    body = seed_body(SEED_004, stack, images, webhook=f"{images.url}/hook", track_id=12384052, instant_response="true")
     job_id = post(stack, V6, body).json()["id"]
-    hook = wait_until(lambda: next((r for r in images.received if r.path == "/hook"), None),
-                      what="the webhook", timeout=240)
+    hook = wait_until(
+        lambda: next((r for r in images.received if r.path == "/hook"), None), what="the webhook", timeout=240
+    )
     sent = json.loads(hook.body)
     assert sent["status"] == "success" and sent["id"] == job_id and sent["track_id"] == 12384052
     assert isinstance(sent["generationTime"], float) and sent["meta"]["enhance_prompt"] == "yes"
@@ -229,7 +283,8 @@ def test_webhook_gets_the_modelslab_body_with_track_id(ml_embedded: Stack, image
 
 
 def test_enhance_prompt_defaults_to_yes_as_on_modelslab_and_erase_takes_no_such_field(
-        ml_embedded: Stack, images: ScriptedServer) -> None:
+    ml_embedded: Stack, images: ScriptedServer
+) -> None:
     """seeds/004: 'Default is "yes"'. A body that leaves it out gets the suffix, as it would there;
     `erase`, which has no prompt to enhance, takes a body without the field as before."""
     stack = ml_embedded

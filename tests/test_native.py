@@ -20,6 +20,7 @@ from tests.support.waiting import wait_until
 
 def wait_status(stack: Stack, job_id: str, predicate: Any, timeout: float = 300) -> dict[str, Any]:
     with stack.client() as client:
+
         def check() -> dict[str, Any] | None:
             body: dict[str, Any] = client.get(f"/v2/requests/{job_id}/status").json()
             return body if predicate(body) else None
@@ -49,6 +50,7 @@ def read_events(response: httpx.Response, limit: int | None = None) -> list[dict
 
 
 # -- cancel ---------------------------------------------------------------------------------------
+
 
 def test_cancel_queued_and_processing_jobs(stack: Stack) -> None:
     running = stack.submit(TINY_SLUG, job_body(num_inference_steps=50))
@@ -82,6 +84,7 @@ def test_cancel_after_completion_says_so(embedded: Stack) -> None:
 
 
 # -- server-sent events ---------------------------------------------------------------------------
+
 
 def test_events_stream_to_the_end(stack: Stack) -> None:
     job_id = stack.submit(TINY_SLUG, job_body(num_inference_steps=12))
@@ -120,6 +123,7 @@ def test_events_of_unknown_job_is_404(embedded: Stack) -> None:
 
 # -- idempotency ----------------------------------------------------------------------------------
 
+
 def test_idempotency_key_returns_the_original_and_refuses_another_body(stack: Stack) -> None:
     body = job_body(seed=5)
     headers = {"Idempotency-Key": f"order-{time.time_ns()}"}
@@ -152,6 +156,7 @@ def test_identical_submits_racing_create_one_job(embedded: Stack) -> None:
 
 
 # -- batch ----------------------------------------------------------------------------------------
+
 
 def test_batch_accepts_good_items_and_reports_bad_ones(stack: Stack) -> None:
     good = job_body()
@@ -192,6 +197,7 @@ def test_batch_limits(embedded: Stack) -> None:
 
 # -- listing --------------------------------------------------------------------------------------
 
+
 def test_listing_pages_through_the_callers_jobs(embedded: Stack) -> None:
     api_key, _ = _keys_of(embedded.cli("inpaint-admin", "keys", "create", "--name", "lister"))
     ids = [embedded.submit("erase", job_body(track_id=i), key=api_key) for i in range(3)]
@@ -208,6 +214,7 @@ def test_listing_pages_through_the_callers_jobs(embedded: Stack) -> None:
 
 
 # -- v1 synchronous -------------------------------------------------------------------------------
+
 
 def test_v1_answers_the_image(stack: Stack) -> None:
     with stack.client() as client:
@@ -246,8 +253,21 @@ def test_v1_timeout_is_504_and_the_result_can_be_collected(embedded: Stack) -> N
 
 
 def test_v1_failed_job_is_422(embedded: Stack, tmp_path) -> None:
-    embedded.cli("inpaint-admin", "models", "register", "v1-missing", str(tmp_path / "none"), "--family", "sd15",
-                 "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+    embedded.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "v1-missing",
+        str(tmp_path / "none"),
+        "--family",
+        "sd15",
+        "--default-size",
+        "64",
+        "--max-side",
+        "128",
+        "--steps",
+        "1:10:2",
+    )
     with embedded.client() as client:
         response = client.post("/v1/v1-missing", json=job_body())
     assert response.status_code == 422 and response.json()["error_code"] == "model_unavailable"
@@ -255,12 +275,26 @@ def test_v1_failed_job_is_422(embedded: Stack, tmp_path) -> None:
 
 # -- the published Segmind SDK's v2 sequence, replayed over HTTP -----------------------------------
 
+
 @pytest.mark.parametrize("model,expected", [("erase", "COMPLETED"), ("sdk-missing", "FAILED")])
 def test_segmind_sdk_sequence(embedded: Stack, tmp_path, model: str, expected: str) -> None:
     """submit; poll status_url once a second; COMPLETED and FAILED are terminal whatever the HTTP code."""
     if model == "sdk-missing":
-        embedded.cli("inpaint-admin", "models", "register", model, str(tmp_path / "none"), "--family", "sd15",
-                     "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+        embedded.cli(
+            "inpaint-admin",
+            "models",
+            "register",
+            model,
+            str(tmp_path / "none"),
+            "--family",
+            "sd15",
+            "--default-size",
+            "64",
+            "--max-side",
+            "128",
+            "--steps",
+            "1:10:2",
+        )
     with httpx.Client(headers={"x-api-key": embedded.user_key}, timeout=30) as sdk:
         submitted = sdk.post(f"{embedded.base_url}/v2/{model}", json=job_body())
         submitted.raise_for_status()

@@ -93,12 +93,16 @@ def test_the_next_jobs_inputs_are_read_while_a_job_runs(rig: Rig) -> None:
     first, second = rig.submit(BODY), rig.submit({**BODY, "seed": 6})
     second_keys = rig.job(second).input_keys
     run_job(rig.ctx, first)
-    wait_until(lambda: all(rig.ctx.blobs.reads[key] == 1 for key in second_keys.values()), timeout=10,
-               what="the second job's inputs read ahead")
+    wait_until(
+        lambda: all(rig.ctx.blobs.reads[key] == 1 for key in second_keys.values()),
+        timeout=10,
+        what="the second job's inputs read ahead",
+    )
     run_job(rig.ctx, second)
     assert rig.ctx.finisher.drain(timeout=30)
-    assert all(rig.ctx.blobs.reads[key] == 1 for key in second_keys.values()), \
+    assert all(rig.ctx.blobs.reads[key] == 1 for key in second_keys.values()), (
         "the second job read its inputs again instead of taking the ones read ahead"
+    )
 
     again = rig.submit({**BODY, "seed": 6})  # the same job, run without any overlap
     plain = dataclasses.replace(rig.ctx, finisher=None, prefetcher=None)
@@ -114,8 +118,7 @@ def test_inputs_read_ahead_for_a_job_that_stopped_waiting_are_dropped(rig: Rig) 
     prefetcher.ahead_of("inpaint")  # capacity 1 (no batching): only the oldest is read
     wait_until(lambda: rig.ctx.blobs.reads[keys[first]["image"]] == 1, timeout=10, what="the read-ahead")
     with session_scope(rig.ctx.sessions) as session:
-        fail_job(session, first, code="cancelled", message="cancelled", now=datetime.now(UTC),
-                 ttl=timedelta(hours=1))
+        fail_job(session, first, code="cancelled", message="cancelled", now=datetime.now(UTC), ttl=timedelta(hours=1))
     prefetcher.ahead_of("inpaint")
     wait_until(lambda: rig.ctx.blobs.reads[keys[second]["image"]] == 1, timeout=10, what="the next read-ahead")
     assert prefetcher.take(first, keys[first]) is None, "a cancelled job's inputs were kept"

@@ -96,7 +96,7 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 def distance_to(size: tuple[int, int], path: list[tuple[float, float]]) -> np.ndarray:
     """Distance from each pixel's centre to the polyline `path`, in image pixels."""
-    ys, xs = np.mgrid[0:size[1], 0:size[0]] + 0.5
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]] + 0.5
     best = np.full((size[1], size[0]), np.inf)
     for (x0, y0), (x1, y1) in zip(path, path[1:], strict=False):
         dx, dy = x1 - x0, y1 - y0
@@ -157,8 +157,9 @@ def test_paint_erase_download_and_compare(page: Any, embedded: Stack) -> None:
     assert kept.sum() > 50_000 and repainted.sum() > 2_000
     assert np.array_equal(after[kept], before[kept]), "a pixel the mask keeps changed"
     on_post = repainted & (np.abs(before - before[150, 175]).sum(axis=2) < 30)
-    assert on_post.sum() > 1_000 and np.abs(after[on_post] - before[on_post]).sum(axis=1).min() > 60, \
+    assert on_post.sum() > 1_000 and np.abs(after[on_post] - before[on_post]).sum(axis=1).min() > 60, (
         "the post was not erased"
+    )
 
     text = page.inner_text("#results")
     assert "seed" in text and "inference" in text and "done in" in text
@@ -176,8 +177,9 @@ def keep_screenshot(page: Any) -> None:
         shot.save(ROOT / "docs" / "playground.png", optimize=True)
 
 
-def test_url_image_uploaded_mask_invert_iterate_and_history(page: Any, embedded: Stack, http_server: Any,
-                                                            tmp_path: Path) -> None:
+def test_url_image_uploaded_mask_invert_iterate_and_history(
+    page: Any, embedded: Stack, http_server: Any, tmp_path: Path
+) -> None:
     """An image by URL, a mask file (inverted in the page), erase; then the result as the next
     input, and the job reopened from the history. The event stream is refused here, so the page
     follows the job by polling its status instead."""

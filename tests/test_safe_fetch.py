@@ -19,12 +19,35 @@ from tests.support.http_server import Reply
 LOOPBACK = FetchPolicy(timeout=3, max_bytes=1000, allow_loopback=True)
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-    "224.0.0.1", "239.255.255.250", "255.255.255.255", "::", "::1", "::127.0.0.1", "fc00::1", "fd12:3456::1",
-    "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:8.8.8.8", "64:ff9b::7f00:1", "64:ff9b::808:808",
-    "2002:7f00:1::", "2002:808:808::", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "239.255.255.250",
+        "255.255.255.255",
+        "::",
+        "::1",
+        "::127.0.0.1",
+        "fc00::1",
+        "fd12:3456::1",
+        "fe80::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:8.8.8.8",
+        "64:ff9b::7f00:1",
+        "64:ff9b::808:808",
+        "2002:7f00:1::",
+        "2002:808:808::",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+    ],
+)
 def test_private_and_special_addresses_are_not_public(address: str) -> None:
     assert not is_public(ipaddress.ip_address(address))
 
@@ -49,16 +72,26 @@ def test_loopback_is_refused_unless_switched_on(http_server) -> None:
     assert fetch(f"{http_server.url}/x", LOOPBACK).body == b"hello"
 
 
-@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "0x7f.0.0.1", "127.1", "127.0.1", "0", "0x0",
-                                  "017700000001"])
+@pytest.mark.parametrize(
+    "host", ["2130706433", "0x7f000001", "0x7f.0.0.1", "127.1", "127.0.1", "0", "0x0", "017700000001"]
+)
 def test_numeric_ip_spellings_are_refused_even_with_loopback_on(http_server, host: str) -> None:
     with pytest.raises(FetchError, match="neither a host name|not a valid URL"):
         fetch(f"http://{host}:{http_server.port}/x", LOOPBACK)
     assert http_server.connections == 0
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "gopher://x", "http://",
-                                 "http://user:pw@localhost/x", "http://localhost@localhost/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/x",
+        "file:///etc/passwd",
+        "gopher://x",
+        "http://",
+        "http://user:pw@localhost/x",
+        "http://localhost@localhost/x",
+    ],
+)
 def test_only_plain_http_and_https(url: str) -> None:
     with pytest.raises(FetchError):
         fetch(url, LOOPBACK)
@@ -86,8 +119,13 @@ def test_the_name_is_resolved_once_and_that_address_is_used(http_server, monkeyp
 
 def test_host_header_keeps_the_name_and_caller_cannot_override_it(http_server) -> None:
     http_server.routes["/x"] = Reply(200, b"ok")
-    fetch(f"http://LocalHost.:{http_server.port}/x?q=1", LOOPBACK, method="POST", content=b"{}",
-          headers={"Host": "evil.example", "content-type": "application/json"})
+    fetch(
+        f"http://LocalHost.:{http_server.port}/x?q=1",
+        LOOPBACK,
+        method="POST",
+        content=b"{}",
+        headers={"Host": "evil.example", "content-type": "application/json"},
+    )
     got = http_server.received[-1]
     assert (got.method, got.path, got.body) == ("POST", "/x?q=1", b"{}")
     assert got.headers["host"] == f"localhost:{http_server.port}"
@@ -98,8 +136,26 @@ def test_host_header_keeps_the_name_and_caller_cannot_override_it(http_server) -
 def tls_server(tmp_path: Path) -> Iterator[tuple[int, list[str]]]:
     """A TLS listener with a self-signed certificate that records the SNI name of each handshake."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     names: list[str] = []
@@ -138,8 +194,12 @@ def test_byte_cap_on_declared_and_streamed_lengths(http_server) -> None:
     with pytest.raises(FetchError, match="limit of 1000"):
         fetch(f"{http_server.url}/big", LOOPBACK)
     chunk = b"100\r\n" + b"y" * 256 + b"\r\n"  # no Content-Length: the cap must count while streaming
-    with drip_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", chunk * 100, pause=0.01,
-                     piece=len(chunk)) as port, pytest.raises(FetchError, match="limit of 1000"):
+    with (
+        drip_server(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", chunk * 100, pause=0.01, piece=len(chunk)
+        ) as port,
+        pytest.raises(FetchError, match="limit of 1000"),
+    ):
         fetch(f"http://127.0.0.1:{port}/", LOOPBACK)
 
 
@@ -171,16 +231,20 @@ class drip_server:  # noqa: N801 - a context manager that reads like a function
             conn.recv(65536)
             conn.sendall(self.fast)
             for start in range(0, len(self.drip), self.piece):
-                conn.sendall(self.drip[start:start + self.piece])
+                conn.sendall(self.drip[start : start + self.piece])
                 time.sleep(self.pause)
         except OSError:
             pass
 
 
-@pytest.mark.parametrize("fast,drip", [
-    (b"HTTP/1.1 200 OK\r\n", b"X-Slow: " + b"a" * 1000),  # headers that take forever
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"z" * 1000),  # a body that takes forever
-], ids=["headers", "body"])
+@pytest.mark.parametrize(
+    "fast,drip",
+    [
+        (b"HTTP/1.1 200 OK\r\n", b"X-Slow: " + b"a" * 1000),  # headers that take forever
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"z" * 1000),  # a body that takes forever
+    ],
+    ids=["headers", "body"],
+)
 def test_a_slow_drip_cannot_hold_a_fetch_past_the_deadline(fast: bytes, drip: bytes) -> None:
     """Each byte arrives well within any per-read timeout; only an overall deadline stops it."""
     with drip_server(fast, drip, pause=0.05) as port:

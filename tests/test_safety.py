@@ -43,9 +43,7 @@ def test_a_flagged_image_is_replaced_and_reported(bench, checker_offset, kind: s
         if kind == "black":
             assert out.max() == 0
         elif kind == "pixelate":
-            assert np.array_equal(out[:4, :4], np.broadcast_to(out[0, 0], (4, 4, 3))), (
-                "a 4x4 block is one colour"
-            )
+            assert np.array_equal(out[:4, :4], np.broadcast_to(out[0, 0], (4, 4, 3))), "a 4x4 block is one colour"
         elif kind == "blur":
             assert np.abs(np.diff(out, axis=1)).mean() < np.abs(np.diff(before, axis=1)).mean() / 2
         else:

@@ -30,11 +30,33 @@ def ssrf_urls(port: int) -> list[str]:
     """Each of these reaches 127.0.0.1:port or [::1]:port, or would if it were followed naively."""
     path = "/canary.png"
     hosts = [
-        "127.0.0.1", "localhost", "LOCALHOST", "localhost.", "127.0.0.1.", "127.255.255.254", "0.0.0.0", "0",
-        "127.1", "127.0.1", "2130706433", "0x7f000001", "0x7f.0x0.0x0.0x1", "0177.0.0.1", "017700000001",
-        "[::1]", "[::]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]",
-        "[::127.0.0.1]", "[64:ff9b::127.0.0.1]", "[2002:7f00:1::]", "[::1%25lo]",
-        "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ", "127。0。0。1", "１２７.０.０.１",
+        "127.0.0.1",
+        "localhost",
+        "LOCALHOST",
+        "localhost.",
+        "127.0.0.1.",
+        "127.255.255.254",
+        "0.0.0.0",
+        "0",
+        "127.1",
+        "127.0.1",
+        "2130706433",
+        "0x7f000001",
+        "0x7f.0x0.0x0.0x1",
+        "0177.0.0.1",
+        "017700000001",
+        "[::1]",
+        "[::]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[0:0:0:0:0:ffff:127.0.0.1]",
+        "[::127.0.0.1]",
+        "[64:ff9b::127.0.0.1]",
+        "[2002:7f00:1::]",
+        "[::1%25lo]",
+        "ⓛⓞⓒⓐⓛⓗⓞⓢⓣ",
+        "127。0。0。1",
+        "１２７.０.０.１",
     ]
     urls = [f"http://{host}:{port}{path}" for host in hosts]
     urls += [
@@ -55,9 +77,16 @@ def ssrf_urls(port: int) -> list[str]:
         f"http:/127.0.0.1:{port}{path}",
         f" http://127.0.0.1:{port}{path}",
         # no canary behind these, but each must be refused before any connection is tried
-        "http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/latest/meta-data/",
-        "http://10.0.0.1/", "http://172.16.0.1/", "http://192.168.0.1/", "http://100.64.0.1/",
-        "http://224.0.0.1/", "http://[fe80::1]/", "http://[fc00::1]/", "http://[ff02::1]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://192.168.0.1/",
+        "http://100.64.0.1/",
+        "http://224.0.0.1/",
+        "http://[fe80::1]/",
+        "http://[fc00::1]/",
+        "http://[ff02::1]/",
     ]
     return urls
 
@@ -66,12 +95,16 @@ def ssrf_urls(port: int) -> list[str]:
 def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An API process with the defaults that matter here: the loopback switch off."""
     workdir = tmp_path_factory.mktemp("stack-strict")
-    stack = Stack(name="strict", workdir=workdir, env={
-        "INPAINT_DATA_DIR": str(workdir / "data"),
-        "INPAINT_ALLOW_LOOPBACK_URLS": "false",
-        "INPAINT_FETCH_TIMEOUT_SECONDS": "3",
-        "INPAINT_RATE_LIMIT_PER_MINUTE": "0",
-    })
+    stack = Stack(
+        name="strict",
+        workdir=workdir,
+        env={
+            "INPAINT_DATA_DIR": str(workdir / "data"),
+            "INPAINT_ALLOW_LOOPBACK_URLS": "false",
+            "INPAINT_FETCH_TIMEOUT_SECONDS": "3",
+            "INPAINT_RATE_LIMIT_PER_MINUTE": "0",
+        },
+    )
     stack.cli("inpaint-admin", "migrate")
     stack.user_key = re.findall(r"iq_\S+", stack.cli("inpaint-admin", "keys", "create", "--name", "user"))[0]
     stack.start_api()
@@ -106,8 +139,7 @@ def count_jobs(stack: Stack) -> int:
         return int(session.execute(select(func.count()).select_from(Job)).scalar_one())
 
 
-def test_every_spelling_is_refused_and_the_canary_sees_nothing(strict: Stack, canaries: list[ScriptedServer]
-                                                               ) -> None:
+def test_every_spelling_is_refused_and_the_canary_sees_nothing(strict: Stack, canaries: list[ScriptedServer]) -> None:
     urls = ssrf_urls(canaries[0].port)
     answers: Counter[str] = Counter()
     for url in urls:
@@ -130,7 +162,8 @@ def test_every_spelling_is_refused_and_the_canary_sees_nothing(strict: Stack, ca
 
 
 def test_positive_control_the_canary_is_reached_when_loopback_is_allowed(
-        embedded: Stack, canaries: list[ScriptedServer]) -> None:
+    embedded: Stack, canaries: list[ScriptedServer]
+) -> None:
     """The same canary and request, on a stack with the switch on: so the corpus test can fail."""
     response = submit(embedded, "image", f"http://localhost:{canaries[0].port}/canary.png")
     assert response.status_code == 200, response.text

@@ -48,8 +48,13 @@ CASES = [
     ("steps below the model's range", SD15, {"num_inference_steps": 10}, "num_inference_steps", ["20", "100", "10"]),
     ("steps above the model's range", SD15, {"num_inference_steps": 101}, "num_inference_steps", ["100", "101"]),
     ("steps above any schedule", SD15, {"num_inference_steps": 1000}, "num_inference_steps", ["500", "1000"]),
-    ("steps beyond LCM's schedule", SD15, {"scheduler": "LCM", "num_inference_steps": 40, "strength": 0.5},
-     "num_inference_steps", ["LCM", "at most 25", "strength 0.5", "40"]),
+    (
+        "steps beyond LCM's schedule",
+        SD15,
+        {"scheduler": "LCM", "num_inference_steps": 40, "strength": 0.5},
+        "num_inference_steps",
+        ["LCM", "at most 25", "strength 0.5", "40"],
+    ),
     ("width not an allowed size", SD15, {"img_width": 600}, "img_width", ["512", "768", "600"]),
     ("height not a multiple of 8", TINY_SLUG, {"img_height": 60}, "img_height", ["multiple of 8", "60"]),
     ("width above the model's maximum", TINY_SLUG, {"img_width": 256}, "img_width", ["128", "256"]),
@@ -57,10 +62,20 @@ CASES = [
     ("scheduler that cannot inpaint", SD15, {"scheduler": "KarrasVeScheduler"}, "scheduler", ["not supported"]),
     ("unknown field", SD15, {"cfg": 7}, "cfg", ["not a field"]),
     ("image not base64", SD15, {"image": "not an image!"}, "image", ["URL", "base64"]),
-    ("image not a picture", SD15, {"image": base64.b64encode(b"hello, world").decode()}, "image",
-     ["could not be decoded", "PNG"]),
-    ("mask truncated", SD15, {"mask": base64.b64encode(png_bytes(box_mask())[:60]).decode()}, "mask",
-     ["could not be decoded"]),
+    (
+        "image not a picture",
+        SD15,
+        {"image": base64.b64encode(b"hello, world").decode()},
+        "image",
+        ["could not be decoded", "PNG"],
+    ),
+    (
+        "mask truncated",
+        SD15,
+        {"mask": base64.b64encode(png_bytes(box_mask())[:60]).decode()},
+        "mask",
+        ["could not be decoded"],
+    ),
     ("image in a format not allowed", SD15, {"image": b64(scene(), "BMP")}, "image", ["could not be decoded"]),
 ]
 
@@ -113,11 +128,14 @@ def test_image_by_url(embedded: Stack, http_server) -> None:
     assert embedded.wait(job_id)["status"] == "COMPLETED"
 
 
-@pytest.mark.parametrize("reply,words", [
-    (Reply(404, b"gone"), ["HTTP 404"]),
-    (Reply(302, b"", {"location": "http://example.com/x.png"}), ["HTTP 302"]),
-    (Reply(200, b"<html>not an image</html>"), ["could not be decoded"]),
-])
+@pytest.mark.parametrize(
+    "reply,words",
+    [
+        (Reply(404, b"gone"), ["HTTP 404"]),
+        (Reply(302, b"", {"location": "http://example.com/x.png"}), ["HTTP 302"]),
+        (Reply(200, b"<html>not an image</html>"), ["could not be decoded"]),
+    ],
+)
 def test_image_url_failures_are_400(embedded: Stack, http_server, reply: Reply, words: list[str]) -> None:
     http_server.routes["/x.png"] = reply
     status, answer = post(embedded, "erase", job_body(image=f"{http_server.url}/x.png"))

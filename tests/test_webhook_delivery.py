@@ -29,12 +29,31 @@ def context(tmp_path, *, loopback: bool) -> OpsContext:
 def finished_job(ctx: OpsContext, url: str) -> str:
     with session_scope(ctx.sessions) as session:
         key = create_key(session, name="k", is_admin=False, now=utcnow()).record
-        create_job(session, job_id="job-1", api_key_id=key.id, model="erase", queue="inpaint", params={"seed": 1},
-                   input_keys={}, base64_output=False, now=utcnow(), webhook_url=url, track_id=7)
+        create_job(
+            session,
+            job_id="job-1",
+            api_key_id=key.id,
+            model="erase",
+            queue="inpaint",
+            params={"seed": 1},
+            input_keys={},
+            base64_output=False,
+            now=utcnow(),
+            webhook_url=url,
+            track_id=7,
+        )
     with session_scope(ctx.sessions) as session:
         claim_job(session, "job-1", now=utcnow())
-        complete_job(session, "job-1", attempt=1, output_keys=["jobs/job-1/output/1-0.png"], output_seeds=[1],
-                     inference_time=0.1, now=utcnow(), ttl=timedelta(hours=1))
+        complete_job(
+            session,
+            "job-1",
+            attempt=1,
+            output_keys=["jobs/job-1/output/1-0.png"],
+            output_seeds=[1],
+            inference_time=0.1,
+            now=utcnow(),
+            ttl=timedelta(hours=1),
+        )
     return "job-1"
 
 
@@ -94,22 +113,29 @@ def test_verify_rejects_tampering_and_old_timestamps() -> None:
     assert sign(secret, "msg_1", now, body) == headers["webhook-signature"]
 
 
-@pytest.mark.parametrize("status,error,retry_after,number,expected", [
-    (200, None, None, 1, "delivered"),
-    (299, None, None, 3, "delivered"),
-    (410, None, None, 1, "disabled"),
-    (500, None, None, 1, timedelta(seconds=5)),
-    (301, None, None, 2, timedelta(seconds=60)),
-    (429, None, timedelta(seconds=600), 1, timedelta(seconds=600)),
-    (503, None, timedelta(seconds=1), 2, timedelta(seconds=60)),
-    (None, "timed out after 15 s", None, 1, timedelta(seconds=5)),
-    (None, "host 'x' resolves to an address that is not public", None, 1, "failed"),
-    (500, None, None, 9, "failed"),
-])
+@pytest.mark.parametrize(
+    "status,error,retry_after,number,expected",
+    [
+        (200, None, None, 1, "delivered"),
+        (299, None, None, 3, "delivered"),
+        (410, None, None, 1, "disabled"),
+        (500, None, None, 1, timedelta(seconds=5)),
+        (301, None, None, 2, timedelta(seconds=60)),
+        (429, None, timedelta(seconds=600), 1, timedelta(seconds=600)),
+        (503, None, timedelta(seconds=1), 2, timedelta(seconds=60)),
+        (None, "timed out after 15 s", None, 1, timedelta(seconds=5)),
+        (None, "host 'x' resolves to an address that is not public", None, 1, "failed"),
+        (500, None, None, 9, "failed"),
+    ],
+)
 def test_decide(status, error, retry_after, number, expected) -> None:
     schedule = [5, 60, 300, 1800, 7200, 21600, 43200, 86400]
-    assert webhooks.decide(schedule, number=number, terminal=True, status_code=status, error=error,
-                           retry_after=retry_after) == expected
+    assert (
+        webhooks.decide(
+            schedule, number=number, terminal=True, status_code=status, error=error, retry_after=retry_after
+        )
+        == expected
+    )
 
 
 def test_progress_events_are_never_retried() -> None:

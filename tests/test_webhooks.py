@@ -33,8 +33,6 @@ def scripted(*statuses: int) -> Callable[[Received], Reply]:
     return reply
 
 
-
-
 def webhook_log(stack: Stack, job_id: str, key: str | None = None) -> dict:
     with stack.client(key) as client:
         response = client.get(f"/v2/requests/{job_id}/webhooks")
@@ -78,8 +76,21 @@ def test_retried_until_2xx_with_one_webhook_id_and_valid_signatures(stack: Stack
 
 def test_failed_job_sends_job_failed(embedded: Stack, http_server: ScriptedServer, tmp_path) -> None:
     http_server.routes["/hook"] = Reply(204)
-    embedded.cli("inpaint-admin", "models", "register", "no-weights", str(tmp_path / "none"), "--family", "sd15",
-                 "--default-size", "64", "--max-side", "128", "--steps", "1:10:2")
+    embedded.cli(
+        "inpaint-admin",
+        "models",
+        "register",
+        "no-weights",
+        str(tmp_path / "none"),
+        "--family",
+        "sd15",
+        "--default-size",
+        "64",
+        "--max-side",
+        "128",
+        "--steps",
+        "1:10:2",
+    )
     job_id = embedded.submit("no-weights", job_body(webhook=f"{http_server.url}/hook"))
     wait_until(lambda: settled(embedded, job_id), what="delivery")
     body = json.loads(next(r for r in http_server.received if r.path == "/hook").body)
@@ -124,8 +135,13 @@ def test_410_stops_retries_and_disables_the_url_for_the_key(embedded: Stack, htt
     assert len([r for r in http_server.received if r.path == "/gone"]) == 1, "a disabled URL was called again"
     # Another key is not affected by this key's 410.
     third = embedded.submit("erase", job_body(webhook=url), key=embedded.admin_key)
-    wait_until(lambda: webhook_log(embedded, third, embedded.admin_key)["events"]
-               and webhook_log(embedded, third, embedded.admin_key)["events"][0]["attempts"], what="admin attempt")
+    wait_until(
+        lambda: (
+            webhook_log(embedded, third, embedded.admin_key)["events"]
+            and webhook_log(embedded, third, embedded.admin_key)["events"][0]["attempts"]
+        ),
+        what="admin attempt",
+    )
     assert len([r for r in http_server.received if r.path == "/gone"]) == 2
 
 
@@ -201,8 +217,9 @@ def test_rotation_signs_with_both_secrets(embedded: Stack, http_server: Scripted
         standardwebhooks.Webhook(secret).verify(request.body, request.headers)
 
 
-def test_killing_the_webhook_worker_between_attempts_loses_nothing(embedded: Stack,
-                                                                   http_server: ScriptedServer) -> None:
+def test_killing_the_webhook_worker_between_attempts_loses_nothing(
+    embedded: Stack, http_server: ScriptedServer
+) -> None:
     state = {"healthy": False}
     http_server.routes["/k"] = lambda _: Reply(200 if state["healthy"] else 503)
     job_id = embedded.submit("erase", job_body(webhook=f"{http_server.url}/k"))
@@ -227,12 +244,15 @@ def test_delivery_never_changes_the_job(embedded: Stack, http_server: ScriptedSe
         assert client.get(f"/v2/requests/{job_id}").json()["status"] == "COMPLETED"
 
 
-@pytest.mark.parametrize("url,words", [
-    ("ftp://example.com/hook", ["http or https"]),
-    ("not a url", ["http or https"]),
-    ("http://10.0.0.8/hook", ["public"]),
-    ("http://[fe80::1]/hook", ["public"]),
-])
+@pytest.mark.parametrize(
+    "url,words",
+    [
+        ("ftp://example.com/hook", ["http or https"]),
+        ("not a url", ["http or https"]),
+        ("http://10.0.0.8/hook", ["public"]),
+        ("http://[fe80::1]/hook", ["public"]),
+    ],
+)
 def test_bad_webhook_urls_are_400(embedded: Stack, url: str, words: list[str]) -> None:
     with embedded.client() as client:
         response = client.post("/v2/erase", json=job_body(webhook=url))

@@ -83,9 +83,7 @@ def test_inpaint_auto_without_a_mask_repaints_the_whole_image(xl: Stack) -> None
 
 
 def test_flagged_images_are_replaced_and_reported(xl_embedded: Stack) -> None:
-    job_id = xl_embedded.submit(
-        "tiny-sd15", job_body(safety_checker="yes", safety_checker_type="black", samples=2)
-    )
+    job_id = xl_embedded.submit("tiny-sd15", job_body(safety_checker="yes", safety_checker_type="black", samples=2))
     assert xl_embedded.wait(job_id)["status"] == "COMPLETED"
     result, images = fetch_outputs(xl_embedded, job_id)
     assert result["nsfw"] == [True, True] and result["meta"]["safetychecker"] == "yes"
@@ -191,8 +189,15 @@ def test_every_submit_route_takes_the_family_fields(xl_embedded: Stack) -> None:
     v1_result, _ = fetch_outputs(stack, v1.headers["x-request-id"])
     assert v1_result["params"]["base_model"] == "Juggernaut XL" and v1_result["seeds"] == [3]
 
-    body = {"key": stack.user_key, "model_id": "inpaint-auto", "prompt": "a red apple",
-            "init_image": job_body()["image"], "cn_model": "Depth", "seed": "9", "instant_response": "yes"}
+    body = {
+        "key": stack.user_key,
+        "model_id": "inpaint-auto",
+        "prompt": "a red apple",
+        "init_image": job_body()["image"],
+        "cn_model": "Depth",
+        "seed": "9",
+        "instant_response": "yes",
+    }
     answer = httpx.post(stack.base_url + "/api/v6/image_editing/inpaint", json=body, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.json()["meta"]["cn_model"] == "Depth" and answer.json()["meta"]["cn_processor"] == "depth"

@@ -135,8 +135,12 @@ def start_worker(settings: Settings, *, queues: list[str], started: datetime) ->
     carried out (worker.jobs.fleet)."""
     global _current
     stores = Stores.open(settings, pool=WORKER_POOL)
-    process = WorkerProcess(settings=settings, celery=make_worker_celery(settings), stores=stores,
-                            metrics=WorkerMetrics(resident=lambda: process.resident()))
+    process = WorkerProcess(
+        settings=settings,
+        celery=make_worker_celery(settings),
+        stores=stores,
+        metrics=WorkerMetrics(resident=lambda: process.resident()),
+    )
     process.metrics.serve(settings.worker_metrics_port)  # before warm-up, so loading models shows
     if runs_inference(queues):
         process.inference = start_inference(process, warm_up=QUEUE_INPAINT in queues)

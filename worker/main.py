@@ -1,9 +1,9 @@
 """`inpaint-worker`: run a Celery worker, the beat scheduler, or write a tiny test pipeline.
 
-    inpaint-worker run [--queues inpaint] [--pool solo]   # GPU worker: one process per GPU
-    inpaint-worker run --queues maintenance --pool threads --concurrency 4   # light worker
-    inpaint-worker beat                                   # periodic scheduler (reaper)
-    inpaint-worker tiny-model DIR [--kind sd15|sdxl|controlnet|...] [--register SLUG] [--asset NAME]
+inpaint-worker run [--queues inpaint] [--pool solo]   # GPU worker: one process per GPU
+inpaint-worker run --queues maintenance --pool threads --concurrency 4   # light worker
+inpaint-worker beat                                   # periodic scheduler (reaper)
+inpaint-worker tiny-model DIR [--kind sd15|sdxl|controlnet|...] [--register SLUG] [--asset NAME]
 """
 
 from __future__ import annotations
@@ -19,8 +19,19 @@ from storage.logs import configure_logging
 from storage.settings import Settings, load_settings
 from worker.app import make_worker_celery, start_worker
 
-TINY_KINDS = ("sd15", "sdxl", "sdxl-plain", "controlnet", "vae", "lora-sd15", "lora-sdxl", "embeddings-sd15",
-              "embeddings-sdxl", "safety-checker", "depth")
+TINY_KINDS = (
+    "sd15",
+    "sdxl",
+    "sdxl-plain",
+    "controlnet",
+    "vae",
+    "lora-sd15",
+    "lora-sdxl",
+    "embeddings-sd15",
+    "embeddings-sdxl",
+    "safety-checker",
+    "depth",
+)
 
 
 def write_tiny_command(settings: Settings, args: argparse.Namespace) -> None:
@@ -36,8 +47,9 @@ def write_tiny_command(settings: Settings, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     started = datetime.now(UTC)  # before the heavy imports: admin commands issued after it are carried out
-    parser = argparse.ArgumentParser(prog="inpaint-worker", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="inpaint-worker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="consume queues")
     run.add_argument("--queues", default=QUEUE_INPAINT, help="comma-separated (default: %(default)s)")
@@ -68,5 +80,20 @@ def main(argv: list[str] | None = None) -> None:
     queues = args.queues.split(",")
     process = start_worker(settings, queues=queues, started=started)
     name = args.name or f"{args.queues.replace(',', '+')}@{socket.gethostname()}"
-    process.celery.worker_main(["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency), "-n", name,
-                                "-l", level, "--without-gossip", "--without-mingle"])
+    process.celery.worker_main(
+        [
+            "worker",
+            "-Q",
+            args.queues,
+            "-P",
+            args.pool,
+            "-c",
+            str(args.concurrency),
+            "-n",
+            name,
+            "-l",
+            level,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

@@ -33,11 +33,16 @@ class ResidentCollector(Collector):
         self.resident = resident
 
     def collect(self) -> Iterator[Metric]:
-        models = GaugeMetricFamily("inpaint_worker_resident_models",
-                                   "Pipelines and components loaded in this worker (1 each).",
-                                   labels=["kind", "source"])
-        sizes = GaugeMetricFamily("inpaint_worker_resident_bytes", "Bytes each resident pipeline or component holds.",
-                                  labels=["kind", "source"])
+        models = GaugeMetricFamily(
+            "inpaint_worker_resident_models",
+            "Pipelines and components loaded in this worker (1 each).",
+            labels=["kind", "source"],
+        )
+        sizes = GaugeMetricFamily(
+            "inpaint_worker_resident_bytes",
+            "Bytes each resident pipeline or component holds.",
+            labels=["kind", "source"],
+        )
         for item in self.resident():
             models.add_metric([item["kind"], item["source"]], 1)
             sizes.add_metric([item["kind"], item["source"]], item["bytes"])
@@ -51,10 +56,12 @@ def gpu_memory() -> Iterator[Metric]:
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available():
         return
-    allocated = GaugeMetricFamily("inpaint_worker_gpu_memory_allocated_bytes", "torch.cuda.memory_allocated.",
-                                  labels=["device"])
-    reserved = GaugeMetricFamily("inpaint_worker_gpu_memory_reserved_bytes", "torch.cuda.memory_reserved.",
-                                 labels=["device"])
+    allocated = GaugeMetricFamily(
+        "inpaint_worker_gpu_memory_allocated_bytes", "torch.cuda.memory_allocated.", labels=["device"]
+    )
+    reserved = GaugeMetricFamily(
+        "inpaint_worker_gpu_memory_reserved_bytes", "torch.cuda.memory_reserved.", labels=["device"]
+    )
     for index in range(torch.cuda.device_count()):
         allocated.add_metric([str(index)], torch.cuda.memory_allocated(index))
         reserved.add_metric([str(index)], torch.cuda.memory_reserved(index))
@@ -67,13 +74,25 @@ class WorkerMetrics:
 
     def __init__(self, resident: Callable[[], list[dict[str, Any]]]) -> None:
         self.registry = CollectorRegistry()
-        self.jobs = Counter("inpaint_worker_jobs", "Jobs this worker ran, by model and the status they ended in.",
-                            ["model", "status"], registry=self.registry)
-        self.inference = Histogram("inpaint_worker_inference_seconds", "Inference time of jobs this worker completed.",
-                                   ["model"], buckets=INFERENCE_BUCKETS, registry=self.registry)
-        self.webhooks = Counter("inpaint_worker_webhook_attempts", "Webhook delivery attempts by outcome: "
-                                "delivered, pending (will retry), failed, disabled.", ["outcome"],
-                                registry=self.registry)
+        self.jobs = Counter(
+            "inpaint_worker_jobs",
+            "Jobs this worker ran, by model and the status they ended in.",
+            ["model", "status"],
+            registry=self.registry,
+        )
+        self.inference = Histogram(
+            "inpaint_worker_inference_seconds",
+            "Inference time of jobs this worker completed.",
+            ["model"],
+            buckets=INFERENCE_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "inpaint_worker_webhook_attempts",
+            "Webhook delivery attempts by outcome: delivered, pending (will retry), failed, disabled.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.registry.register(ResidentCollector(resident))
 
     def record_job(self, *, model: str, status: str, inference_seconds: float | None) -> None:

@@ -32,13 +32,15 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requests: list[dict[str, Any]] = Field(
-        min_length=1, max_length=MAX_ITEMS,
+        min_length=1,
+        max_length=MAX_ITEMS,
         description="Job bodies, each the body of POST /v2/{model} plus `model`.",
     )
 
 
-def accept_item(context: AppContext, key: ApiKey, raw: dict[str, Any], *, base_url: str,
-                batch_id: str) -> dict[str, Any]:
+def accept_item(
+    context: AppContext, key: ApiKey, raw: dict[str, Any], *, base_url: str, batch_id: str
+) -> dict[str, Any]:
     """One item: its request_id, or the HTTP status and message that would have rejected it alone."""
     body = dict(raw)
     model = body.pop("model", None)
@@ -56,11 +58,19 @@ def accept_item(context: AppContext, key: ApiKey, raw: dict[str, Any], *, base_u
     return {"request_id": accepted.job_id, **job_urls(base_url, accepted.job_id)}
 
 
-@router.post("/batch", summary="Submit up to 100 jobs at once",
-             description="Each item is validated and accepted on its own: accepted items get a request_id, "
-                         "rejected ones the status and message they would have got alone.")
-def submit_batch(body: Annotated[BatchRequest, Body()], key: CurrentKey, context: ContextDep, base_url: BaseUrl,
-                 idempotency_key: IdempotencyKeyHeader = None) -> dict[str, Any]:
+@router.post(
+    "/batch",
+    summary="Submit up to 100 jobs at once",
+    description="Each item is validated and accepted on its own: accepted items get a request_id, "
+    "rejected ones the status and message they would have got alone.",
+)
+def submit_batch(
+    body: Annotated[BatchRequest, Body()],
+    key: CurrentKey,
+    context: ContextDep,
+    base_url: BaseUrl,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> dict[str, Any]:
     digest = request_hash("/v2/batch", body.model_dump(mode="json")) if idempotency_key else ""
     if idempotency_key and (previous := previous_result(context, key, Idempotency(idempotency_key, digest))):
         return batch_summary(context, previous, key) | {"idempotent_replay": True}
@@ -69,15 +79,18 @@ def submit_batch(body: Annotated[BatchRequest, Body()], key: CurrentKey, context
         with session_scope(context.sessions) as session:
             create_batch(session, batch_id=batch_id, api_key_id=key.id, now=utcnow())
             if idempotency_key:
-                reserve(session, api_key_id=key.id, key=idempotency_key, digest=digest, result_id=batch_id,
-                        now=utcnow())
+                reserve(
+                    session, api_key_id=key.id, key=idempotency_key, digest=digest, result_id=batch_id, now=utcnow()
+                )
     except IntegrityError:  # an identical batch won the race for this Idempotency-Key
         previous = previous_result(context, key, Idempotency(idempotency_key or "", digest))
         if previous:
             return batch_summary(context, previous, key) | {"idempotent_replay": True}
         raise
-    items = [{"index": i, **accept_item(context, key, raw, base_url=base_url, batch_id=batch_id)}
-             for i, raw in enumerate(body.requests)]
+    items = [
+        {"index": i, **accept_item(context, key, raw, base_url=base_url, batch_id=batch_id)}
+        for i, raw in enumerate(body.requests)
+    ]
     with session_scope(context.sessions) as session:
         record_items(session, batch_id, items)
     accepted = sum(1 for item in items if "request_id" in item)
@@ -93,6 +106,7 @@ def batch_summary(context: AppContext, batch_id: str, key: ApiKey) -> dict[str, 
 
 
 @router.get("/batch/{batch_id}", summary="Summarise a batch's jobs")
-def get_batch_status(batch_id: Annotated[str, Path(max_length=64)], key: CurrentKey,
-                     context: ContextDep) -> dict[str, Any]:
+def get_batch_status(
+    batch_id: Annotated[str, Path(max_length=64)], key: CurrentKey, context: ContextDep
+) -> dict[str, Any]:
     return batch_summary(context, batch_id, key)

@@ -27,8 +27,13 @@ def get_models(session: SessionDep, key: CurrentKey) -> dict[str, Any]:
 def get_schedulers(key: CurrentKey) -> dict[str, Any]:
     return {
         "schedulers": [
-            {"name": s.name, "class": s.class_name, "options": s.options, "supported": s.unsupported_reason is None,
-             "reason": s.unsupported_reason}
+            {
+                "name": s.name,
+                "class": s.class_name,
+                "options": s.options,
+                "supported": s.unsupported_reason is None,
+                "reason": s.unsupported_reason,
+            }
             for s in SCHEDULERS.values()
         ]
     }

@@ -152,8 +152,9 @@ def load_model(body: LoadModelBody, key: AdminKey, context: ContextDep) -> dict[
             register_asset(session, asset, now=now)
         return answer | {"message": "registered; it is loaded by the first job that uses it"}
     if body.family or body.options:
-        raise InvalidInput("options", "family and options apply to assets, not to model families",
-                           value=body.model_type)
+        raise InvalidInput(
+            "options", "family and options apply to assets, not to model families", value=body.model_type
+        )
     spec = _pipeline_spec(body)
     with writing(context) as session:
         register_model(session, spec, now=now)
@@ -169,14 +170,11 @@ def load_vae(body: LoadVaeBody, key: AdminKey, context: ContextDep) -> dict[str,
         raise InvalidInput("vae_id", f"is not a valid name: {exc}", value=body.vae_id) from None
     with writing(context) as session:
         register_asset(session, asset, now=utcnow())
-    return {"status": "success", "vae_id": body.vae_id,
-            "message": "registered; requests may name it in `vae`"}
+    return {"status": "success", "vae_id": body.vae_id, "message": "registered; requests may name it in `vae`"}
 
 
 @router.post("/verify_model", summary="Whether a model is registered and which workers hold it in memory")
-def verify_model(
-    body: ModelIdBody, key: AdminKey, session: SessionDep, context: ContextDep
-) -> dict[str, Any]:
+def verify_model(body: ModelIdBody, key: AdminKey, session: SessionDep, context: ContextDep) -> dict[str, Any]:
     workers = list_workers(session, now=utcnow(), stale_after=_stale_after(context))
     status = model_status(session, body.model_id, body.model_type, [w for w in workers if w["online"]])
     if status is None:
@@ -207,19 +205,27 @@ def delete_model_route(body: ModelIdBody, key: AdminKey, context: ContextDep) ->
             issue_command(session, "evict", target=source, now=now)
     if not deleted:
         if body.model_id in BUILTIN or any(n == body.model_id for _k, n in BUILTIN_ASSETS):
-            raise InvalidInput("model_id", "is built in and cannot be deleted; load_model re-points it",
-                               value=body.model_id)
+            raise InvalidInput(
+                "model_id", "is built in and cannot be deleted; load_model re-points it", value=body.model_id
+            )
         raise NotFound(f"model {body.model_id!r} is not registered")
-    return {"status": "success", "model_id": body.model_id, "deleted": sorted(deleted),
-            "message": "deleted; workers drop its weights from memory between jobs"}
+    return {
+        "status": "success",
+        "model_id": body.model_id,
+        "deleted": sorted(deleted),
+        "message": "deleted; workers drop its weights from memory between jobs",
+    }
 
 
 @router.post("/clear_cache", summary="Drop every resident model from every worker, between jobs")
 def clear_cache(key: AdminKey, context: ContextDep, body: AdminBody | None = None) -> dict[str, Any]:
     with writing(context) as session:
         command = issue_command(session, "clear_cache", now=utcnow())
-    return {"status": "success", "command_id": command,
-            "message": "every worker drops its resident models before its next job, or within a heartbeat"}
+    return {
+        "status": "success",
+        "command_id": command,
+        "message": "every worker drops its resident models before its next job, or within a heartbeat",
+    }
 
 
 @router.post("/schedulers_list", summary="The scheduler names requests may use")

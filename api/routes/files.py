@@ -46,8 +46,9 @@ def job_image_link(base_url: str, job_id: str, index: int, *, expires_at: dateti
     return f"{base_url}/v2/requests/{job_id}/images/{index}?{query}"
 
 
-@router.get("/v2/requests/{job_id}/images/{index}", summary="An output image through a signed link",
-            include_in_schema=False)
+@router.get(
+    "/v2/requests/{job_id}/images/{index}", summary="An output image through a signed link", include_in_schema=False
+)
 def get_job_image(
     job_id: Annotated[str, Path(max_length=64)],
     index: Annotated[int, Path(ge=0, le=16)],
@@ -64,5 +65,8 @@ def get_job_image(
         live = job is not None and job.expired_at is None and (job.expires_at is None or job.expires_at > now)
     if not live or job is None or job.status != JobStatus.COMPLETED.value or index >= len(keys):
         raise NotFound("this image does not exist (yet, or any more)")
-    return Response(content=context.blobs.get(keys[index]), media_type="image/png",
-                    headers={"Cache-Control": "private, max-age=300"})
+    return Response(
+        content=context.blobs.get(keys[index]),
+        media_type="image/png",
+        headers={"Cache-Control": "private, max-age=300"},
+    )

@@ -39,5 +39,6 @@ def readyz(context: ContextDep) -> JSONResponse:
     except Exception as exc:  # noqa: BLE001
         checks["storage"] = f"unreachable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )

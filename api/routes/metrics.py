@@ -31,7 +31,11 @@ def allow_metrics_reader(
     require_admin(get_current_key(context, x_api_key, authorization))
 
 
-@router.get("/metrics", summary="Prometheus metrics (admin key or metrics token)",
-            dependencies=[Depends(allow_metrics_reader)], response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin key or metrics token)",
+    dependencies=[Depends(allow_metrics_reader)],
+    response_class=Response,
+)
 def metrics(context: ContextDep) -> Response:
     return Response(generate_latest(context.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -32,8 +32,11 @@ from storage.wire.results import output_inline, output_links
 
 router = APIRouter(tags=["ModelsLab / Stable Diffusion API"])
 
-SUBMIT_PATHS = ["/api/v6/image_editing/inpaint", "/api/v1/enterprise/inpaint",
-                "/api/v1/enterprise/image_editing/inpaint"]
+SUBMIT_PATHS = [
+    "/api/v6/image_editing/inpaint",
+    "/api/v1/enterprise/inpaint",
+    "/api/v1/enterprise/image_editing/inpaint",
+]
 FETCH_PATHS = ["/api/v6/image_editing/fetch/{job_id}", "/api/v1/enterprise/fetch/{job_id}"]
 
 
@@ -69,21 +72,33 @@ def base_url_of(context: AppContext, request: Request) -> str:
 
 def answer_for(context: AppContext, job: Job, *, base_url: str, inline: bool) -> dict[str, Any]:
     if JobStatus(job.status).terminal:
-        output = output_inline(job, blobs=context.blobs) if inline and job.status == "COMPLETED" else \
-            output_links(job, blobs=context.blobs, base_url=base_url, now=utcnow())
+        output = (
+            output_inline(job, blobs=context.blobs)
+            if inline and job.status == "COMPLETED"
+            else output_links(job, blobs=context.blobs, base_url=base_url, now=utcnow())
+        )
         return modelslab.final_body(job, output)
     with session_scope(context.sessions) as session:
         ahead = count_jobs_ahead(session, job) if job.status == JobStatus.QUEUED.value else 0
         each = mean_inference_time(session, job.model)
     fetch_path = f"/api/v6/image_editing/fetch/{job.id}"
-    valid_until = job.created_at + timedelta(seconds=context.settings.job_time_limit_seconds) \
-        + context.settings.result_ttl
-    links = [job_image_link(base_url, job.id, i, expires_at=valid_until, signing_key=context.settings.signing_key)
-             for i in range(int(job.params.get("samples", 1)))]
-    return {"status": "processing", "id": job.id, "eta": round(each * (ahead + 1), 1),
-            "message": "the job is queued or running; POST {key} to fetch_result for the outcome",
-            "fetch_result": base_url + fetch_path, "future_links": links, "output": [],
-            "meta": modelslab.meta_of(job)}
+    valid_until = (
+        job.created_at + timedelta(seconds=context.settings.job_time_limit_seconds) + context.settings.result_ttl
+    )
+    links = [
+        job_image_link(base_url, job.id, i, expires_at=valid_until, signing_key=context.settings.signing_key)
+        for i in range(int(job.params.get("samples", 1)))
+    ]
+    return {
+        "status": "processing",
+        "id": job.id,
+        "eta": round(each * (ahead + 1), 1),
+        "message": "the job is queued or running; POST {key} to fetch_result for the outcome",
+        "fetch_result": base_url + fetch_path,
+        "future_links": links,
+        "output": [],
+        "meta": modelslab.meta_of(job),
+    }
 
 
 def status_of(answer: dict[str, Any]) -> int:
@@ -95,8 +110,15 @@ def submit(context: AppContext, request: Request, body: dict[str, Any]) -> tuple
     key = key_of(context, request, body)
     model, fields = modelslab.translate(body)
     admit(context, key, model)
-    accepted = accept_job(context, key=key, model=model, body=fields, base_url=base_url_of(context, request),
-                          api_format=modelslab.FORMAT, defaults=modelslab.DEFAULTS)
+    accepted = accept_job(
+        context,
+        key=key,
+        model=model,
+        body=fields,
+        base_url=base_url_of(context, request),
+        api_format=modelslab.FORMAT,
+        defaults=modelslab.DEFAULTS,
+    )
     return key, accepted.job_id, fields.get("base64") is True, modelslab.is_yes(body.get("instant_response"))
 
 
@@ -136,8 +158,9 @@ async def fetch(request: Request, job_id: str | None = None) -> JSONResponse:
         if not isinstance(wanted, str | int):
             return error(400, "request_id: is required")
         job = await run_in_threadpool(load, context, str(wanted), key.id)
-        answer = await run_in_threadpool(answer_for, context, job, base_url=base_url_of(context, request),
-                                         inline=job.base64_output)
+        answer = await run_in_threadpool(
+            answer_for, context, job, base_url=base_url_of(context, request), inline=job.base64_output
+        )
     except InpaintError as exc:
         return error(next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400), exc.message)
     return JSONResponse(answer, status_code=status_of(answer))
@@ -147,5 +170,9 @@ for path in SUBMIT_PATHS:
     router.add_api_route(path, inpaint, methods=["POST"], summary=f"Inpaint ({path})")
 for path in FETCH_PATHS:
     router.add_api_route(path, fetch, methods=["POST"], summary=f"Fetch a result ({path})")
-router.add_api_route("/api/v1/enterprise/fetch_queue_image", fetch, methods=["POST"],
-                     summary="Fetch a queued result (body: key, request_id)")
+router.add_api_route(
+    "/api/v1/enterprise/fetch_queue_image",
+    fetch,
+    methods=["POST"],
+    summary="Fetch a queued result (body: key, request_id)",
+)

@@ -30,16 +30,20 @@ SSE_KEEPALIVE_SECONDS = 15.0
 RANK = {JobStatus.QUEUED: 1, JobStatus.PROCESSING: 2, JobStatus.COMPLETED: 3, JobStatus.FAILED: 3}
 
 
-@router.post("/requests/{job_id}/cancel", summary="Cancel a job",
-             description="A QUEUED job is removed; a PROCESSING one stops at its next step. Either ends FAILED "
-                         "with `error: \"cancelled\"`, so clients that poll stop. `cancelled` says whether this "
-                         "call cancelled it or it had already finished.")
+@router.post(
+    "/requests/{job_id}/cancel",
+    summary="Cancel a job",
+    description="A QUEUED job is removed; a PROCESSING one stops at its next step. Either ends FAILED "
+    'with `error: "cancelled"`, so clients that poll stop. `cancelled` says whether this '
+    "call cancelled it or it had already finished.",
+)
 def cancel(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
     with session_scope(context.sessions) as reader:
         job = find_job_or_404(reader, job_id, key)
     with session_scope(context.sessions) as writer:
-        cancelled = fail_job(writer, job.id, code="cancelled", message="cancelled", now=utcnow(),
-                             ttl=context.settings.result_ttl)
+        cancelled = fail_job(
+            writer, job.id, code="cancelled", message="cancelled", now=utcnow(), ttl=context.settings.result_ttl
+        )
     with session_scope(context.sessions) as reader:
         current = get_job(reader, job.id)
         now_status = current.status if current else job.status
@@ -66,13 +70,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 @router.get("/requests", summary="List your jobs, newest first")
 def list_requests(
-    session: SessionDep, key: CurrentKey, base_url: BaseUrl,
+    session: SessionDep,
+    key: CurrentKey,
+    base_url: BaseUrl,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    jobs = list_jobs(session, api_key_id=key.id, now=utcnow(), status=status, limit=limit + 1,
-                     before=decode_cursor(cursor) if cursor else None)
+    jobs = list_jobs(
+        session,
+        api_key_id=key.id,
+        now=utcnow(),
+        status=status,
+        limit=limit + 1,
+        before=decode_cursor(cursor) if cursor else None,
+    )
     page, more = jobs[:limit], len(jobs) > limit
     return {
         "requests": [{**status_body(session, job, base_url=base_url), "track_id": job.track_id} for job in page],
@@ -96,8 +108,12 @@ def snapshot(context: AppContext, job_id: str, api_key_id: int, base_url: str) -
         minor = body["progress"]["step"]
     else:
         minor = 0
-    name = {JobStatus.QUEUED: "queued", JobStatus.PROCESSING: "progress", JobStatus.COMPLETED: "completed",
-            JobStatus.FAILED: "failed"}[status]
+    name = {
+        JobStatus.QUEUED: "queued",
+        JobStatus.PROCESSING: "progress",
+        JobStatus.COMPLETED: "completed",
+        JobStatus.FAILED: "failed",
+    }[status]
     return f"{RANK[status]}.{minor}", name, body
 
 
@@ -109,8 +125,9 @@ def event_key(event_id: str | None) -> tuple[int, int]:
         return 0, 0
 
 
-async def follow(context: AppContext, job_id: str, api_key_id: int, base_url: str,
-                 last_event_id: str | None) -> AsyncIterator[str]:
+async def follow(
+    context: AppContext, job_id: str, api_key_id: int, base_url: str, last_event_id: str | None
+) -> AsyncIterator[str]:
     last = event_key(last_event_id)
     quiet_since = asyncio.get_running_loop().time()
     while True:
@@ -127,17 +144,26 @@ async def follow(context: AppContext, job_id: str, api_key_id: int, base_url: st
         await asyncio.sleep(SSE_POLL_SECONDS)
 
 
-@router.get("/requests/{job_id}/events", summary="Follow a job live (server-sent events)",
-            response_class=StreamingResponse,
-            description="Events `queued` (with queue_position), `progress` (step, total, percent), then "
-                        "`completed` (the result body) or `failed`; the stream closes at a terminal state. "
-                        "Reconnect with `Last-Event-ID` to resume after the last event seen.")
-async def events(job_id: JobId, key: CurrentKey, context: ContextDep, base_url: BaseUrl,
-                 last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> StreamingResponse:
+@router.get(
+    "/requests/{job_id}/events",
+    summary="Follow a job live (server-sent events)",
+    response_class=StreamingResponse,
+    description="Events `queued` (with queue_position), `progress` (step, total, percent), then "
+    "`completed` (the result body) or `failed`; the stream closes at a terminal state. "
+    "Reconnect with `Last-Event-ID` to resume after the last event seen.",
+)
+async def events(
+    job_id: JobId,
+    key: CurrentKey,
+    context: ContextDep,
+    base_url: BaseUrl,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
     _, name, data = await run_in_threadpool(snapshot, context, job_id, key.id, base_url)
     if name == "error":
         raise NotFound(data["error"])
-    return StreamingResponse(follow(context, job_id, key.id, base_url, last_event_id),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
+    return StreamingResponse(
+        follow(context, job_id, key.id, base_url, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -26,35 +26,70 @@ from storage.database.models import JobStatus
 router = APIRouter(prefix="/v1", tags=["v1 synchronous"])
 
 
-@router.post("/{model}", summary="Inpaint and wait for the image", openapi_extra=submit_body_schema(),
-             responses={200: {"content": {"image/png": {}}, "description": "The first image"},
-                        422: {"description": "The job FAILED"},
-                        504: {"description": "Not done in time: request_id and status_url to collect it later"}})
-async def submit_and_wait(model: str, key: SubmitKey, body: JsonBody, context: ContextDep, base_url: BaseUrl,
-                          idempotency_key: IdempotencyKeyHeader = None) -> Response:
+@router.post(
+    "/{model}",
+    summary="Inpaint and wait for the image",
+    openapi_extra=submit_body_schema(),
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The first image"},
+        422: {"description": "The job FAILED"},
+        504: {"description": "Not done in time: request_id and status_url to collect it later"},
+    },
+)
+async def submit_and_wait(
+    model: str,
+    key: SubmitKey,
+    body: JsonBody,
+    context: ContextDep,
+    base_url: BaseUrl,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
     idempotency = idempotency_of(idempotency_key, f"/v1/{model}", body)
-    accepted = await run_in_threadpool(lambda: accept_job(context, key=key, model=model, body=body,
-                                                          base_url=base_url, idempotency=idempotency))
+    accepted = await run_in_threadpool(
+        lambda: accept_job(context, key=key, model=model, body=body, base_url=base_url, idempotency=idempotency)
+    )
     urls = job_urls(base_url, accepted.job_id)
     job = await wait_for_end(context, accepted.job_id, timeout=context.settings.sync_wait_seconds)
     headers = {"X-Request-Id": accepted.job_id, "X-Status-Url": urls["status_url"]}
     if job is None:
         waited = context.settings.sync_wait_seconds
-        return JSONResponse(status_code=504, headers=headers, content={
-            "error": f"the job did not finish within {waited:g} s; it is still running: poll status_url",
-            "request_id": accepted.job_id, **urls})
+        return JSONResponse(
+            status_code=504,
+            headers=headers,
+            content={
+                "error": f"the job did not finish within {waited:g} s; it is still running: poll status_url",
+                "request_id": accepted.job_id,
+                **urls,
+            },
+        )
     if job.status == JobStatus.FAILED:
-        return JSONResponse(status_code=422, headers=headers, content={
-            "error": job.error_message, "error_code": job.error_code, "status": job.status,
-            "request_id": job.id, **urls})
+        return JSONResponse(
+            status_code=422,
+            headers=headers,
+            content={
+                "error": job.error_message,
+                "error_code": job.error_code,
+                "status": job.status,
+                "request_id": job.id,
+                **urls,
+            },
+        )
     images = [await run_in_threadpool(context.blobs.get, k) for k in job.output_keys or []]
     seeds = list(job.output_seeds or [])
-    headers |= {"X-Seed": str(seeds[0]), "X-Seeds": ",".join(map(str, seeds)),
-                "X-Inference-Time": f"{job.inference_time:.3f}"}
+    headers |= {
+        "X-Seed": str(seeds[0]),
+        "X-Seeds": ",".join(map(str, seeds)),
+        "X-Inference-Time": f"{job.inference_time:.3f}",
+    }
     if job.base64_output:
-        content: dict[str, Any] = {"image": base64.b64encode(images[0]).decode(), "status": job.status,
-                                   "images": [base64.b64encode(i).decode() for i in images], "seed": seeds[0],
-                                   "seeds": seeds, "request_id": job.id,
-                                   "metrics": {"inference_time": job.inference_time}}
+        content: dict[str, Any] = {
+            "image": base64.b64encode(images[0]).decode(),
+            "status": job.status,
+            "images": [base64.b64encode(i).decode() for i in images],
+            "seed": seeds[0],
+            "seeds": seeds,
+            "request_id": job.id,
+            "metrics": {"inference_time": job.inference_time},
+        }
         return JSONResponse(content, headers=headers)
     return Response(content=images[0], media_type="image/png", headers=headers)

@@ -28,32 +28,57 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
     return job
 
 
-@router.post("/{model}", summary="Submit an inpainting job", response_description="The job is QUEUED",
-             openapi_extra=submit_body_schema(),
-             responses={403: {"description": "This key may not use this model"},
-                        406: {"description": "This key is out of credits (one per image)"},
-                        409: {"description": "Idempotency-Key reused with another body"},
-                        413: {"description": "The body is over INPAINT_MAX_BODY_BYTES"},
-                        429: {"description": "Rate limited; see Retry-After"}})
-def submit(model: str, key: SubmitKey, body: JsonBody, context: ContextDep, base_url: BaseUrl,
-           idempotency_key: IdempotencyKeyHeader = None) -> dict[str, Any]:
+@router.post(
+    "/{model}",
+    summary="Submit an inpainting job",
+    response_description="The job is QUEUED",
+    openapi_extra=submit_body_schema(),
+    responses={
+        403: {"description": "This key may not use this model"},
+        406: {"description": "This key is out of credits (one per image)"},
+        409: {"description": "Idempotency-Key reused with another body"},
+        413: {"description": "The body is over INPAINT_MAX_BODY_BYTES"},
+        429: {"description": "Rate limited; see Retry-After"},
+    },
+)
+def submit(
+    model: str,
+    key: SubmitKey,
+    body: JsonBody,
+    context: ContextDep,
+    base_url: BaseUrl,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> dict[str, Any]:
     idempotency = idempotency_of(idempotency_key, f"/v2/{model}", body)
     accepted = accept_job(context, key=key, model=model, body=body, base_url=base_url, idempotency=idempotency)
-    return {"request_id": accepted.job_id, "status": JobStatus.QUEUED.value, **job_urls(base_url, accepted.job_id),
-            **({"idempotent_replay": True} if accepted.replayed else {})}
+    return {
+        "request_id": accepted.job_id,
+        "status": JobStatus.QUEUED.value,
+        **job_urls(base_url, accepted.job_id),
+        **({"idempotent_replay": True} if accepted.replayed else {}),
+    }
 
 
-@router.get("/requests/{job_id}/status", summary="Poll a job's status",
-            responses={404: {"description": "Unknown or expired"}, 422: {"description": "The job FAILED"}})
+@router.get(
+    "/requests/{job_id}/status",
+    summary="Poll a job's status",
+    responses={404: {"description": "Unknown or expired"}, 422: {"description": "The job FAILED"}},
+)
 def get_status(job_id: JobId, session: SessionDep, key: CurrentKey, base_url: BaseUrl) -> JSONResponse:
     job = find_job_or_404(session, job_id, key)
     body = status_body(session, job, base_url=base_url)
     return JSONResponse(body, status_code=422 if job.status == JobStatus.FAILED else 200)
 
 
-@router.get("/requests/{job_id}", summary="Fetch a job's result",
-            responses={202: {"description": "Not finished yet: the status body"},
-                       404: {"description": "Unknown or expired"}, 422: {"description": "The job FAILED"}})
+@router.get(
+    "/requests/{job_id}",
+    summary="Fetch a job's result",
+    responses={
+        202: {"description": "Not finished yet: the status body"},
+        404: {"description": "Unknown or expired"},
+        422: {"description": "The job FAILED"},
+    },
+)
 def get_result(
     job_id: JobId,
     session: SessionDep,

@@ -35,8 +35,13 @@ def get_webhook_log(job_id: JobId, session: SessionDep, key: CurrentKey) -> dict
                 "created_at": iso(view.delivery.created_at),
                 "next_attempt_at": iso(view.delivery.next_attempt_at) if view.delivery.status == "pending" else None,
                 "attempts": [
-                    {"number": a.number, "at": iso(a.attempted_at), "status_code": a.status_code, "error": a.error,
-                     "latency_ms": a.latency_ms}
+                    {
+                        "number": a.number,
+                        "at": iso(a.attempted_at),
+                        "status_code": a.status_code,
+                        "error": a.error,
+                        "latency_ms": a.latency_ms,
+                    }
                     for a in view.attempts
                 ],
             }
@@ -45,9 +50,11 @@ def get_webhook_log(job_id: JobId, session: SessionDep, key: CurrentKey) -> dict
     }
 
 
-@router.post("/requests/{job_id}/webhooks/redeliver",
-             summary="Send the terminal event again, with the same webhook-id",
-             responses={409: {"description": "The job has no webhook, or has not ended yet"}})
+@router.post(
+    "/requests/{job_id}/webhooks/redeliver",
+    summary="Send the terminal event again, with the same webhook-id",
+    responses={409: {"description": "The job has no webhook, or has not ended yet"}},
+)
 def redeliver(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
     with session_scope(context.sessions) as reader:
         job = find_job_or_404(reader, job_id, key)
@@ -65,8 +72,11 @@ def redeliver(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, 
     return {"request_id": job.id, "webhook_id": delivery_id, "status": "pending"}
 
 
-@router.post("/webhook-secret/rotate", summary="Rotate this key's webhook signing secret",
-             response_description="The new secret, shown once")
+@router.post(
+    "/webhook-secret/rotate",
+    summary="Rotate this key's webhook signing secret",
+    response_description="The new secret, shown once",
+)
 def rotate_webhook_secret(key: CurrentKey, context: ContextDep) -> dict[str, Any]:
     overlap = timedelta(seconds=context.settings.webhook_secret_overlap_seconds)
     with write_scope(context.sessions) as writer:

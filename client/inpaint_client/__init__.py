@@ -51,8 +51,9 @@ __all__ = [
 ]
 
 
-def run(model: str, *, timeout: float = 600.0, interval: float = 1.0,
-        **params: Unpack[InpaintParams]) -> dict[str, Any]:
+def run(
+    model: str, *, timeout: float = 600.0, interval: float = 1.0, **params: Unpack[InpaintParams]
+) -> dict[str, Any]:
     """Submit with a client from the environment (INPAINT_API_URL, INPAINT_API_KEY) and wait:
     the result body. As `segmind.run`."""
     with Client() as client:

@@ -72,8 +72,9 @@ def expect_json(response: httpx.Response) -> Any:
 
 
 def failure_of(request_id: str, body: dict[str, Any]) -> InferenceFailed:
-    return InferenceFailed(request_id, detail=str(body.get("error") or "the job failed"),
-                           error_code=body.get("error_code"), body=body)
+    return InferenceFailed(
+        request_id, detail=str(body.get("error") or "the job failed"), error_code=body.get("error_code"), body=body
+    )
 
 
 def read_status(response: httpx.Response) -> dict[str, Any]:
@@ -121,9 +122,14 @@ def read_sync_answer(response: httpx.Response) -> SyncResult:
     image, content_type = response.content, response.headers.get("content-type", "")
     if content_type.startswith("application/json"):  # sent with base64: true
         image, content_type = base64.b64decode(response.json()["image"]), "image/png"
-    return SyncResult(image=image, request_id=request_id, seed=seeds[0] if seeds else None, seeds=seeds,
-                      inference_time=float(spent) if spent else None,
-                      content_type=content_type)
+    return SyncResult(
+        image=image,
+        request_id=request_id,
+        seed=seeds[0] if seeds else None,
+        seeds=seeds,
+        inference_time=float(spent) if spent else None,
+        content_type=content_type,
+    )
 
 
 def listing_query(status: str | None, page_size: int, cursor: str | None) -> dict[str, Any]:

@@ -86,8 +86,15 @@ class EventFollower:
     InferenceTimeout (past the deadline) or EventStreamLost (too many failures in a row).
     """
 
-    def __init__(self, request_id: str, *, last_event_id: str | None, timeout: float | None,
-                 max_retries: int, deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        *,
+        last_event_id: str | None,
+        timeout: float | None,
+        max_retries: int,
+        deadline: float | None = None,
+    ) -> None:
         self.request_id = request_id
         self.path = f"/v2/requests/{request_id}/events"
         self.last_event_id = last_event_id

@@ -1,10 +1,10 @@
 """The asynchronous client: the surface of Client, with async methods (httpx.AsyncClient).
 
-    async with AsyncClient() as client:
-        job = await client.submit("erase", prompt="-", image="photo.png", mask="mask.png")
-        async for event in job.events():
-            print(event.event, event.data.get("progress"))
-        await job.download("out/")
+async with AsyncClient() as client:
+    job = await client.submit("erase", prompt="-", image="photo.png", mask="mask.png")
+    async for event in job.events():
+        print(event.event, event.data.get("progress"))
+    await job.download("out/")
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ async def call_back(on_progress: ProgressCallback | None, body: dict[str, Any]) 
 class AsyncClient:
     """Inpaint Queue over HTTP, async. Arguments as Client's."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._headers = auth_headers(resolve_api_key(api_key))
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
@@ -68,29 +69,47 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                       **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         return await self._http.request(method, path, headers={**self._headers, **(headers or {})}, **kwargs)
 
-    async def submit(self, model: str, *, idempotency_key: str | None = None,
-                     **params: Unpack[InpaintParams]) -> AsyncJob:
-        answer = expect_json(await self._request("POST", f"/v2/{model}", json=prepare_body(dict(params)),
-                                                 headers=submit_headers(idempotency_key)))
+    async def submit(
+        self, model: str, *, idempotency_key: str | None = None, **params: Unpack[InpaintParams]
+    ) -> AsyncJob:
+        answer = expect_json(
+            await self._request(
+                "POST", f"/v2/{model}", json=prepare_body(dict(params)), headers=submit_headers(idempotency_key)
+            )
+        )
         return AsyncJob(client=self, **JobInfo.fields_of(answer))
 
     submit_async = submit
 
-    async def run(self, model: str, *, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
-                  on_progress: ProgressCallback | None = None, idempotency_key: str | None = None,
-                  **params: Unpack[InpaintParams]) -> dict[str, Any]:
+    async def run(
+        self,
+        model: str,
+        *,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+        idempotency_key: str | None = None,
+        **params: Unpack[InpaintParams],
+    ) -> dict[str, Any]:
         job = await self.submit(model, idempotency_key=idempotency_key, **params)
         return await job.wait(timeout=timeout, interval=interval, stream=stream, on_progress=on_progress)
 
-    async def run_sync(self, model: str, *, idempotency_key: str | None = None,
-                       **params: Unpack[InpaintParams]) -> SyncResult:
-        response = await self._request("POST", f"/v1/{model}", json=prepare_body(dict(params)),
-                                       headers=submit_headers(idempotency_key),
-                                       timeout=httpx.Timeout(DEFAULT_TIMEOUT, read=None))
+    async def run_sync(
+        self, model: str, *, idempotency_key: str | None = None, **params: Unpack[InpaintParams]
+    ) -> SyncResult:
+        response = await self._request(
+            "POST",
+            f"/v1/{model}",
+            json=prepare_body(dict(params)),
+            headers=submit_headers(idempotency_key),
+            timeout=httpx.Timeout(DEFAULT_TIMEOUT, read=None),
+        )
         return read_sync_answer(response)
 
     def job(self, request_id: str) -> AsyncJob:
@@ -106,16 +125,24 @@ class AsyncClient:
     async def cancel(self, request_id: str) -> dict[str, Any]:
         return dict(expect_json(await self._request("POST", f"/v2/requests/{request_id}/cancel")))
 
-    async def wait(self, request_id: str, *, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
-                   on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    async def wait(
+        self,
+        request_id: str,
+        *,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
         """As Client.wait: the result body, or InferenceFailed / InferenceTimeout."""
         deadline = time.monotonic() + timeout
         if not (stream and await self._follow(request_id, deadline, timeout, on_progress)):
             await self._poll(request_id, deadline, timeout, interval, on_progress)
         return await self.result(request_id)
 
-    async def _poll(self, request_id: str, deadline: float, timeout: float, interval: float,
-                    on_progress: ProgressCallback | None) -> None:
+    async def _poll(
+        self, request_id: str, deadline: float, timeout: float, interval: float, on_progress: ProgressCallback | None
+    ) -> None:
         while True:
             body = await self.status(request_id)
             await call_back(on_progress, body)
@@ -126,8 +153,9 @@ class AsyncClient:
                 raise InferenceTimeout(request_id, timeout, body["status"])
             await asyncio.sleep(min(interval, remaining))
 
-    async def _follow(self, request_id: str, deadline: float, timeout: float,
-                      on_progress: ProgressCallback | None) -> bool:
+    async def _follow(
+        self, request_id: str, deadline: float, timeout: float, on_progress: ProgressCallback | None
+    ) -> bool:
         follower = EventFollower(request_id, last_event_id=None, timeout=timeout, max_retries=3, deadline=deadline)
         try:
             async with aclosing(self._follow_events(follower)) as events:
@@ -139,8 +167,9 @@ class AsyncClient:
             return False
         return False
 
-    def events(self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None,
-               max_retries: int = 5) -> AsyncIterator[Event]:
+    def events(
+        self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None, max_retries: int = 5
+    ) -> AsyncIterator[Event]:
         """As Client.events, as an async iterator."""
         follower = EventFollower(request_id, last_event_id=last_event_id, timeout=timeout, max_retries=max_retries)
         return self._follow_events(follower)
@@ -149,8 +178,12 @@ class AsyncClient:
         while True:
             cause = None
             try:
-                async with self._http.stream("GET", follower.path, headers={**self._headers, **follower.headers()},
-                                             timeout=follower.read_timeout()) as response:
+                async with self._http.stream(
+                    "GET",
+                    follower.path,
+                    headers={**self._headers, **follower.headers()},
+                    timeout=follower.read_timeout(),
+                ) as response:
                     if response.status_code != 200:
                         await response.aread()
                         raise api_error(response)
@@ -165,8 +198,7 @@ class AsyncClient:
                 cause = exc
             await asyncio.sleep(follower.dropped(cause))
 
-    async def download(self, result: dict[str, Any], directory: str | Path, *,
-                       stem: str | None = None) -> list[Path]:
+    async def download(self, result: dict[str, Any], directory: str | Path, *, stem: str | None = None) -> list[Path]:
         paths = []
         for index, item in enumerate(pending_outputs(result)):
             if not isinstance(item, bytes):
@@ -177,12 +209,14 @@ class AsyncClient:
             paths.append(save_output(directory, stem or str(result["request_id"]), index, item))
         return paths
 
-    async def submit_batch(self, items: list[BatchItem], *, model: str | None = None,
-                           idempotency_key: str | None = None) -> AsyncBatch:
+    async def submit_batch(
+        self, items: list[BatchItem], *, model: str | None = None, idempotency_key: str | None = None
+    ) -> AsyncBatch:
         check_batch(list(items))
         bodies = [prepare_body({"model": model, **item}) for item in items]
-        answer = expect_json(await self._request("POST", "/v2/batch", json={"requests": bodies},
-                                                 headers=submit_headers(idempotency_key)))
+        answer = expect_json(
+            await self._request("POST", "/v2/batch", json={"requests": bodies}, headers=submit_headers(idempotency_key))
+        )
         return AsyncBatch(client=self, **BatchInfo.fields_of(answer))
 
     async def batch_status(self, batch_id: str) -> dict[str, Any]:
@@ -217,10 +251,16 @@ class AsyncJob(JobInfo):
     async def result(self, *, base64: bool | None = None) -> dict[str, Any]:
         return await self.client.result(self.request_id, base64=base64)
 
-    async def wait(self, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
-                   on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-        return await self.client.wait(self.request_id, timeout=timeout, interval=interval, stream=stream,
-                                      on_progress=on_progress)
+    async def wait(
+        self,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        return await self.client.wait(
+            self.request_id, timeout=timeout, interval=interval, stream=stream, on_progress=on_progress
+        )
 
     async def cancel(self) -> dict[str, Any]:
         return await self.client.cancel(self.request_id)
@@ -228,8 +268,9 @@ class AsyncJob(JobInfo):
     def events(self, *, last_event_id: str | None = None, timeout: float | None = None) -> AsyncIterator[Event]:
         return self.client.events(self.request_id, last_event_id=last_event_id, timeout=timeout)
 
-    async def download(self, directory: str | Path, *, stem: str | None = None,
-                       result: dict[str, Any] | None = None) -> list[Path]:
+    async def download(
+        self, directory: str | Path, *, stem: str | None = None, result: dict[str, Any] | None = None
+    ) -> list[Path]:
         return await self.client.download(result or await self.result(), directory, stem=stem)
 
 
@@ -239,14 +280,17 @@ class AsyncBatch(BatchInfo):
 
     @property
     def jobs(self) -> list[AsyncJob | None]:
-        return [AsyncJob(client=self.client, **JobInfo.fields_of(item)) if item.get("request_id") else None
-                for item in self.items]
+        return [
+            AsyncJob(client=self.client, **JobInfo.fields_of(item)) if item.get("request_id") else None
+            for item in self.items
+        ]
 
     async def status(self) -> dict[str, Any]:
         return await self.client.batch_status(self.batch_id)
 
-    async def wait(self, timeout: float = 600.0, interval: float = 1.0,
-                   on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    async def wait(
+        self, timeout: float = 600.0, interval: float = 1.0, on_progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             summary = await self.status()

@@ -78,10 +78,19 @@ def wait_for_batches(batches: list[Batch], *, timeout: float, interval: float, b
         time.sleep(interval)
 
 
-def run_batch(client: Client, path: Path, *, model: str | None, out: str, timeout: float, interval: float,
-              emit: Callable[[str], None], say: Callable[[str], None]) -> BatchOutcome:
+def run_batch(
+    client: Client,
+    path: Path,
+    *,
+    model: str | None,
+    out: str,
+    timeout: float,
+    interval: float,
+    emit: Callable[[str], None],
+    say: Callable[[str], None],
+) -> BatchOutcome:
     jobs = read_jobs(path, model=model)
-    chunks = [jobs[i:i + MAX_BATCH_ITEMS] for i in range(0, len(jobs), MAX_BATCH_ITEMS)]
+    chunks = [jobs[i : i + MAX_BATCH_ITEMS] for i in range(0, len(jobs), MAX_BATCH_ITEMS)]
     batches = [client.submit_batch([body for _, body in chunk]) for chunk in chunks]
     outcome = BatchOutcome()
     for chunk, batch in zip(chunks, batches, strict=True):
@@ -89,8 +98,10 @@ def run_batch(client: Client, path: Path, *, model: str | None, out: str, timeou
             if not item.get("request_id"):
                 outcome.rejected.append(line)
                 say(f"line {line}: rejected (HTTP {item.get('http_status')}): {item.get('error')}")
-    say(f"submitted {len(jobs)} jobs in {len(batches)} batch(es): "
-        f"{len(jobs) - len(outcome.rejected)} accepted, {len(outcome.rejected)} rejected")
+    say(
+        f"submitted {len(jobs)} jobs in {len(batches)} batch(es): "
+        f"{len(jobs) - len(outcome.rejected)} accepted, {len(outcome.rejected)} rejected"
+    )
     bar = ProgressBar()
     try:
         summaries = wait_for_batches(batches, timeout=timeout, interval=interval, bar=bar)
@@ -103,8 +114,16 @@ def run_batch(client: Client, path: Path, *, model: str | None, out: str, timeou
     return outcome
 
 
-def save_item(client: Client, line: int, item: dict[str, Any], *, out: str, outcome: BatchOutcome,
-              emit: Callable[[str], None], say: Callable[[str], None]) -> None:
+def save_item(
+    client: Client,
+    line: int,
+    item: dict[str, Any],
+    *,
+    out: str,
+    outcome: BatchOutcome,
+    emit: Callable[[str], None],
+    say: Callable[[str], None],
+) -> None:
     """Save a completed item's images; report a failed one."""
     if item["status"] == "COMPLETED":
         for saved in client.job(item["request_id"]).download(out, stem=f"{line:04d}"):
@@ -113,5 +132,4 @@ def save_item(client: Client, line: int, item: dict[str, Any], *, out: str, outc
     elif item["status"] != "REJECTED":
         status = client.status(item["request_id"])
         outcome.failed.append(line)
-        say(f"line {line}: {item['request_id']} {status['status']} ({status.get('error_code')}): "
-            f"{status.get('error')}")
+        say(f"line {line}: {item['request_id']} {status['status']} ({status.get('error_code')}): {status.get('error')}")

@@ -50,18 +50,25 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
-                              **dict(args.param)}
-    job = client.submit(args.model, image=args.image, mask=args.mask, idempotency_key=args.idempotency_key,
-                        **params)
+    params: dict[str, Any] = {
+        "prompt": args.prompt,
+        "negative_prompt": args.negative_prompt,
+        "seed": args.seed,
+        **dict(args.param),
+    }
+    job = client.submit(args.model, image=args.image, mask=args.mask, idempotency_key=args.idempotency_key, **params)
     say(f"submitted {job.request_id} ({args.model})" + (" (idempotent replay)" if job.replayed else ""))
     if args.no_wait:
         emit(job.request_id)
         return EXIT_OK
     bar = ProgressBar()
     try:
-        result = job.wait(timeout=args.timeout, interval=args.interval, stream=not args.poll,
-                          on_progress=lambda status: bar.show(*describe_job(status)))
+        result = job.wait(
+            timeout=args.timeout,
+            interval=args.interval,
+            stream=not args.poll,
+            on_progress=lambda status: bar.show(*describe_job(status)),
+        )
     except KeyboardInterrupt:
         bar.close()
         say(f"interrupted; {job.request_id} keeps running (stop it with: inpaint cancel {job.request_id})")
@@ -71,8 +78,10 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
     for path in job.download(args.out, result=result):
         emit(str(path))
     metrics = result.get("metrics") or {}
-    say(f"completed {job.request_id}: seed {result.get('seed')}, "
-        f"inference {metrics.get('inference_time', 0):.2f} s, queued {metrics.get('queue_time', 0):.2f} s")
+    say(
+        f"completed {job.request_id}: seed {result.get('seed')}, "
+        f"inference {metrics.get('inference_time', 0):.2f} s, queued {metrics.get('queue_time', 0):.2f} s"
+    )
     return EXIT_OK
 
 
@@ -120,14 +129,25 @@ def cmd_models(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_batch(client: Client, args: argparse.Namespace) -> int:
-    outcome = run_batch(client, Path(args.file), model=args.model, out=args.out, timeout=args.timeout,
-                        interval=args.interval, emit=emit, say=say)
+    outcome = run_batch(
+        client,
+        Path(args.file),
+        model=args.model,
+        out=args.out,
+        timeout=args.timeout,
+        interval=args.interval,
+        emit=emit,
+        say=say,
+    )
     return EXIT_OK if outcome.all_completed else EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inpaint", description=__doc__.split("\n\n")[0],
-                                     epilog="Exit codes: 0 ok, 1 failed or refused, 2 usage, 3 timed out.")
+    parser = argparse.ArgumentParser(
+        prog="inpaint",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit codes: 0 ok, 1 failed or refused, 2 usage, 3 timed out.",
+    )
     parser.add_argument("--url", help="server root (default: INPAINT_API_URL, else http://127.0.0.1:8000)")
     parser.add_argument("--key", help="API key (default: INPAINT_API_KEY)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -139,16 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--negative-prompt")
     submit.add_argument("--seed", type=int)
     submit.add_argument("--model", default="sd1.5-inpainting", help="model slug (default: %(default)s)")
-    submit.add_argument("--param", type=parse_param, action="append", default=[], metavar="NAME=VALUE",
-                        help="any other field, e.g. --param num_inference_steps=30 (repeatable)")
+    submit.add_argument(
+        "--param",
+        type=parse_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other field, e.g. --param num_inference_steps=30 (repeatable)",
+    )
     submit.add_argument("--idempotency-key", help="resubmitting with the same key returns the same job")
     submit.add_argument("--no-wait", action="store_true", help="print the request id and exit")
     submit.add_argument("--poll", action="store_true", help="poll the status instead of following events")
     submit.set_defaults(run=cmd_submit)
 
-    for name, handler, text in (("status", cmd_status, "show a job's status (exit 1 if it FAILED)"),
-                                ("cancel", cmd_cancel, "cancel a job (exit 1 if it had already ended)"),
-                                ("download", cmd_download, "save a completed job's images")):
+    for name, handler, text in (
+        ("status", cmd_status, "show a job's status (exit 1 if it FAILED)"),
+        ("cancel", cmd_cancel, "cancel a job (exit 1 if it had already ended)"),
+        ("download", cmd_download, "save a completed job's images"),
+    ):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("request_id")
         sub.set_defaults(run=handler)

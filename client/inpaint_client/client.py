@@ -1,10 +1,10 @@
 """The synchronous client. AsyncClient (aio.py) has the same surface with async methods.
 
-    with Client() as client:                      # INPAINT_API_URL, INPAINT_API_KEY
-        result = client.run("erase", prompt="-", image="photo.png", mask="mask.png")
-        job = client.submit("sd1.5-inpainting", prompt="a red apple", image=..., mask=...)
-        result = job.wait(timeout=600, stream=True, on_progress=print)
-        job.download("out/")
+with Client() as client:                      # INPAINT_API_URL, INPAINT_API_KEY
+    result = client.run("erase", prompt="-", image="photo.png", mask="mask.png")
+    job = client.submit("sd1.5-inpainting", prompt="a red apple", image=..., mask=...)
+    result = job.wait(timeout=600, stream=True, on_progress=print)
+    job.download("out/")
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ class Client:
     """Inpaint Queue over HTTP. `base_url`/`api_key` default to INPAINT_API_URL and INPAINT_API_KEY
     (or SEGMIND_API_KEY); `timeout` is per HTTP request, not per job."""
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._headers = auth_headers(resolve_api_key(api_key))
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
@@ -58,35 +59,53 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                 **kwargs: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         return self._http.request(method, path, headers={**self._headers, **(headers or {})}, **kwargs)
 
     # -- jobs ----------------------------------------------------------------------------------
     def submit(self, model: str, *, idempotency_key: str | None = None, **params: Unpack[InpaintParams]) -> Job:
         """Queue a job; answers at once. With `idempotency_key`, resubmitting the same body returns
         the same job (and a different body with the same key is an APIError 409)."""
-        answer = expect_json(self._request("POST", f"/v2/{model}", json=prepare_body(dict(params)),
-                                           headers=submit_headers(idempotency_key)))
+        answer = expect_json(
+            self._request(
+                "POST", f"/v2/{model}", json=prepare_body(dict(params)), headers=submit_headers(idempotency_key)
+            )
+        )
         return Job.from_answer(self, answer)
 
     submit_async = submit
     """The Segmind SDK's name for submit."""
 
-    def run(self, model: str, *, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
-            on_progress: ProgressCallback | None = None, idempotency_key: str | None = None,
-            **params: Unpack[InpaintParams]) -> dict[str, Any]:
+    def run(
+        self,
+        model: str,
+        *,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+        idempotency_key: str | None = None,
+        **params: Unpack[InpaintParams],
+    ) -> dict[str, Any]:
         """Submit and wait: the result body (`status`, `output`, `metrics`, `seed`, ...)."""
         job = self.submit(model, idempotency_key=idempotency_key, **params)
         return job.wait(timeout=timeout, interval=interval, stream=stream, on_progress=on_progress)
 
-    def run_sync(self, model: str, *, idempotency_key: str | None = None,
-                 **params: Unpack[InpaintParams]) -> SyncResult:
+    def run_sync(
+        self, model: str, *, idempotency_key: str | None = None, **params: Unpack[InpaintParams]
+    ) -> SyncResult:
         """POST /v1/{model}: the server waits (INPAINT_SYNC_WAIT_SECONDS) and answers the first image.
         Not done in time raises InferenceTimeout; the job goes on: `client.job(e.request_id).wait()`."""
         body = prepare_body(dict(params))
-        response = self._request("POST", f"/v1/{model}", json=body, headers=submit_headers(idempotency_key),
-                                 timeout=httpx.Timeout(DEFAULT_TIMEOUT, read=None))
+        response = self._request(
+            "POST",
+            f"/v1/{model}",
+            json=body,
+            headers=submit_headers(idempotency_key),
+            timeout=httpx.Timeout(DEFAULT_TIMEOUT, read=None),
+        )
         return read_sync_answer(response)
 
     def job(self, request_id: str) -> Job:
@@ -106,8 +125,15 @@ class Client:
         """`{"cancelled": bool, "outcome": "cancelled" | "already_completed" | "already_failed", "status"}`."""
         return dict(expect_json(self._request("POST", f"/v2/requests/{request_id}/cancel")))
 
-    def wait(self, request_id: str, *, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
-             on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        request_id: str,
+        *,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
         """Block until the job ends: the result body, or InferenceFailed / InferenceTimeout.
 
         Polls the status every `interval` seconds (as Segmind's SDK does), or with `stream=True`
@@ -117,8 +143,9 @@ class Client:
             self._poll(request_id, deadline, timeout, interval, on_progress)
         return self.result(request_id)
 
-    def _poll(self, request_id: str, deadline: float, timeout: float, interval: float,
-              on_progress: ProgressCallback | None) -> None:
+    def _poll(
+        self, request_id: str, deadline: float, timeout: float, interval: float, on_progress: ProgressCallback | None
+    ) -> None:
         while True:
             body = self.status(request_id)
             if on_progress:
@@ -130,8 +157,7 @@ class Client:
                 raise InferenceTimeout(request_id, timeout, body["status"])
             time.sleep(min(interval, remaining))
 
-    def _follow(self, request_id: str, deadline: float, timeout: float,
-                on_progress: ProgressCallback | None) -> bool:
+    def _follow(self, request_id: str, deadline: float, timeout: float, on_progress: ProgressCallback | None) -> bool:
         """Follow the events to a terminal one: True; False if the stream is unusable here."""
         follower = EventFollower(request_id, last_event_id=None, timeout=timeout, max_retries=3, deadline=deadline)
         try:
@@ -144,8 +170,9 @@ class Client:
             return False
         return False
 
-    def events(self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None,
-               max_retries: int = 5) -> Iterator[Event]:
+    def events(
+        self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None, max_retries: int = 5
+    ) -> Iterator[Event]:
         """The job's server-sent events up to the terminal one (`completed` or `failed`).
 
         A dropped connection is resumed with Last-Event-ID, so no event is repeated or lost;
@@ -158,8 +185,12 @@ class Client:
         while True:
             cause = None
             try:
-                with self._http.stream("GET", follower.path, headers={**self._headers, **follower.headers()},
-                                       timeout=follower.read_timeout()) as response:
+                with self._http.stream(
+                    "GET",
+                    follower.path,
+                    headers={**self._headers, **follower.headers()},
+                    timeout=follower.read_timeout(),
+                ) as response:
                     if response.status_code != 200:
                         response.read()
                         raise api_error(response)
@@ -189,14 +220,16 @@ class Client:
         return response.content
 
     # -- batches -------------------------------------------------------------------------------
-    def submit_batch(self, items: list[BatchItem], *, model: str | None = None,
-                     idempotency_key: str | None = None) -> Batch:
+    def submit_batch(
+        self, items: list[BatchItem], *, model: str | None = None, idempotency_key: str | None = None
+    ) -> Batch:
         """POST /v2/batch: 1-100 job bodies, each with `model` (or the `model` given here).
         Each item is accepted or rejected on its own: see Batch.items and Batch.jobs."""
         check_batch(list(items))
         bodies = [prepare_body({"model": model, **item}) for item in items]
-        answer = expect_json(self._request("POST", "/v2/batch", json={"requests": bodies},
-                                           headers=submit_headers(idempotency_key)))
+        answer = expect_json(
+            self._request("POST", "/v2/batch", json={"requests": bodies}, headers=submit_headers(idempotency_key))
+        )
         return Batch.from_answer(self, answer)
 
     def batch_status(self, batch_id: str) -> dict[str, Any]:

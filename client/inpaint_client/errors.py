@@ -32,8 +32,9 @@ class InferenceFailed(InpaintError):
     """The job ended FAILED. `detail`: the server's message (safe to show); `error_code`: e.g.
     `model_unavailable`, `cancelled`, `timeout`; `body`: the status body."""
 
-    def __init__(self, request_id: str, detail: str, error_code: str | None = None,
-                 body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, request_id: str, detail: str, error_code: str | None = None, body: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"request {request_id} failed: {detail}" + (f" ({error_code})" if error_code else ""))
         self.request_id = request_id
         self.detail = detail

@@ -25,13 +25,21 @@ class Client(Protocol):
 
     def result(self, request_id: str, *, base64: bool | None = None) -> dict[str, Any]: ...
 
-    def wait(self, request_id: str, *, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
-             on_progress: ProgressCallback | None = None) -> dict[str, Any]: ...
+    def wait(
+        self,
+        request_id: str,
+        *,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]: ...
 
     def cancel(self, request_id: str) -> dict[str, Any]: ...
 
-    def events(self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None,
-               max_retries: int = 5) -> Iterator[Event]: ...
+    def events(
+        self, request_id: str, *, last_event_id: str | None = None, timeout: float | None = None, max_retries: int = 5
+    ) -> Iterator[Event]: ...
 
     def download(self, result: dict[str, Any], directory: str | Path, *, stem: str | None = None) -> list[Path]: ...
 
@@ -49,8 +57,12 @@ class JobInfo:
 
     @staticmethod
     def fields_of(answer: dict[str, Any]) -> dict[str, Any]:
-        return {"request_id": str(answer["request_id"]), "status_url": answer.get("status_url"),
-                "response_url": answer.get("response_url"), "replayed": bool(answer.get("idempotent_replay"))}
+        return {
+            "request_id": str(answer["request_id"]),
+            "status_url": answer.get("status_url"),
+            "response_url": answer.get("response_url"),
+            "replayed": bool(answer.get("idempotent_replay")),
+        }
 
 
 @dataclass
@@ -67,10 +79,16 @@ class Job(JobInfo):
     def result(self, *, base64: bool | None = None) -> dict[str, Any]:
         return self.client.result(self.request_id, base64=base64)
 
-    def wait(self, timeout: float = 600.0, interval: float = 1.0, stream: bool = False,
-             on_progress: ProgressCallback | None = None) -> dict[str, Any]:
-        return self.client.wait(self.request_id, timeout=timeout, interval=interval, stream=stream,
-                                on_progress=on_progress)
+    def wait(
+        self,
+        timeout: float = 600.0,
+        interval: float = 1.0,
+        stream: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        return self.client.wait(
+            self.request_id, timeout=timeout, interval=interval, stream=stream, on_progress=on_progress
+        )
 
     def cancel(self) -> dict[str, Any]:
         return self.client.cancel(self.request_id)
@@ -78,8 +96,9 @@ class Job(JobInfo):
     def events(self, *, last_event_id: str | None = None, timeout: float | None = None) -> Iterator[Event]:
         return self.client.events(self.request_id, last_event_id=last_event_id, timeout=timeout)
 
-    def download(self, directory: str | Path, *, stem: str | None = None,
-                 result: dict[str, Any] | None = None) -> list[Path]:
+    def download(
+        self, directory: str | Path, *, stem: str | None = None, result: dict[str, Any] | None = None
+    ) -> list[Path]:
         """Save the images (the job must be COMPLETED); `result` saves fetching it again."""
         return self.client.download(result or self.result(), directory, stem=stem)
 
@@ -94,8 +113,11 @@ class BatchInfo:
 
     @staticmethod
     def fields_of(answer: dict[str, Any]) -> dict[str, Any]:
-        return {"batch_id": str(answer["batch_id"]), "items": list(answer["items"]),
-                "replayed": bool(answer.get("idempotent_replay"))}
+        return {
+            "batch_id": str(answer["batch_id"]),
+            "items": list(answer["items"]),
+            "replayed": bool(answer.get("idempotent_replay")),
+        }
 
     @property
     def accepted(self) -> int:
@@ -133,8 +155,9 @@ class Batch(BatchInfo):
     def status(self) -> dict[str, Any]:
         return self.client.batch_status(self.batch_id)
 
-    def wait(self, timeout: float = 600.0, interval: float = 1.0,
-             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def wait(
+        self, timeout: float = 600.0, interval: float = 1.0, on_progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
         """Poll the summary until every item has ended; the last summary. InferenceTimeout (with the
         batch id as request_id) if that takes longer than `timeout`."""
         deadline = time.monotonic() + timeout

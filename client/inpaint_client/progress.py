@@ -44,8 +44,11 @@ def describe_batches(summaries: list[dict[str, Any]]) -> tuple[float, str]:
         counts.update(summary.get("counts", {}))
     total = sum(counts.values())
     ended = total - counts["QUEUED"] - counts["PROCESSING"]
-    shown = ", ".join(f"{counts[s]} {s.lower()}" for s in ("COMPLETED", "FAILED", "REJECTED", "PROCESSING",
-                                                           "QUEUED", "EXPIRED") if counts[s])
+    shown = ", ".join(
+        f"{counts[s]} {s.lower()}"
+        for s in ("COMPLETED", "FAILED", "REJECTED", "PROCESSING", "QUEUED", "EXPIRED")
+        if counts[s]
+    )
     return (ended / total if total else 1.0), f"{ended}/{total} done ({shown})"
 
 

@@ -50,8 +50,14 @@ def read_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tupl
     return values[0], values[1], values[2]
 
 
-def verify_webhook(headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes | str,
-                   secret: str | Iterable[str], tolerance: float = 300, *, now: float | None = None) -> Any:
+def verify_webhook(
+    headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    body: bytes | str,
+    secret: str | Iterable[str],
+    tolerance: float = 300,
+    *,
+    now: float | None = None,
+) -> Any:
     """Check a delivery and return its parsed JSON body; WebhookVerificationError if it does not verify.
 
     `secret` may be several secrets (yours during your own rotation); any valid signature of any of

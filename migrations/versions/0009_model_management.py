@@ -30,14 +30,10 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("hostname", sa.String(length=200), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
-        sa.Column(
-            "device", sa.String(length=200), nullable=False, comment="e.g. 'cuda:0 (NVIDIA H100)' or 'cpu'."
-        ),
+        sa.Column("device", sa.String(length=200), nullable=False, comment="e.g. 'cuda:0 (NVIDIA H100)' or 'cpu'."),
         sa.Column("memory_total", sa.BigInteger(), nullable=True, comment="Bytes on the device."),
         sa.Column("memory_free", sa.BigInteger(), nullable=True, comment="Bytes free on the device."),
-        sa.Column(
-            "resident", sa.JSON(), nullable=False, comment="Models held in memory: [{kind, source, bytes}]."
-        ),
+        sa.Column("resident", sa.JSON(), nullable=False, comment="Models held in memory: [{kind, source, bytes}]."),
         sa.Column("busy", sa.Boolean(), nullable=False),
         sa.Column("command_cursor", sa.Integer(), nullable=False, comment="Last worker_commands id done."),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),

@@ -39,9 +39,7 @@ def decode_inline(field: str, value: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput(
-            field, "is not an http(s) URL, a data URI or valid base64", value=_shorten(value)
-        ) from None
+        raise InvalidInput(field, "is not an http(s) URL, a data URI or valid base64", value=_shorten(value)) from None
 
 
 def open_image(field: str, data: bytes, *, max_pixels: int) -> Image.Image:
@@ -61,8 +59,7 @@ def open_image(field: str, data: bytes, *, max_pixels: int) -> Image.Image:
     except InvalidInput:
         raise
     except Image.DecompressionBombError:
-        raise InvalidInput(field, f"has more pixels than the limit of {max_pixels}",
-                           limit=max_pixels) from None
+        raise InvalidInput(field, f"has more pixels than the limit of {max_pixels}", limit=max_pixels) from None
     except Exception as exc:  # noqa: BLE001 - a decoder fed hostile bytes may raise anything; all are bad input
         log.info("%s could not be decoded: %s", field, type(exc).__name__)
         raise InvalidInput(
@@ -112,8 +109,7 @@ def to_mask(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 def encode_png(image: Image.Image) -> bytes:
     """PNG of the pixels alone: no text, ICC profile, EXIF or transparency chunk is carried over."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1, icc_profile=None, transparency=None, exif=None,
-               pnginfo=None)
+    image.save(buf, format="PNG", compress_level=1, icc_profile=None, transparency=None, exif=None, pnginfo=None)
     return buf.getvalue()
 
 

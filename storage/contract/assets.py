@@ -15,9 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AssetKind = Literal[
-    "base_model", "controlnet", "lora", "vae", "embeddings", "depth_estimator", "safety_checker"
-]
+AssetKind = Literal["base_model", "controlnet", "lora", "vae", "embeddings", "depth_estimator", "safety_checker"]
 ASSET_KINDS: tuple[str, ...] = (
     "base_model",
     "controlnet",
@@ -60,9 +58,7 @@ class AssetSpec(BaseModel):
         return self.options.get(name, default)
 
 
-def _builtin(
-    kind: AssetKind, name: str, source: str, family: Literal["sd15", "sdxl"] | None = None
-) -> AssetSpec:
+def _builtin(kind: AssetKind, name: str, source: str, family: Literal["sd15", "sdxl"] | None = None) -> AssetSpec:
     return AssetSpec(kind=kind, name=name, source=source, family=family)
 
 

@@ -120,8 +120,9 @@ def _resolve_size(request: InpaintRequest, spec: ModelSpec, image_size: tuple[in
     width, height = request.width, request.height
     for field, side in (("img_width", width), ("img_height", height)):
         if side is not None and not spec.accepts_size(side):
-            raise InvalidInput(field, f"must be {spec.size_rule()} for this model, got {side}",
-                               limit=spec.size_rule(), value=side)
+            raise InvalidInput(
+                field, f"must be {spec.size_rule()} for this model, got {side}", limit=spec.size_rule(), value=side
+            )
     if width is not None and height is not None:
         return width, height
     iw, ih = image_size
@@ -137,8 +138,10 @@ def _resolve_scheduler(name: str | None, spec: ModelSpec) -> str:
     found = find_scheduler(name)
     if found is None:
         raise InvalidInput(
-            "scheduler", f"unknown scheduler {name!r}; valid names: {', '.join(SUPPORTED_NAMES)}",
-            limit=SUPPORTED_NAMES, value=name,
+            "scheduler",
+            f"unknown scheduler {name!r}; valid names: {', '.join(SUPPORTED_NAMES)}",
+            limit=SUPPORTED_NAMES,
+            value=name,
         )
     if found.unsupported_reason:
         raise InvalidInput("scheduler", f"{name!r} is not supported: {found.unsupported_reason}", value=name)
@@ -149,29 +152,40 @@ def _check_step_budget(scheduler: str, steps: int, strength: float) -> None:
     """Steps beyond a distilled schedule (LCM: STEP_BUDGETS x strength); MAX_STEPS is the field's own limit."""
     budget = STEP_BUDGETS.get(SCHEDULERS[scheduler].class_name)
     if budget is not None and steps > (limit := int(budget * strength)):
-        raise InvalidInput("num_inference_steps",
-                           f"{scheduler} can run at most {limit} steps at strength {strength:g}, got {steps}",
-                           limit=limit, value=steps)
+        raise InvalidInput(
+            "num_inference_steps",
+            f"{scheduler} can run at most {limit} steps at strength {strength:g}, got {steps}",
+            limit=limit,
+            value=steps,
+        )
 
 
 def _check_steps_run(steps: int, strength: float) -> None:
     """Diffusers runs int(steps * strength) denoising steps; zero would be an error on the worker."""
     if int(steps * strength) < 1:
-        raise InvalidInput("strength", f"with num_inference_steps={steps}, strength {strength} runs no "
-                           f"denoising step; it must be at least {1 / steps:.3g}", limit=1 / steps,
-                           value=strength)
+        raise InvalidInput(
+            "strength",
+            f"with num_inference_steps={steps}, strength {strength} runs no "
+            f"denoising step; it must be at least {1 / steps:.3g}",
+            limit=1 / steps,
+            value=strength,
+        )
 
 
 def _resolve_mask(request: InpaintRequest) -> MaskParams:
     given = request.model_fields_set
     if "mask_padding" in given and not request.inpaint_only_masked:
-        raise InvalidInput("mask_padding", "only applies with inpaint_only_masked: true",
-                           value=request.mask_padding)
+        raise InvalidInput("mask_padding", "only applies with inpaint_only_masked: true", value=request.mask_padding)
     if request.invert_mask and request.mask is None:
-        raise InvalidInput("invert_mask", "needs a mask: without one the whole image is repainted",
-                           value=request.invert_mask)
-    return MaskParams(blur=request.mask_blur, only_masked=request.inpaint_only_masked,
-                      padding=request.mask_padding, invert=request.invert_mask)
+        raise InvalidInput(
+            "invert_mask", "needs a mask: without one the whole image is repainted", value=request.invert_mask
+        )
+    return MaskParams(
+        blur=request.mask_blur,
+        only_masked=request.inpaint_only_masked,
+        padding=request.mask_padding,
+        invert=request.invert_mask,
+    )
 
 
 def _resolve_adapters(request: DiffusionRequest, catalog: AssetCatalog, family: str) -> AdapterParams:
@@ -194,8 +208,9 @@ def _resolve_diffusion(
     family = "sdxl" if spec.is_sdxl else "sd15"
     check_scheduler_fits(scheduler, strength, family)
     if request.safety_checker_type is not None and not request.safety_checker:
-        raise InvalidInput("safety_checker_type", "only applies with safety_checker: yes",
-                           value=request.safety_checker_type)
+        raise InvalidInput(
+            "safety_checker_type", "only applies with safety_checker: yes", value=request.safety_checker_type
+        )
     resolved: dict[str, Any] = {
         "prompt": enhance(request.prompt) if request.enhance_prompt else request.prompt,
         "enhance_prompt": request.enhance_prompt,
@@ -227,8 +242,12 @@ def resolve_params(
 ) -> JobParams:
     """Apply the model's defaults and ranges; draw the seed. Raises InvalidInput naming the field."""
     if request.samples > spec.max_samples:
-        raise InvalidInput("samples", f"must be at most {spec.max_samples} for this model, "
-                           f"got {request.samples}", limit=spec.max_samples, value=request.samples)
+        raise InvalidInput(
+            "samples",
+            f"must be at most {spec.max_samples} for this model, got {request.samples}",
+            limit=spec.max_samples,
+            value=request.samples,
+        )
     width, height = _resolve_size(request, spec, image_size)
     steps = int(_in_range("num_inference_steps", request.num_inference_steps, spec.steps, integer=True))
     strength = _in_range("strength", request.strength, spec.strength)

@@ -17,9 +17,9 @@ MAX_PROMPT_CHARS = 4000
 MAX_TRACK_ID_CHARS = 256
 MAX_URL_CHARS = 2048
 
-TrackId = Annotated[str, StringConstraints(max_length=MAX_TRACK_ID_CHARS)] | Annotated[
-    int, Field(ge=-(2**63), le=2**63 - 1)
-]
+TrackId = (
+    Annotated[str, StringConstraints(max_length=MAX_TRACK_ID_CHARS)] | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+)
 WebhookEvent = Literal["progress", "completed", "failed"]
 
 
@@ -50,13 +50,21 @@ class InpaintRequest(BaseModel):
         None, ge=8, validation_alias=AliasChoices("img_height", "height"), description="Output height."
     )
     base64: bool = Field(False, description="Return the images inline as base64 instead of URLs.")
-    mask_blur: int = Field(0, ge=0, le=64, description="Feather the composite over this many pixels "
-                           "around the mask; 0 keeps unmasked pixels exactly.")
-    inpaint_only_masked: bool = Field(False, description="Inpaint a crop around the mask at the model's "
-                                      "size, then paste it back into the full-size input (A1111's "
-                                      "'only masked').")
-    mask_padding: int = Field(32, ge=0, le=256, description="With inpaint_only_masked: pixels of context "
-                              "around the mask's bounding box.")
+    mask_blur: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Feather the composite over this many pixels around the mask; 0 keeps unmasked pixels exactly.",
+    )
+    inpaint_only_masked: bool = Field(
+        False,
+        description="Inpaint a crop around the mask at the model's "
+        "size, then paste it back into the full-size input (A1111's "
+        "'only masked').",
+    )
+    mask_padding: int = Field(
+        32, ge=0, le=256, description="With inpaint_only_masked: pixels of context around the mask's bounding box."
+    )
     invert_mask: bool = Field(False, description="Repaint the black area and keep the white one.")
 
     webhook: str | None = Field(
@@ -66,7 +74,8 @@ class InpaintRequest(BaseModel):
         None, description="Your id for this job, returned as given (string or integer) in every webhook."
     )
     webhook_events: list[WebhookEvent] | None = Field(
-        None, max_length=3,
+        None,
+        max_length=3,
         description='Extra events: ["progress"] adds throttled progress events. Terminal events are always sent.',
     )
 
@@ -76,13 +85,15 @@ class DiffusionRequest(InpaintRequest):
 
     use_karras_sigmas: bool | None = Field(None, description="Karras sigmas on schedulers that have them.")
     algorithm_type: Literal["dpmsolver++", "dpmsolver+++", "sde-dpmsolver++"] | None = Field(
-        None, description="DPM-Solver algorithm (DPM-Solver schedulers only); 'dpmsolver+++' means "
-        "'dpmsolver++'."
+        None, description="DPM-Solver algorithm (DPM-Solver schedulers only); 'dpmsolver+++' means 'dpmsolver++'."
     )
-    clip_skip: int | None = Field(None, ge=1, le=8, description="1 uses the text encoder's usual output "
-                                  "layer, n skips n-1 more layers (A1111 convention).")
-    lora_model: str | None = Field(None, max_length=1000,
-                                   description="Registered LoRA names, comma-separated.")
+    clip_skip: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="1 uses the text encoder's usual output layer, n skips n-1 more layers (A1111 convention).",
+    )
+    lora_model: str | None = Field(None, max_length=1000, description="Registered LoRA names, comma-separated.")
     lora_strength: str | float | None = Field(
         None, description="LoRA weights, comma-separated in lora_model's order (one value: all; default 1)."
     )
@@ -104,21 +115,30 @@ class DiffusionRequest(InpaintRequest):
 class SDXLRequest(DiffusionRequest):
     """SDXL inpainting (seeds/001): `base_model` picks among registered SDXL checkpoints."""
 
-    base_model: str | None = Field(None, max_length=100, description="A registered SDXL checkpoint name, "
-                                   "e.g. 'SDXL', 'Real Vision XL', 'Juggernaut XL', 'DreamShaper XL'.")
+    base_model: str | None = Field(
+        None,
+        max_length=100,
+        description="A registered SDXL checkpoint name, "
+        "e.g. 'SDXL', 'Real Vision XL', 'Juggernaut XL', 'DreamShaper XL'.",
+    )
 
 
 class ControlNetRequest(SDXLRequest):
     """SDXL ControlNet inpainting (seeds/000, inpaint-auto). Without a mask the whole image is repainted."""
 
     # Narrower than the base class on purpose: this family alone may leave the mask out.
-    mask: str | None = Field(None, min_length=1, description="Optional: without it the whole image is "  # type: ignore[assignment]
-                             "repainted under ControlNet guidance.")
-    cn_model: str = Field("Canny", max_length=100,
-                          description="ControlNet: Canny, Depth, SoftEdge or Openpose.")
+    mask: str | None = Field(
+        None,
+        min_length=1,
+        description="Optional: without it the whole image is "  # type: ignore[assignment]
+        "repainted under ControlNet guidance.",
+    )
+    cn_model: str = Field("Canny", max_length=100, description="ControlNet: Canny, Depth, SoftEdge or Openpose.")
     cn_processor: str | None = Field(
-        None, max_length=100, description="Builds the control image: canny, depth or none (the image as "
-        "given). Default: canny for Canny, depth for Depth, none otherwise."
+        None,
+        max_length=100,
+        description="Builds the control image: canny, depth or none (the image as "
+        "given). Default: canny for Canny, depth for Depth, none otherwise.",
     )
 
 

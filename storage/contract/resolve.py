@@ -77,9 +77,12 @@ def check_scheduler_fits(scheduler: str, strength: float, family: str) -> None:
     """A scheduler that cannot add noise works only at strength 1 on SD 1.5 models."""
     spec = SCHEDULERS[scheduler]
     if spec.class_name in NO_ADD_NOISE_CLASSES and (strength < 1 or family != "sd15"):
-        raise InvalidInput("scheduler", f"{scheduler!r} cannot add noise to an image, so it runs only with "
-                           f"strength 1 on SD 1.5 models (this is a {family} model, strength {strength})",
-                           value=scheduler)
+        raise InvalidInput(
+            "scheduler",
+            f"{scheduler!r} cannot add noise to an image, so it runs only with "
+            f"strength 1 on SD 1.5 models (this is a {family} model, strength {strength})",
+            value=scheduler,
+        )
 
 
 def resolve_algorithm(scheduler: str, algorithm_type: str | None) -> str | None:
@@ -118,9 +121,7 @@ def check_name(field: str, kind: str, name: str, catalog: AssetCatalog, family: 
             value=name,
         )
     if asset.family is not None and asset.family != family:
-        raise InvalidInput(
-            field, f"{name!r} is for {asset.family} models; this model is {family}", value=name
-        )
+        raise InvalidInput(field, f"{name!r} is for {asset.family} models; this model is {family}", value=name)
     return name
 
 
@@ -135,9 +136,7 @@ def resolve_loras(
     names = split_names(lora_model or "")
     if not names:
         if lora_strength is not None:
-            raise InvalidInput(
-                "lora_strength", "needs lora_model: there is no LoRA to weigh", value=lora_strength
-            )
+            raise InvalidInput("lora_strength", "needs lora_model: there is no LoRA to weigh", value=lora_strength)
         return []
     if len(names) > MAX_LORAS or len(set(names)) != len(names):
         raise InvalidInput(
@@ -158,9 +157,7 @@ def parse_weights(value: str | float | None, count: int) -> list[float]:
     try:
         weights = [float(value)] if not isinstance(value, str) else [float(w) for w in split_names(value)]
     except ValueError:
-        raise InvalidInput(
-            "lora_strength", "must be a number or comma-separated numbers", value=value
-        ) from None
+        raise InvalidInput("lora_strength", "must be a number or comma-separated numbers", value=value) from None
     if len(weights) == 1:
         weights = weights * count
     if len(weights) != count:

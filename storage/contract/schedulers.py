@@ -52,8 +52,9 @@ _SEGMIND = [
     _spec("DPM++ 2M SDE Exponential", "DPMSolverMultistepScheduler", **SDE, use_exponential_sigmas=True),
     _spec("DPM++ 3M SDE", "DPMSolverMultistepScheduler", **SDE, solver_order=3),
     _spec("DPM++ 3M SDE Karras", "DPMSolverMultistepScheduler", **SDE, solver_order=3, **KARRAS),
-    _spec("DPM++ 3M SDE Exponential", "DPMSolverMultistepScheduler", **SDE, solver_order=3,
-          use_exponential_sigmas=True),
+    _spec(
+        "DPM++ 3M SDE Exponential", "DPMSolverMultistepScheduler", **SDE, solver_order=3, use_exponential_sigmas=True
+    ),
     _spec("DPM++ SDE", "DPMSolverSinglestepScheduler"),
     _spec("DPM++ SDE Karras", "DPMSolverSinglestepScheduler", **KARRAS),
     _spec("DPM++ 2S a", "DPMSolverSinglestepScheduler"),
@@ -119,11 +120,19 @@ def find_scheduler(name: str) -> SchedulerSpec | None:
 
 
 # Scheduler classes whose constructor takes `use_karras_sigmas` (checked against diffusers by a test).
-KARRAS_CLASSES: frozenset[str] = frozenset({
-    "DEISMultistepScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
-    "EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
-    "KDPM2DiscreteScheduler", "LMSDiscreteScheduler", "UniPCMultistepScheduler",
-})
+KARRAS_CLASSES: frozenset[str] = frozenset(
+    {
+        "DEISMultistepScheduler",
+        "DPMSolverMultistepScheduler",
+        "DPMSolverSinglestepScheduler",
+        "EulerDiscreteScheduler",
+        "HeunDiscreteScheduler",
+        "KDPM2AncestralDiscreteScheduler",
+        "KDPM2DiscreteScheduler",
+        "LMSDiscreteScheduler",
+        "UniPCMultistepScheduler",
+    }
+)
 # Scheduler classes that take `algorithm_type`, and the values this service lets a request set.
 # Scheduler classes without `add_noise`: they cannot start from a partly noised image, so they run
 # only at strength 1 on SD 1.5 inpainting models (SDXL's inpainting keeps noising the known latents).

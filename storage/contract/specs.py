@@ -39,12 +39,14 @@ class ModelSpec(BaseModel):
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
     family: Family
     source: str = Field(
-        "", description="Hugging Face hub id or local directory; empty for erase, and for SDXL slugs whose "
-        "weights come from `base_model`."
+        "",
+        description="Hugging Face hub id or local directory; empty for erase, and for SDXL slugs whose "
+        "weights come from `base_model`.",
     )
     base_model: str | None = Field(
-        None, description="SDXL families: the registered base_model used when a request names none "
-        "(storage.database.assets); None uses `source`."
+        None,
+        description="SDXL families: the registered base_model used when a request names none "
+        "(storage.database.assets); None uses `source`.",
     )
     queue: str = "inpaint"
     sizes: tuple[int, ...] | None = Field(
@@ -85,9 +87,16 @@ def segmind_sdxl(slug: str, family: Family, *, base_model: str, scheduler: str) 
     """The ranges of Segmind's SDXL pages (seeds/000, 001). Their documented strength default (7.5)
     is a copy of guidance_scale's; the examples' 0.9 is used instead."""
     return ModelSpec(
-        slug=slug, family=family, base_model=base_model, sizes=None, max_side=1024, default_size=1024,
-        steps=Range(min=20, max=100, default=25), guidance_scale=Range(min=1, max=25, default=7.5),
-        strength=Range(min=0, max=0.99, default=0.9), default_scheduler=scheduler,
+        slug=slug,
+        family=family,
+        base_model=base_model,
+        sizes=None,
+        max_side=1024,
+        default_size=1024,
+        steps=Range(min=20, max=100, default=25),
+        guidance_scale=Range(min=1, max=25, default=7.5),
+        strength=Range(min=0, max=0.99, default=0.9),
+        default_scheduler=scheduler,
     )
 
 
@@ -103,9 +112,7 @@ BUILTIN: dict[str, ModelSpec] = {
         # seeds/001: Segmind sdxl-inpaint.
         segmind_sdxl("sdxl-inpaint", "sdxl", base_model="SDXL", scheduler="DPM2 Karras"),
         # seeds/000: Segmind inpaint-auto, SDXL ControlNet inpainting; mask optional.
-        segmind_sdxl(
-            "inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL", scheduler="DPM++ 2M SDE Karras"
-        ),
+        segmind_sdxl("inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL", scheduler="DPM++ 2M SDE Karras"),
         ModelSpec(
             slug="erase",
             family="erase",

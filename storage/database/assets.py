@@ -57,9 +57,7 @@ def register_asset(session: Session, spec: AssetSpec, *, now: datetime) -> None:
         .execution_options(synchronize_session=False)
     )
     if not updated.rowcount:  # type: ignore[attr-defined]
-        session.add(
-            ModelAsset(kind=spec.kind, name=spec.name, source=spec.source, options=options, created_at=now)
-        )
+        session.add(ModelAsset(kind=spec.kind, name=spec.name, source=spec.source, options=options, created_at=now))
     session.flush()
 
 

@@ -43,5 +43,10 @@ def summarise(batch: Batch, states: dict[str, str]) -> dict[str, Any]:
         state = states.get(item.get("request_id", ""), "REJECTED" if "error" in item else "EXPIRED")
         items.append({**item, "status": state})
     counts = Counter(i["status"] for i in items)
-    return {"batch_id": batch.id, "total": len(items), "counts": dict(counts), "items": items,
-            "done": counts["QUEUED"] == 0 and counts["PROCESSING"] == 0}
+    return {
+        "batch_id": batch.id,
+        "total": len(items),
+        "counts": dict(counts),
+        "items": items,
+        "done": counts["QUEUED"] == 0 and counts["PROCESSING"] == 0,
+    }

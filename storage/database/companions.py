@@ -23,7 +23,14 @@ SCAN_FACTOR = 4  # queued jobs looked at per companion wanted: incompatible ones
 
 
 def claim_companions(
-    session: Session, *, job_id: str, model: str, queue: str, family: str, signature: str, limit: int,
+    session: Session,
+    *,
+    job_id: str,
+    model: str,
+    queue: str,
+    family: str,
+    signature: str,
+    limit: int,
     now: datetime,
 ) -> list[str]:
     """Claim up to `limit` QUEUED jobs of the leader's (`job_id`) model and queue with its signature,

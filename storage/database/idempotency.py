@@ -40,8 +40,12 @@ def find_previous(session: Session, *, api_key_id: int, key: str, digest: str, n
 
 def reserve(session: Session, *, api_key_id: int, key: str, digest: str, result_id: str, now: datetime) -> None:
     """Add the key in the caller's transaction; a concurrent identical request makes the commit fail."""
-    session.execute(delete(IdempotencyKey).where(IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key,
-                                                 IdempotencyKey.created_at <= now - TTL))
-    session.add(IdempotencyKey(api_key_id=api_key_id, key=key, request_hash=digest, result_id=result_id,
-                               created_at=now))
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.api_key_id == api_key_id, IdempotencyKey.key == key, IdempotencyKey.created_at <= now - TTL
+        )
+    )
+    session.add(
+        IdempotencyKey(api_key_id=api_key_id, key=key, request_hash=digest, result_id=result_id, created_at=now)
+    )
     session.flush()

@@ -123,7 +123,9 @@ def _is_mine(job_id: str, attempt: int) -> Any:
 def record_progress(session: Session, job_id: str, *, attempt: int, step: int, total: int) -> bool:
     """Not a transition. False when the job is no longer this attempt's: cancelled, timed out or requeued."""
     result = session.execute(
-        update(Job).where(_is_mine(job_id, attempt)).values(progress_step=step, progress_total=total)
+        update(Job)
+        .where(_is_mine(job_id, attempt))
+        .values(progress_step=step, progress_total=total)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -132,7 +134,9 @@ def record_progress(session: Session, job_id: str, *, attempt: int, step: int, t
 def beat_heartbeat(session: Session, job_id: str, *, attempt: int, now: datetime) -> bool:
     """The worker running this attempt is alive. False when the job is no longer this attempt's."""
     result = session.execute(
-        update(Job).where(_is_mine(job_id, attempt)).values(heartbeat_at=now)
+        update(Job)
+        .where(_is_mine(job_id, attempt))
+        .values(heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -142,21 +146,31 @@ def requeue_job(session: Session, job_id: str, *, attempt: int | None, now: date
     """PROCESSING → QUEUED, to run again. `attempt` None: whichever attempt holds it (the sweeper).
     refund: the attempt does not count against the limit (a graceful shutdown)."""
     check_transition(JobStatus.PROCESSING, JobStatus.QUEUED)
-    condition = _is_mine(job_id, attempt) if attempt is not None else \
-        (Job.id == job_id) & (Job.status == JobStatus.PROCESSING.value)
-    values: dict[str, Any] = {"status": JobStatus.QUEUED.value, "heartbeat_at": None, "progress_step": 0,
-                              "published_at": now}
+    condition = (
+        _is_mine(job_id, attempt)
+        if attempt is not None
+        else (Job.id == job_id) & (Job.status == JobStatus.PROCESSING.value)
+    )
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED.value,
+        "heartbeat_at": None,
+        "progress_step": 0,
+        "published_at": now,
+    }
     if refund:
         values["attempts"] = Job.attempts - 1
-    result = session.execute(update(Job).where(condition).values(**values)
-                             .execution_options(synchronize_session=False))
+    result = session.execute(update(Job).where(condition).values(**values).execution_options(synchronize_session=False))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def mark_published(session: Session, job_ids: list[str], *, at: datetime | None) -> None:
     """When the job's task was last sent to the broker (None: the send failed)."""
-    session.execute(update(Job).where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED.value)
-                    .values(published_at=at).execution_options(synchronize_session=False))
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED.value)
+        .values(published_at=at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def complete_job(
@@ -182,9 +196,17 @@ def complete_job(
     result = session.execute(
         update(Job)
         .where(_is_mine(job_id, attempt))
-        .values(status=JobStatus.COMPLETED.value, output_keys=output_keys, output_seeds=output_seeds,
-                nsfw=nsfw, inference_time=inference_time, finished_at=now, expires_at=now + ttl,
-                progress_step=Job.progress_total, heartbeat_at=None)
+        .values(
+            status=JobStatus.COMPLETED.value,
+            output_keys=output_keys,
+            output_seeds=output_seeds,
+            nsfw=nsfw,
+            inference_time=inference_time,
+            finished_at=now,
+            expires_at=now + ttl,
+            progress_step=Job.progress_total,
+            heartbeat_at=None,
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -210,25 +232,49 @@ def fail_job(
     if attempt is not None:
         check_transition(JobStatus.PROCESSING, JobStatus.FAILED)
         result = session.execute(
-            update(Job).where(_is_mine(job_id, attempt))
-            .values(status=JobStatus.FAILED.value, error_code=code, error_message=message, finished_at=now,
-                    expires_at=now + ttl, heartbeat_at=None)
+            update(Job)
+            .where(_is_mine(job_id, attempt))
+            .values(
+                status=JobStatus.FAILED.value,
+                error_code=code,
+                error_message=message,
+                finished_at=now,
+                expires_at=now + ttl,
+                heartbeat_at=None,
+            )
             .execution_options(synchronize_session=False)
         )
         failed = bool(result.rowcount)  # type: ignore[attr-defined]
     else:
-        failed = _move(session, job_id, srcs, JobStatus.FAILED, error_code=code, error_message=message,
-                       finished_at=now, expires_at=now + ttl, heartbeat_at=None)
+        failed = _move(
+            session,
+            job_id,
+            srcs,
+            JobStatus.FAILED,
+            error_code=code,
+            error_message=message,
+            finished_at=now,
+            expires_at=now + ttl,
+            heartbeat_at=None,
+        )
     if failed:
         refund_job_credits(session, job_id)
     return failed
 
 
-def list_jobs(session: Session, *, api_key_id: int, now: datetime, status: JobStatus | None, limit: int,
-              before: tuple[datetime, str] | None) -> list[Job]:
+def list_jobs(
+    session: Session,
+    *,
+    api_key_id: int,
+    now: datetime,
+    status: JobStatus | None,
+    limit: int,
+    before: tuple[datetime, str] | None,
+) -> list[Job]:
     """This key's unexpired jobs, newest first, starting after the cursor `before` (created_at, id)."""
-    stmt = select(Job).where(Job.api_key_id == api_key_id, Job.expired_at.is_(None),
-                             (Job.expires_at.is_(None)) | (Job.expires_at > now))
+    stmt = select(Job).where(
+        Job.api_key_id == api_key_id, Job.expired_at.is_(None), (Job.expires_at.is_(None)) | (Job.expires_at > now)
+    )
     if status is not None:
         stmt = stmt.where(Job.status == status.value)
     if before is not None:
@@ -264,26 +310,25 @@ def count_jobs_ahead(session: Session, job: Job) -> int:
 
 def mean_inference_time(session: Session, model: str, *, sample: int = 20, default: float = 10.0) -> float:
     """Mean inference seconds of the model's last `sample` completed jobs: a basis for ETAs."""
-    recent = select(Job.inference_time).where(Job.model == model, Job.status == JobStatus.COMPLETED.value) \
-        .order_by(Job.finished_at.desc()).limit(sample).subquery()
+    recent = (
+        select(Job.inference_time)
+        .where(Job.model == model, Job.status == JobStatus.COMPLETED.value)
+        .order_by(Job.finished_at.desc())
+        .limit(sample)
+        .subquery()
+    )
     mean = session.execute(select(func.avg(recent.c.inference_time))).scalar_one_or_none()
     return float(mean) if mean else default
 
 
 def list_expired(session: Session, *, now: datetime, limit: int) -> list[Job]:
-    stmt = (
-        select(Job)
-        .where(Job.expires_at <= now, Job.expired_at.is_(None))
-        .order_by(Job.expires_at)
-        .limit(limit)
-    )
+    stmt = select(Job).where(Job.expires_at <= now, Job.expired_at.is_(None)).order_by(Job.expires_at).limit(limit)
     return list(session.execute(stmt).scalars())
 
 
 def stale_processing(session: Session, *, heartbeat_before: datetime, limit: int) -> list[Job]:
     """PROCESSING jobs whose worker stopped beating."""
-    stmt = select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.heartbeat_at < heartbeat_before) \
-        .limit(limit)
+    stmt = select(Job).where(Job.status == JobStatus.PROCESSING.value, Job.heartbeat_at < heartbeat_before).limit(limit)
     return list(session.execute(stmt).scalars())
 
 
@@ -295,15 +340,23 @@ def overdue_processing(session: Session, *, started_before: datetime, limit: int
 
 def unpublished_queued(session: Session, *, created_before: datetime, limit: int) -> list[tuple[str, str]]:
     """(id, queue) of QUEUED jobs whose task was never sent (the publish failed)."""
-    stmt = select(Job.id, Job.queue).where(Job.status == JobStatus.QUEUED.value, Job.published_at.is_(None),
-                                           Job.created_at < created_before).order_by(Job.created_at).limit(limit)
+    stmt = (
+        select(Job.id, Job.queue)
+        .where(Job.status == JobStatus.QUEUED.value, Job.published_at.is_(None), Job.created_at < created_before)
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
     return [(row.id, row.queue) for row in session.execute(stmt)]
 
 
 def published_queued(session: Session, *, queue: str, published_before: datetime, limit: int) -> list[str]:
     """QUEUED jobs of a queue whose task was sent before a moment, oldest first."""
-    stmt = select(Job.id).where(Job.status == JobStatus.QUEUED.value, Job.queue == queue,
-                                Job.published_at < published_before).order_by(Job.created_at).limit(limit)
+    stmt = (
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED.value, Job.queue == queue, Job.published_at < published_before)
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
     return list(session.execute(stmt).scalars())
 
 
@@ -323,6 +376,10 @@ def mark_expired(session: Session, job_id: str, *, now: datetime) -> None:
 
 def next_queued(session: Session, *, queue: str, limit: int) -> list[tuple[str, dict[str, str]]]:
     """(id, input keys) of a queue's oldest QUEUED jobs: the ones a worker is likely to run next."""
-    stmt = select(Job.id, Job.input_keys).where(Job.status == JobStatus.QUEUED.value, Job.queue == queue) \
-        .order_by(Job.created_at).limit(limit)
+    stmt = (
+        select(Job.id, Job.input_keys)
+        .where(Job.status == JobStatus.QUEUED.value, Job.queue == queue)
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
     return [(row.id, dict(row.input_keys)) for row in session.execute(stmt)]

@@ -50,8 +50,16 @@ class KeyLimits:
     rate_limit_burst: int | None = None
 
 
-def create_key(session: Session, *, name: str, is_admin: bool, now: datetime, key: str | None = None,
-               limits: KeyLimits = KeyLimits(), webhook_secret: str | None = None) -> NewKey:
+def create_key(
+    session: Session,
+    *,
+    name: str,
+    is_admin: bool,
+    now: datetime,
+    key: str | None = None,
+    limits: KeyLimits = KeyLimits(),
+    webhook_secret: str | None = None,
+) -> NewKey:
     """Store a new key (generated unless given) and return it with its one-time secrets."""
     secret = key or generate_key()
     record = ApiKey(
@@ -74,8 +82,9 @@ def find_key(session: Session, key: str) -> ApiKey | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
-def ensure_key(session: Session, *, key: str, name: str, is_admin: bool, now: datetime,
-               webhook_secret: str | None = None) -> bool:
+def ensure_key(
+    session: Session, *, key: str, name: str, is_admin: bool, now: datetime, webhook_secret: str | None = None
+) -> bool:
     """Create this exact key unless it exists. True when it was created."""
     exists = session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(key))).first()
     if exists:

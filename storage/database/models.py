@@ -59,12 +59,8 @@ class ApiKey(Base):
         comment="Until then, deliveries carry a signature with the previous secret too."
     )
 
-    allowed_models: Mapped[list[Any] | None] = mapped_column(
-        comment="Model slugs this key may use; NULL: all."
-    )
-    credits: Mapped[int | None] = mapped_column(
-        Integer, comment="Images this key may still make; NULL: no limit."
-    )
+    allowed_models: Mapped[list[Any] | None] = mapped_column(comment="Model slugs this key may use; NULL: all.")
+    credits: Mapped[int | None] = mapped_column(Integer, comment="Images this key may still make; NULL: no limit.")
     rate_limit_per_minute: Mapped[int | None] = mapped_column(
         Integer, comment="Submits per minute; NULL: the configured default; 0: no limit."
     )
@@ -127,7 +123,9 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, comment="Claims so far; the current one's token.")
     credits_charged: Mapped[int] = mapped_column(
-        Integer, default=0, server_default="0",
+        Integer,
+        default=0,
+        server_default="0",
         comment="Credits taken at submit; given back if the job FAILS.",
     )
     heartbeat_at: Mapped[datetime | None] = mapped_column(comment="Last sign of life of the attempt running it.")

@@ -32,7 +32,9 @@ def register_model(session: Session, spec: ModelSpec, *, now: datetime) -> None:
     options = spec.model_dump(mode="json", exclude={"slug", "family", "source"})
     values = {"family": spec.family, "source": spec.source, "options": options}
     updated = session.execute(
-        update(RegisteredModel).where(RegisteredModel.slug == spec.slug).values(**values)
+        update(RegisteredModel)
+        .where(RegisteredModel.slug == spec.slug)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     if not updated.rowcount:  # type: ignore[attr-defined]

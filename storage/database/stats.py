@@ -51,8 +51,9 @@ def add_counts(session: Session, counts: Mapping[str, int]) -> None:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(Counter).values(rows)
-    session.execute(stmt.on_conflict_do_update(index_elements=["name"],
-                                               set_={"value": Counter.value + stmt.excluded.value}))
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + stmt.excluded.value})
+    )
 
 
 def read_counts(session: Session) -> dict[str, int]:
@@ -67,7 +68,7 @@ def count_jobs(session: Session) -> list[JobCount]:
 
 def count_waiting(session: Session) -> dict[str, int]:
     """QUEUED jobs by queue (ix_jobs_status_queue_created)."""
-    stmt = (select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED.value).group_by(Job.queue))
+    stmt = select(Job.queue, func.count()).where(Job.status == JobStatus.QUEUED.value).group_by(Job.queue)
     return {queue: int(n) for queue, n in session.execute(stmt)}
 
 
@@ -80,15 +81,22 @@ def count_deliveries(session: Session) -> dict[tuple[str, bool], int]:
 
 def recent_finished(session: Session, *, since: datetime, limit: int) -> list[FinishedJob]:
     """Durations of the jobs that finished since `since`, newest first, at most `limit` (ix_jobs_finished_at)."""
-    stmt = (select(Job.model, Job.status, Job.created_at, Job.started_at, Job.finished_at, Job.inference_time)
-            .where(Job.finished_at >= since).order_by(Job.finished_at.desc()).limit(limit))
+    stmt = (
+        select(Job.model, Job.status, Job.created_at, Job.started_at, Job.finished_at, Job.inference_time)
+        .where(Job.finished_at >= since)
+        .order_by(Job.finished_at.desc())
+        .limit(limit)
+    )
     jobs = []
     for model, status, created, started, finished, inference in session.execute(stmt):
         assert finished is not None  # the WHERE above
-        jobs.append(FinishedJob(
-            model=model, status=status,
-            queue_seconds=(started - created).total_seconds() if started else None,
-            inference_seconds=inference,
-            total_seconds=(finished - created).total_seconds(),
-        ))
+        jobs.append(
+            FinishedJob(
+                model=model,
+                status=status,
+                queue_seconds=(started - created).total_seconds() if started else None,
+                inference_seconds=inference,
+                total_seconds=(finished - created).total_seconds(),
+            )
+        )
     return jobs

@@ -53,13 +53,22 @@ def claim_terminal_event(session: Session, job_id: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def add_delivery(session: Session, *, job: Job, event_type: str, body: str, terminal: bool,
-                 now: datetime) -> WebhookDelivery:
+def add_delivery(
+    session: Session, *, job: Job, event_type: str, body: str, terminal: bool, now: datetime
+) -> WebhookDelivery:
     assert job.webhook_url is not None
     delivery = WebhookDelivery(
-        id=new_message_id(), job_id=job.id, api_key_id=job.api_key_id, url=job.webhook_url,
-        event_type=event_type, body=body, terminal=terminal, status=PENDING, attempt_count=0,
-        next_attempt_at=now, created_at=now,
+        id=new_message_id(),
+        job_id=job.id,
+        api_key_id=job.api_key_id,
+        url=job.webhook_url,
+        event_type=event_type,
+        body=body,
+        terminal=terminal,
+        status=PENDING,
+        attempt_count=0,
+        next_attempt_at=now,
+        created_at=now,
     )
     session.add(delivery)
     session.flush()
@@ -106,24 +115,43 @@ def lease_delivery(session: Session, delivery_id: str, *, now: datetime, lease: 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def record_attempt(session: Session, delivery_id: str, *, number: int, at: datetime, status_code: int | None,
-                   error: str | None, latency_ms: float) -> None:
+def record_attempt(
+    session: Session,
+    delivery_id: str,
+    *,
+    number: int,
+    at: datetime,
+    status_code: int | None,
+    error: str | None,
+    latency_ms: float,
+) -> None:
     """Insert the attempt at once: it is the transaction's first statement (SQLite's write-first rule)."""
-    session.add(WebhookAttempt(delivery_id=delivery_id, number=number, attempted_at=at,
-                               status_code=status_code, error=error, latency_ms=round(latency_ms, 1)))
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery_id,
+            number=number,
+            attempted_at=at,
+            status_code=status_code,
+            error=error,
+            latency_ms=round(latency_ms, 1),
+        )
+    )
     session.flush()
 
 
-def settle(session: Session, delivery_id: str, *, status: str, now: datetime,
-           retry_at: datetime | None = None) -> None:
+def settle(session: Session, delivery_id: str, *, status: str, now: datetime, retry_at: datetime | None = None) -> None:
     """End an attempt: finished with `status`, or back to pending until `retry_at`."""
     values: dict[str, Any] = {"lease_until": None, "dispatched_at": None}
     if retry_at is not None:
         values.update(status=PENDING, next_attempt_at=retry_at)
     else:
         values.update(status=status, finished_at=now)
-    session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(**values)
-                    .execution_options(synchronize_session=False))
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def is_disabled(session: Session, *, api_key_id: int, url: str) -> bool:
@@ -150,8 +178,11 @@ def list_deliveries(session: Session, job_id: str) -> list[DeliveryView]:
 
 def reopen_terminal_delivery(session: Session, job: Job, *, now: datetime) -> WebhookDelivery | None:
     """Send the terminal event again, same webhook-id and body. Re-enables a URL disabled by a 410."""
-    session.execute(delete(DisabledEndpoint).where(DisabledEndpoint.api_key_id == job.api_key_id,
-                                                   DisabledEndpoint.url_hash == _url_hash(job.webhook_url or "")))
+    session.execute(
+        delete(DisabledEndpoint).where(
+            DisabledEndpoint.api_key_id == job.api_key_id, DisabledEndpoint.url_hash == _url_hash(job.webhook_url or "")
+        )
+    )
     result = session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.job_id == job.id, WebhookDelivery.terminal.is_(True))
@@ -168,8 +199,7 @@ def reopen_terminal_delivery(session: Session, job: Job, *, now: datetime) -> We
 def signing_secrets(key: ApiKey, *, now: datetime) -> list[str]:
     """The current secret, and the previous one while a rotation's overlap lasts."""
     valid = [key.webhook_secret]
-    if key.webhook_secret_previous and key.webhook_secret_previous_until and \
-            key.webhook_secret_previous_until > now:
+    if key.webhook_secret_previous and key.webhook_secret_previous_until and key.webhook_secret_previous_until > now:
         valid.append(key.webhook_secret_previous)
     return valid
 

@@ -91,14 +91,15 @@ class DeadlineStream(httpcore.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         for start in range(0, len(buffer), WRITE_SLICE):
-            piece = buffer[start:start + WRITE_SLICE]
+            piece = buffer[start : start + WRITE_SLICE]
             self._inner.write(piece, self._deadline.left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._inner.close()
 
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
         left = self._deadline.left(timeout, httpcore.ConnectTimeout)
         return DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, left), self._deadline)
 
@@ -112,9 +113,14 @@ class PinnedBackend(httpcore.SyncBackend):
     def __init__(self, address: IPAddress, deadline: Deadline) -> None:
         self._address, self._deadline = address, deadline
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         left = self._deadline.left(timeout, httpcore.ConnectTimeout)
         stream = super().connect_tcp(str(self._address), port, left, local_address, socket_options)
         return DeadlineStream(stream, self._deadline)
@@ -137,11 +143,14 @@ def parse_url(url: str) -> Target:
     return Target(parsed.scheme, host, port, host_header, parsed.raw_path or b"/")
 
 
-def request_headers(target: Target, headers: dict[str, str] | None,
-                    content: bytes | None) -> list[tuple[str, str]]:
+def request_headers(target: Target, headers: dict[str, str] | None, content: bytes | None) -> list[tuple[str, str]]:
     """Ours (Host, length) cannot be overridden; the caller's come after them."""
-    own = [("Host", target.host_header), ("User-Agent", USER_AGENT), ("Accept-Encoding", "identity"),
-           ("Connection", "close")]
+    own = [
+        ("Host", target.host_header),
+        ("User-Agent", USER_AGENT),
+        ("Accept-Encoding", "identity"),
+        ("Connection", "close"),
+    ]
     if content is not None:
         own.append(("Content-Length", str(len(content))))
     given = [(k, v) for k, v in (headers or {}).items() if k.lower() not in _CALLER_MAY_NOT_SET]
@@ -164,18 +173,27 @@ def fetch(
     """
     deadline = Deadline(policy.timeout)
     target = parse_url(url)
-    address = resolve_public(target.host, target.port, allow_loopback=policy.allow_loopback,
-                             timeout=deadline.remaining())
+    address = resolve_public(
+        target.host, target.port, allow_loopback=policy.allow_loopback, timeout=deadline.remaining()
+    )
     core_url = httpcore.URL(scheme=target.scheme, host=target.host, port=target.port, target=target.path)
     ssl_context = httpx.create_ssl_context(trust_env=False)
     sni = {"sni_hostname": target.host} if target.scheme == "https" else {}
     backend = PinnedBackend(address, deadline)
     extensions = {"timeout": _timeouts(policy.timeout), **sni}
     try:
-        with httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend, max_connections=1,
-                                     retries=0) as pool, \
-                pool.stream(method, core_url, headers=request_headers(target, headers, content), content=content,
-                            extensions=extensions) as response:
+        with (
+            httpcore.ConnectionPool(
+                ssl_context=ssl_context, network_backend=backend, max_connections=1, retries=0
+            ) as pool,
+            pool.stream(
+                method,
+                core_url,
+                headers=request_headers(target, headers, content),
+                content=content,
+                extensions=extensions,
+            ) as response,
+        ):
             body = read_capped(response, policy.max_bytes)
     except httpcore.TimeoutException:
         raise FetchError(_timed_out(deadline)) from None

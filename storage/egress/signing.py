@@ -52,8 +52,9 @@ def signature_headers(secrets_: Iterable[str], msg_id: str, timestamp: int, body
     }
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, *, now: float,
-           tolerance: int = TOLERANCE_SECONDS) -> None:
+def verify(
+    secret: str, headers: Mapping[str, str], body: bytes, *, now: float, tolerance: int = TOLERANCE_SECONDS
+) -> None:
     """Raise WebhookVerificationError unless one signature matches and the timestamp is recent."""
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id, stamp, signatures = (lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))

@@ -69,8 +69,7 @@ def options_meta(params: dict[str, Any]) -> dict[str, Any]:
     control = params.get("control") or {}
     found = {
         "safety_checker_type": params.get("safety"),
-        "use_karras_sigmas": None if params.get("use_karras_sigmas") is None
-        else yes_no(params["use_karras_sigmas"]),
+        "use_karras_sigmas": None if params.get("use_karras_sigmas") is None else yes_no(params["use_karras_sigmas"]),
         "algorithm_type": params.get("algorithm_type"),
         "base_model": params.get("base_model"),
         "cn_model": control.get("model"),
@@ -88,10 +87,21 @@ def options_meta(params: dict[str, Any]) -> dict[str, Any]:
 def final_body(job: Job, output: list[str]) -> dict[str, Any]:
     """success (with output) or error, for a COMPLETED or FAILED job."""
     if job.status == JobStatus.COMPLETED.value:
-        return {"status": "success", "generationTime": job.inference_time, "id": job.id, "output": output,
-                "meta": meta_of(job)}
-    return {"status": "error", "id": job.id, "message": job.error_message, "error_code": job.error_code,
-            "output": [], "meta": meta_of(job)}
+        return {
+            "status": "success",
+            "generationTime": job.inference_time,
+            "id": job.id,
+            "output": output,
+            "meta": meta_of(job),
+        }
+    return {
+        "status": "error",
+        "id": job.id,
+        "message": job.error_message,
+        "error_code": job.error_code,
+        "output": [],
+        "meta": meta_of(job),
+    }
 
 
 def webhook_body(job: Job, output: list[str]) -> dict[str, Any]:

@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SKIP_MARK = "BROWSER TESTS SKIPPED"
 VIEWPORT = {"width": 1280, "height": 800}
 
@@ -51,8 +58,10 @@ def chromium_path() -> Path:
 def missing_browser() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     if not chromium_path().exists():
-        return (f"{SKIP_MARK}: {chromium_path()} is missing and could not be installed "
-                "(./scripts/test installs Debian's chromium and chromium-driver)")
+        return (
+            f"{SKIP_MARK}: {chromium_path()} is missing and could not be installed "
+            "(./scripts/test installs Debian's chromium and chromium-driver)"
+        )
     if importlib.util.find_spec("playwright") is None:
         return f"{SKIP_MARK}: the playwright package is missing (pip install -e '.[test]')"
     return None

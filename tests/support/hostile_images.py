@@ -143,9 +143,7 @@ def unusual_but_valid(photo: Image.Image) -> list[Sample]:
             "exif",
             size=(48, 64),
         ),
-        Sample(
-            "webp lossless with alpha", encode(photo.convert("RGBA"), "WEBP", lossless=True), "accept", "mode"
-        ),
+        Sample("webp lossless with alpha", encode(photo.convert("RGBA"), "WEBP", lossless=True), "accept", "mode"),
         Sample("webp animated", animated("WEBP"), "accept", "animated"),
         Sample("png animated (APNG)", animated("PNG"), "accept", "animated"),
     ]
@@ -231,11 +229,7 @@ def bombs(jpeg: bytes) -> list[Sample]:
 def other_formats(photo: Image.Image) -> list[Sample]:
     """Whatever the data URI or the file name claims, only PNG, JPEG and WebP decoders run."""
     psd = b"8BPS\0\1" + bytes(6) + struct.pack(">HIIHH", 3, 48, 64, 8, 3) + bytes(64)
-    svg = (
-        b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48"><script>'
-        + PAYLOAD
-        + b"</script></svg>"
-    )
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48"><script>' + PAYLOAD + b"</script></svg>"
     return [
         *(
             Sample(fmt.lower(), encode(photo, fmt), "reject", "disguised")
@@ -243,12 +237,8 @@ def other_formats(photo: Image.Image) -> list[Sample]:
         ),
         Sample("psd header", psd, "reject", "disguised"),
         Sample("svg", svg, "reject", "disguised"),
-        Sample(
-            "eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\nshowpage\n", "reject", "disguised"
-        ),
-        Sample(
-            "gif/js polyglot", b"GIF89a/*\x01\x00\x01\x00\x00\x00\x00*/=1;" + PAYLOAD, "reject", "polyglot"
-        ),
+        Sample("eps", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 48\nshowpage\n", "reject", "disguised"),
+        Sample("gif/js polyglot", b"GIF89a/*\x01\x00\x01\x00\x00\x00\x00*/=1;" + PAYLOAD, "reject", "polyglot"),
         Sample("zip", zip_with_payload(), "reject", "disguised"),
         Sample("html", b"<html><body>" + PAYLOAD + b"</body></html>", "reject", "disguised"),
     ]

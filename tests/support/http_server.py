@@ -52,8 +52,12 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                got = Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
-                               self.rfile.read(length) if length else b"")
+                got = Received(
+                    self.command,
+                    self.path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self.rfile.read(length) if length else b"",
+                )
                 outer.received.append(got)
                 route = outer.routes.get(self.path.split("?")[0], Reply(404, b"no such path"))
                 reply = route(got) if callable(route) else route

@@ -49,7 +49,6 @@ def decode(data: bytes) -> Image.Image:
 
 
 def job_body(size: tuple[int, int] = (64, 64), **overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {"prompt": "a red apple", "image": b64(scene(size)),
-                               "mask": data_uri(box_mask(size))}
+    body: dict[str, object] = {"prompt": "a red apple", "image": b64(scene(size)), "mask": data_uri(box_mask(size))}
     body.update(overrides)
     return body

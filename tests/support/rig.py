@@ -44,9 +44,17 @@ class Rig:
         self.ctx.blobs.put(keys["image"], encode_png(image))
         self.ctx.blobs.put(keys["mask"], encode_png(box_mask()))
         with session_scope(self.ctx.sessions) as session:
-            create_job(session, job_id=job_id, api_key_id=self.key_id, model=SLUG, queue="inpaint",
-                       params=params.model_dump(mode="json"), input_keys=keys, base64_output=False,
-                       now=datetime.now(UTC))
+            create_job(
+                session,
+                job_id=job_id,
+                api_key_id=self.key_id,
+                model=SLUG,
+                queue="inpaint",
+                params=params.model_dump(mode="json"),
+                input_keys=keys,
+                base64_output=False,
+                now=datetime.now(UTC),
+            )
         return job_id
 
     def job(self, job_id: str) -> Any:
@@ -58,8 +66,7 @@ class Rig:
     def pixels(self, job_id: str) -> list[np.ndarray]:
         job = self.job(job_id)
         assert job.status == JobStatus.COMPLETED.value, (job.status, job.error_message)
-        return [np.asarray(Image.open(io.BytesIO(self.ctx.blobs.get(key))), dtype=np.int16)
-                for key in job.output_keys]
+        return [np.asarray(Image.open(io.BytesIO(self.ctx.blobs.get(key))), dtype=np.int16) for key in job.output_keys]
 
     def with_settings(self, **update: Any) -> Any:
         """The same worker context with some settings changed."""

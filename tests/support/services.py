@@ -66,11 +66,28 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                "--maxmemory-policy", "noeviction", "--protected-mode", "yes"]
-        self.proc = subprocess.Popen(_as_service_user(argv), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        argv = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--protected-mode",
+            "yes",
+        ]
+        self.proc = subprocess.Popen(
+            _as_service_user(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         wait_for_port(self.port)
         return self
 
@@ -89,30 +106,43 @@ class PostgresServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.workdir = _owned_dir("iq-pg-")
-        self.bindir = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]) \
-            if glob.glob("/usr/lib/postgresql/*/bin") else Path(shutil.which("initdb") or "initdb").parent
+        self.bindir = (
+            Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
+            if glob.glob("/usr/lib/postgresql/*/bin")
+            else Path(shutil.which("initdb") or "initdb").parent
+        )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *argv: str) -> None:
-        subprocess.run(_as_service_user([str(self.bindir / argv[0]), *argv[1:]]), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.workdir)
+        subprocess.run(
+            _as_service_user([str(self.bindir / argv[0]), *argv[1:]]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.workdir,
+        )
 
     def start(self) -> PostgresServer:
         data = self.workdir / "data"
         if not data.exists():
             self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-        options = (f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+        options = (
+            f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
         self._run("pg_ctl", "-D", str(data), "-l", str(self.workdir / "log"), "-o", options, "-w", "start")
         return self
 
     def stop(self) -> None:
         data = self.workdir / "data"
         if data.exists():
-            subprocess.run(_as_service_user([str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                             "stop"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                _as_service_user([str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def create_database(self, name: str) -> str:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
@@ -130,8 +160,12 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         binary = Path(sys.executable).parent / "moto_server"
-        self.proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_for_port(self.port)
         return self
 
@@ -150,8 +184,10 @@ def up(state: Path) -> dict[str, str]:
     """Start one of each; remember how to stop them in `state`; return the variables for the tests."""
     redis, postgres, moto = RedisServer().start(), PostgresServer().start(), MotoServer().start()
     record = {
-        "redis_pid": redis.proc.pid if redis.proc else 0, "redis_dir": str(redis.workdir),
-        "pg_bindir": str(postgres.bindir), "pg_dir": str(postgres.workdir),
+        "redis_pid": redis.proc.pid if redis.proc else 0,
+        "redis_dir": str(redis.workdir),
+        "pg_bindir": str(postgres.bindir),
+        "pg_dir": str(postgres.workdir),
         "moto_pid": moto.proc.pid if moto.proc else 0,
     }
     (state / "services.json").write_text(json.dumps(record))
@@ -173,8 +209,11 @@ def down(state: Path) -> None:
         except (ProcessLookupError, PermissionError, ValueError):
             pass
     data = Path(record["pg_dir"]) / "data"
-    subprocess.run(_as_service_user([str(Path(record["pg_bindir"]) / "pg_ctl"), "-D", str(data), "-m", "fast",
-                                     "stop"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        _as_service_user([str(Path(record["pg_bindir"]) / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for key in ("redis_dir", "pg_dir"):
         shutil.rmtree(record[key], ignore_errors=True)
     path.unlink()

@@ -51,16 +51,22 @@ class Stack:
 
     # -- processes ---------------------------------------------------------
     def cli(self, *argv: str) -> str:
-        result = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=self.process_env, capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run(
+            [str(BIN / argv[0]), *argv[1:]], env=self.process_env, capture_output=True, text=True, timeout=300
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log = self.logs[name] = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env={**self.process_env, **(env or {})}, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(BIN / argv[0]), *argv[1:]],
+            env={**self.process_env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs[name] = proc
         return proc
 
@@ -84,19 +90,37 @@ class Stack:
         self.wait_ready()
 
     def start_worker(self) -> None:
-        self.start("worker", "inpaint-worker", "run", "--queues", "inpaint",
-                   env={"INPAINT_WORKER_METRICS_PORT": str(self.worker_metrics_port)})
+        self.start(
+            "worker",
+            "inpaint-worker",
+            "run",
+            "--queues",
+            "inpaint",
+            env={"INPAINT_WORKER_METRICS_PORT": str(self.worker_metrics_port)},
+        )
 
     def start_ops(self) -> None:
-        self.start("ops", "inpaint-worker", "run", "--queues", "maintenance,webhooks", "--pool", "threads",
-                   "--concurrency", "8", env={"INPAINT_WORKER_METRICS_PORT": str(self.ops_metrics_port)})
+        self.start(
+            "ops",
+            "inpaint-worker",
+            "run",
+            "--queues",
+            "maintenance,webhooks",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "8",
+            env={"INPAINT_WORKER_METRICS_PORT": str(self.ops_metrics_port)},
+        )
 
     def start_all(self) -> None:
         self.cli("inpaint-admin", "migrate")
         self.admin_key, self.admin_webhook_secret = _keys_of(
-            self.cli("inpaint-admin", "keys", "create", "--name", "admin", "--admin"))
+            self.cli("inpaint-admin", "keys", "create", "--name", "admin", "--admin")
+        )
         self.user_key, self.user_webhook_secret = _keys_of(
-            self.cli("inpaint-admin", "keys", "create", "--name", "user"))
+            self.cli("inpaint-admin", "keys", "create", "--name", "user")
+        )
         self.start_api()
         self.start_worker()
         self.start_ops()
@@ -145,8 +169,9 @@ class Stack:
         assert response.status_code == 200, response.text
         return str(response.json()["request_id"])
 
-    def wait(self, job_id: str, *, timeout: float = 300, key: str | None = None,
-             until: set[str] = TERMINAL) -> dict[str, Any]:
+    def wait(
+        self, job_id: str, *, timeout: float = 300, key: str | None = None, until: set[str] = TERMINAL
+    ) -> dict[str, Any]:
         """Poll the status route until the job reaches one of `until`; return that status body."""
         deadline = time.monotonic() + timeout
         with self.client(key) as client:
@@ -155,8 +180,7 @@ class Stack:
                 if body.get("status") in until:
                     return body
                 time.sleep(0.05)
-        raise TimeoutError(f"job {job_id} not in {until} after {timeout} s; worker log:\n"
-                           f"{self.log('worker')[-3000:]}")
+        raise TimeoutError(f"job {job_id} not in {until} after {timeout} s; worker log:\n{self.log('worker')[-3000:]}")
 
 
 def _keys_of(output: str) -> tuple[str, str]:

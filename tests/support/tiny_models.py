@@ -67,9 +67,7 @@ def build_tiny_assets(root: Path) -> TinyAssets:
     sources = {name: write_tiny(root / name, kind) for name, kind in TINY_KINDS.items()}
     build_tiny_controlnet(seed=7).save_pretrained(root / "controlnet_b")
     save_tiny_lora(build_tiny_pipeline(), root / "lora_sd15_b", seed=9)
-    return TinyAssets(
-        root=root, sources=sources, controlnet_b=root / "controlnet_b", lora_sd15_b=root / "lora_sd15_b"
-    )
+    return TinyAssets(root=root, sources=sources, controlnet_b=root / "controlnet_b", lora_sd15_b=root / "lora_sd15_b")
 
 
 def tiny_spec(slug: str, family: str, *, base_model: str | None = None, source: str = "") -> ModelSpec:
@@ -88,9 +86,7 @@ def tiny_spec(slug: str, family: str, *, base_model: str | None = None, source: 
     )
 
 
-def register_tiny_assets(
-    session: Session, assets: TinyAssets, *, sd15_dir: Path, score_offset: float = 0.0
-) -> None:
+def register_tiny_assets(session: Session, assets: TinyAssets, *, sd15_dir: Path, score_offset: float = 0.0) -> None:
     """Point the built-in names at the tiny models, and re-register the SDXL slugs with tiny ranges."""
     now = datetime.now(UTC)
 
@@ -121,9 +117,7 @@ def register_tiny_assets(
     asset("safety_checker", "default", assets["safety"], score_offset=score_offset)
     asset("depth_estimator", "depth", assets["depth"])
     register_model(session, tiny_spec("sdxl-inpaint", "sdxl", base_model="SDXL"), now=now)
-    register_model(
-        session, tiny_spec("inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL"), now=now
-    )
+    register_model(session, tiny_spec("inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL"), now=now)
     register_model(session, tiny_spec("tiny-sd15", "sd15", source=str(sd15_dir)), now=now)
 
 
@@ -145,12 +139,8 @@ class Bench:
             spec = find_model(session, slug)
             assert spec is not None, slug
             catalog = load_catalog(session)
-        request = REQUEST_CLASSES[spec.family].model_validate(
-            {"prompt": "a cat", "image": "-", "mask": "-", **body}
-        )
-        return spec, resolve_params(
-            request, spec, image_size=image_size, rng=random.Random(0), catalog=catalog
-        )
+        request = REQUEST_CLASSES[spec.family].model_validate({"prompt": "a cat", "image": "-", "mask": "-", **body})
+        return spec, resolve_params(request, spec, image_size=image_size, rng=random.Random(0), catalog=catalog)
 
     def run(
         self, slug: str, body: dict[str, Any], image: Image.Image, mask: Image.Image, *, cache: Any = None
@@ -169,9 +159,7 @@ class Bench:
         assert steps and steps[-1][0] == steps[-1][1], f"progress did not reach the end: {steps}"
         return images, nsfw
 
-    def pixels(
-        self, slug: str, body: dict[str, Any], image: Image.Image, mask: Image.Image, **kw: Any
-    ) -> Any:
+    def pixels(self, slug: str, body: dict[str, Any], image: Image.Image, mask: Image.Image, **kw: Any) -> Any:
         """The first image of a run, as a numpy array."""
         import numpy as np
 

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 180, what: str = "condition",
-               interval: float = 0.1) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 180, what: str = "condition", interval: float = 0.1
+) -> Any:
     """The first truthy value of predicate(), polled every `interval` seconds; AssertionError on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -46,8 +46,11 @@ class CompileOptions:
         """The options `INPAINT_TORCH_COMPILE` asks for; None when it is off."""
         if not settings.torch_compile:
             return None
-        return cls(sizes=settings.compile_sizes, max_batch_size=settings.max_batch_size,
-                   cache_dir=settings.resolved_compile_cache_dir)
+        return cls(
+            sizes=settings.compile_sizes,
+            max_batch_size=settings.max_batch_size,
+            cache_dir=settings.resolved_compile_cache_dir,
+        )
 
 
 def unet_batches(max_images: int) -> frozenset[int]:
@@ -102,8 +105,7 @@ class BucketedForward:
 
     def compiles(self, sample: Any) -> bool:
         width, height, batch = self.shape_of(sample)
-        return (width, height) in self.sizes and batch in self.batches \
-            and not getattr(self.unet, "peft_config", None)
+        return (width, height) in self.sizes and batch in self.batches and not getattr(self.unet, "peft_config", None)
 
     def __call__(self, sample: Any, *args: Any, **kwargs: Any) -> Any:
         if not self.compiles(sample):

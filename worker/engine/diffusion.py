@@ -61,13 +61,16 @@ def from_pretrained(cls: Any, source: str, what: str, **kwargs: Any) -> Any:
         log.error("loading %s from %s failed: %s", what, source, exc)
         raise JobFailure(
             "model_unavailable",
-            f"{what} could not be loaded from {describe_source(source)}: its weights were not found "
-            "or are incomplete",
+            f"{what} could not be loaded from {describe_source(source)}: its weights were not found or are incomplete",
         ) from None
 
 
 def load_pretrained(
-    pipeline_cls: Any, spec: ModelSpec, device: torch.device, *, compile_options: CompileOptions | None = None,
+    pipeline_cls: Any,
+    spec: ModelSpec,
+    device: torch.device,
+    *,
+    compile_options: CompileOptions | None = None,
     **kwargs: Any,
 ) -> Any:
     """`pipeline_cls.from_pretrained(spec.source)`, on `device`, its UNet compiled in buckets when
@@ -103,9 +106,7 @@ class DiffusersInpainter:
     def pipeline_for(self, params: JobParams, components: JobComponents) -> Any:
         return self.pipe
 
-    def extra_arguments(
-        self, params: JobParams, image: Image.Image, components: JobComponents
-    ) -> dict[str, Any]:
+    def extra_arguments(self, params: JobParams, image: Image.Image, components: JobComponents) -> dict[str, Any]:
         return {}
 
     def diffusers_clip_skip(self, params: JobParams) -> int | None:
@@ -115,17 +116,26 @@ class DiffusersInpainter:
             return None
         layers = int(self.pipe.text_encoder.config.num_hidden_layers) - self.clip_skip_offset
         if wanted - 1 >= layers:
-            raise JobFailure("invalid_input", f"clip_skip {wanted} is too large for this model: its text "
-                             f"encoder allows at most {layers}")
+            raise JobFailure(
+                "invalid_input",
+                f"clip_skip {wanted} is too large for this model: its text encoder allows at most {layers}",
+            )
         return wanted - 1
 
     def __call__(
-        self, params: JobParams, image: Image.Image, mask: Image.Image, *, on_step: StepCallback,
+        self,
+        params: JobParams,
+        image: Image.Image,
+        mask: Image.Image,
+        *,
+        on_step: StepCallback,
         components: JobComponents | None = None,
     ) -> list[Image.Image]:
         components = components or JobComponents()
         return self.call_pipeline(
-            params, components, on_step,
+            params,
+            components,
+            on_step,
             prompt=params.prompt,
             negative_prompt=params.negative_prompt,
             image=image,
@@ -136,15 +146,22 @@ class DiffusersInpainter:
         )
 
     def run_batch(
-        self, jobs: list[JobParams], images: list[Image.Image], masks: list[Image.Image], *,
-        on_step: StepCallback, components: JobComponents | None = None,
+        self,
+        jobs: list[JobParams],
+        images: list[Image.Image],
+        masks: list[Image.Image],
+        *,
+        on_step: StepCallback,
+        components: JobComponents | None = None,
     ) -> list[Image.Image]:
         """One image for each of several jobs that share everything but prompts, seeds and inputs
         (storage.database.companions). Each job's generator is seeded as it would be alone, so each gets the
         image it would have got alone, within floating-point tolerance."""
         shared = jobs[0]
         return self.call_pipeline(
-            shared, components or JobComponents(), on_step,
+            shared,
+            components or JobComponents(),
+            on_step,
             prompt=[job.prompt for job in jobs],
             negative_prompt=None if shared.negative_prompt is None else [job.negative_prompt or "" for job in jobs],
             image=images,
@@ -213,8 +230,11 @@ def alias_text_model(encoder: Any) -> None:
     diffusers 0.42 still reads that attribute. The alias is a plain attribute, not a
     registered submodule, so parameters, `to()` and saving are unaffected.
     """
-    if "text_model" not in encoder.__dict__ and not hasattr(encoder, "text_model") \
-            and hasattr(encoder, "final_layer_norm"):
+    if (
+        "text_model" not in encoder.__dict__
+        and not hasattr(encoder, "text_model")
+        and hasattr(encoder, "final_layer_norm")
+    ):
         object.__setattr__(encoder, "text_model", encoder)
 
 
@@ -223,7 +243,11 @@ def load_sd15(
 ) -> DiffusersInpainter:
     quiet_loaders()
     pipe = load_pretrained(
-        StableDiffusionInpaintPipeline, spec, device, compile_options=compile_options, safety_checker=None,
+        StableDiffusionInpaintPipeline,
+        spec,
+        device,
+        compile_options=compile_options,
+        safety_checker=None,
         requires_safety_checker=False,
     )
     alias_text_model(pipe.text_encoder)

@@ -16,7 +16,12 @@ class EraseInpainter:
     """Deterministic: every sample is the same image, and the prompt, seed and scheduler are unused."""
 
     def __call__(
-        self, params: JobParams, image: Image.Image, mask: Image.Image, *, on_step: StepCallback,
+        self,
+        params: JobParams,
+        image: Image.Image,
+        mask: Image.Image,
+        *,
+        on_step: StepCallback,
         components: Any = None,
     ) -> list[Image.Image]:
         rgb = np.asarray(image.convert("RGB"))

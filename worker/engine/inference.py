@@ -49,9 +49,7 @@ def feather(mask: Image.Image, blur: int) -> Image.Image:
     return Image.fromarray(blurred)
 
 
-def composite(
-    generated: Image.Image, original: Image.Image, mask: Image.Image, *, blur: int = 0
-) -> Image.Image:
+def composite(generated: Image.Image, original: Image.Image, mask: Image.Image, *, blur: int = 0) -> Image.Image:
     """Masked pixels from `generated`, every other pixel from `original` (blended within `blur` px)."""
     if generated.size != original.size:
         generated = generated.resize(original.size, Image.Resampling.LANCZOS)
@@ -95,8 +93,9 @@ def prepare(params: JobParams, image: Image.Image, mask: Image.Image) -> Prepare
     if params.mask.only_masked:
         return prepare_crop(params, image, mask)
     image, mask = fit_inputs(params, image, mask)
-    return Prepared(image, mask, lambda generated: [composite(g, image, mask, blur=params.mask.blur)
-                                                    for g in generated])
+    return Prepared(
+        image, mask, lambda generated: [composite(g, image, mask, blur=params.mask.blur) for g in generated]
+    )
 
 
 def prepare_crop(params: JobParams, image: Image.Image, mask: Image.Image) -> Prepared:
@@ -119,32 +118,49 @@ def prepare_crop(params: JobParams, image: Image.Image, mask: Image.Image) -> Pr
 
 
 def inpaint(
-    inpainter: Inpainter, params: JobParams, image: Image.Image, mask: Image.Image, *,
-    on_step: StepCallback, components: JobComponents | None = None,
+    inpainter: Inpainter,
+    params: JobParams,
+    image: Image.Image,
+    mask: Image.Image,
+    *,
+    on_step: StepCallback,
+    components: JobComponents | None = None,
 ) -> list[Image.Image]:
     prepared = prepare(params, image, mask)
-    generated = run_inpainter(inpainter, params, prepared.image, prepared.mask, on_step=on_step,
-                              components=components)
+    generated = run_inpainter(inpainter, params, prepared.image, prepared.mask, on_step=on_step, components=components)
     return prepared.finish(generated)
 
 
 def inpaint_batch(
-    inpainter: Any, jobs: list[tuple[JobParams, Image.Image, Image.Image]], *, on_step: StepCallback,
+    inpainter: Any,
+    jobs: list[tuple[JobParams, Image.Image, Image.Image]],
+    *,
+    on_step: StepCallback,
     components: JobComponents | None = None,
 ) -> list[list[Image.Image]]:
     """Several compatible jobs (storage.database.companions: one image each) as one pipeline call; each job's
     results, in order. `inpainter` has `run_batch` (worker.engine.diffusion.DiffusersInpainter)."""
     prepared = [prepare(params, image, mask) for params, image, mask in jobs]
-    generated = inpainter.run_batch([params for params, _, _ in jobs], [p.image for p in prepared],
-                                    [p.mask for p in prepared], on_step=on_step, components=components)
+    generated = inpainter.run_batch(
+        [params for params, _, _ in jobs],
+        [p.image for p in prepared],
+        [p.mask for p in prepared],
+        on_step=on_step,
+        components=components,
+    )
     if len(generated) != len(jobs):
         raise RuntimeError(f"the pipeline returned {len(generated)} images for a batch of {len(jobs)}")
     return [p.finish([image]) for p, image in zip(prepared, generated, strict=True)]
 
 
 def run_inpainter(
-    inpainter: Inpainter, params: JobParams, image: Image.Image, mask: Image.Image, *,
-    on_step: StepCallback, components: JobComponents | None,
+    inpainter: Inpainter,
+    params: JobParams,
+    image: Image.Image,
+    mask: Image.Image,
+    *,
+    on_step: StepCallback,
+    components: JobComponents | None,
 ) -> list[Image.Image]:
     generated = inpainter(params, image, mask, on_step=on_step, components=components)
     if len(generated) != params.samples:

@@ -21,23 +21,17 @@ from worker.engine.types import NamedSource
 def load_vae(named: NamedSource, device: str) -> Any:
     quiet_loaders()
     target = resolve_device(device)
-    return from_pretrained(AutoencoderKL, named.source, f"vae {named.name!r}", dtype=dtype_for(target)).to(
-        target
-    )
+    return from_pretrained(AutoencoderKL, named.source, f"vae {named.name!r}", dtype=dtype_for(target)).to(target)
 
 
 def load_controlnet(named: NamedSource, device: str) -> Any:
     quiet_loaders()
     target = resolve_device(device)
-    net = from_pretrained(
-        ControlNetModel, named.source, f"cn_model {named.name!r}", dtype=dtype_for(target)
-    )
+    net = from_pretrained(ControlNetModel, named.source, f"cn_model {named.name!r}", dtype=dtype_for(target))
     return net.to(target)
 
 
-def load_with_processor(
-    model_cls: Any, processor_cls: Any, named: NamedSource, device: str, what: str
-) -> Any:
+def load_with_processor(model_cls: Any, processor_cls: Any, named: NamedSource, device: str, what: str) -> Any:
     """(model on `device`, in eval mode; its image processor), both from `named.source`, in fp32."""
     quiet_loaders()
     model = from_pretrained(model_cls, named.source, f"{what} {named.name!r}")
@@ -46,14 +40,10 @@ def load_with_processor(
 
 
 def load_depth_estimator(named: NamedSource, device: str) -> DepthEstimator:
-    loaded = load_with_processor(
-        AutoModelForDepthEstimation, AutoImageProcessor, named, device, "depth estimator"
-    )
+    loaded = load_with_processor(AutoModelForDepthEstimation, AutoImageProcessor, named, device, "depth estimator")
     return DepthEstimator(*loaded)
 
 
 def load_safety_checker(named: NamedSource, device: str) -> SafetyChecker:
-    loaded = load_with_processor(
-        StableDiffusionSafetyChecker, CLIPImageProcessor, named, device, "safety checker"
-    )
+    loaded = load_with_processor(StableDiffusionSafetyChecker, CLIPImageProcessor, named, device, "safety checker")
     return SafetyChecker(*loaded)

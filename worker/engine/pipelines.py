@@ -102,10 +102,12 @@ def release_memory() -> None:
 
 def check_local_source(spec: ModelSpec) -> None:
     """A source that is a path must be a directory: fail fast, before importing torch for nothing."""
-    if spec.source and (Path(spec.source).is_absolute() or spec.source.startswith(".")) \
-            and not Path(spec.source).is_dir():
-        what = f"base_model {spec.base_model!r} of model {spec.slug!r}" if spec.base_model \
-            else f"model {spec.slug!r}"
+    if (
+        spec.source
+        and (Path(spec.source).is_absolute() or spec.source.startswith("."))
+        and not Path(spec.source).is_dir()
+    ):
+        what = f"base_model {spec.base_model!r} of model {spec.slug!r}" if spec.base_model else f"model {spec.slug!r}"
         raise JobFailure("model_unavailable", f"{what} could not be loaded: its local directory does not exist")
 
 
@@ -155,8 +157,13 @@ class PipelineCache:
             with self._table:
                 self._entries[key] = entry
                 dropped = self._drop_over_budget(keep=key)
-            log.info("loaded %s %s (%.1f MB) in %.1f s", kind, label or source, entry.nbytes / 1e6,
-                     time.perf_counter() - started)
+            log.info(
+                "loaded %s %s (%.1f MB) in %.1f s",
+                kind,
+                label or source,
+                entry.nbytes / 1e6,
+                time.perf_counter() - started,
+            )
         if dropped:
             release_memory()
         return value

@@ -40,11 +40,7 @@ class SafetyChecker:
         pixels = self.processor([i.convert("RGB") for i in images], return_tensors="pt").pixel_values
         with torch.no_grad():
             embeds = model.visual_projection(model.vision_model(pixels.to(param.device, param.dtype))[1])
-            special = (
-                cosine_distance(embeds, model.special_care_embeds)
-                - model.special_care_embeds_weights
-                + offset
-            )
+            special = cosine_distance(embeds, model.special_care_embeds) - model.special_care_embeds_weights + offset
             adjustment = (special > 0).any(dim=1, keepdim=True).to(embeds.dtype) * SPECIAL_CARE_ADJUSTMENT
             concept = cosine_distance(embeds, model.concept_embeds) - model.concept_embeds_weights + offset
             flagged = (concept + adjustment > 0).any(dim=1)

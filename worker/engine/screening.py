@@ -16,7 +16,8 @@ def screen_images(
     from worker.engine.loading import load_safety_checker
     from worker.engine.safety import replace_image
 
-    model = cache.component("safety", checker.source, lambda: load_safety_checker(checker, cache.device),
-                            label=checker.name)
+    model = cache.component(
+        "safety", checker.source, lambda: load_safety_checker(checker, cache.device), label=checker.name
+    )
     flags = model.flags(images, offset=float(checker.options.get("score_offset", 0.0)))
     return [replace_image(i, replacement) if f else i for i, f in zip(images, flags, strict=True)], flags

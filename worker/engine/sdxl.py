@@ -34,9 +34,7 @@ class SDXLInpainter(DiffusersInpainter):
             self.pipe, controlnet=components.controlnet, add_watermarker=False
         )
 
-    def extra_arguments(
-        self, params: JobParams, image: Image.Image, components: JobComponents
-    ) -> dict[str, Any]:
+    def extra_arguments(self, params: JobParams, image: Image.Image, components: JobComponents) -> dict[str, Any]:
         if params.control is None:
             return {}
         return {"control_image": make_control_image(params.control.processor, image, components.depth)}
@@ -44,6 +42,8 @@ class SDXLInpainter(DiffusersInpainter):
 
 def load_sdxl(spec: ModelSpec, device: torch.device, compile_options: CompileOptions | None = None) -> SDXLInpainter:
     quiet_loaders()
-    return SDXLInpainter(load_pretrained(
-        StableDiffusionXLInpaintPipeline, spec, device, compile_options=compile_options, add_watermarker=False
-    ))
+    return SDXLInpainter(
+        load_pretrained(
+            StableDiffusionXLInpaintPipeline, spec, device, compile_options=compile_options, add_watermarker=False
+        )
+    )

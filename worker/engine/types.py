@@ -55,7 +55,12 @@ class JobComponents:
 
 class Inpainter(Protocol):
     def __call__(
-        self, params: JobParams, image: Image.Image, mask: Image.Image, *, on_step: StepCallback,
+        self,
+        params: JobParams,
+        image: Image.Image,
+        mask: Image.Image,
+        *,
+        on_step: StepCallback,
         components: JobComponents | None = None,
     ) -> list[Image.Image]:
         """`params.samples` images of the input's size; image RGB, mask L (0/255), same size."""

@@ -135,9 +135,16 @@ def load_claimed(session: Session, job_id: str, *, spec: ModelSpec | None = None
     spec = spec or find_model(session, job.model)
     if spec is None:
         raise JobFailure("model_unavailable", f"model {job.model!r} is no longer registered")
-    return ClaimedJob(job_id=job_id, attempt=job.attempts, queue=job.queue, spec=spec, params=params,
-                      input_keys=dict(job.input_keys), track_id=job.track_id,
-                      progress_events=bool(job.webhook_url and "progress" in (job.webhook_events or [])))
+    return ClaimedJob(
+        job_id=job_id,
+        attempt=job.attempts,
+        queue=job.queue,
+        spec=spec,
+        params=params,
+        input_keys=dict(job.input_keys),
+        track_id=job.track_id,
+        progress_events=bool(job.webhook_url and "progress" in (job.webhook_events or [])),
+    )
 
 
 def load_inputs(ctx: InferenceContext, job: ClaimedJob) -> tuple[Image.Image, Image.Image]:
@@ -148,8 +155,9 @@ def load_inputs(ctx: InferenceContext, job: ClaimedJob) -> tuple[Image.Image, Im
         return ready
     budget = ctx.settings.storage_retry_seconds
     try:
-        return read_inputs(lambda key: with_retries(lambda: ctx.blobs.get(key), budget=budget, what="reading inputs"),
-                           job.input_keys)
+        return read_inputs(
+            lambda key: with_retries(lambda: ctx.blobs.get(key), budget=budget, what="reading inputs"), job.input_keys
+        )
     except NotFound:
         raise JobFailure("storage_unavailable", "the job's input images are no longer in object storage") from None
 
@@ -175,16 +183,24 @@ def stopped(ctx: InferenceContext, job: ClaimedJob, exc: Exception) -> str | Non
     return record_failure(ctx, job.job_id, *failure_of(exc, "job crashed", job.job_id), attempt=job.attempt)
 
 
-def finish(ctx: InferenceContext, job: ClaimedJob, heartbeat: Heartbeat, images: list[Image.Image],
-           nsfw: list[bool] | None, seconds: float) -> str | None:
+def finish(
+    ctx: InferenceContext,
+    job: ClaimedJob,
+    heartbeat: Heartbeat,
+    images: list[Image.Image],
+    nsfw: list[bool] | None,
+    seconds: float,
+) -> str | None:
     """Store the images and record COMPLETED, then stop the heartbeat. With a finisher (worker.jobs.overlap)
     this happens on its thread and returns None at once; otherwise it returns what was recorded."""
+
     def work() -> str | None:
         try:
             keys = store_outputs(ctx, job, images)
         except Exception as exc:
-            return record_failure(ctx, job.job_id, *failure_of(exc, "storing the results crashed", job.job_id),
-                                  attempt=job.attempt)
+            return record_failure(
+                ctx, job.job_id, *failure_of(exc, "storing the results crashed", job.job_id), attempt=job.attempt
+            )
         return record_completion(ctx, job, keys, nsfw, seconds)
 
     def work_then_stop() -> str | None:
@@ -207,19 +223,29 @@ def store_outputs(ctx: InferenceContext, job: ClaimedJob, images: list[Image.Ima
 
     def store(key: str, image: Image.Image) -> None:
         data = encode_png(image)
-        with_retries(lambda: ctx.blobs.put(key, data), budget=ctx.settings.storage_retry_seconds,
-                     what="storing results")
+        with_retries(
+            lambda: ctx.blobs.put(key, data), budget=ctx.settings.storage_retry_seconds, what="storing results"
+        )
 
     in_parallel([partial(store, key, image) for key, image in zip(keys, images, strict=True)])
     return keys
 
 
-def record_completion(ctx: InferenceContext, job: ClaimedJob, keys: list[str], nsfw: list[bool] | None,
-                      seconds: float) -> str | None:
+def record_completion(
+    ctx: InferenceContext, job: ClaimedJob, keys: list[str], nsfw: list[bool] | None, seconds: float
+) -> str | None:
     with session_scope(ctx.sessions) as session:
-        done = complete_job(session, job.job_id, attempt=job.attempt, output_keys=keys,
-                            output_seeds=job.params.seeds(), nsfw=nsfw, inference_time=seconds,
-                            now=utcnow(), ttl=ctx.settings.result_ttl)
+        done = complete_job(
+            session,
+            job.job_id,
+            attempt=job.attempt,
+            output_keys=keys,
+            output_seeds=job.params.seeds(),
+            nsfw=nsfw,
+            inference_time=seconds,
+            now=utcnow(),
+            ttl=ctx.settings.result_ttl,
+        )
     if not done:
         log.info("job was finished elsewhere; this run's result is not recorded", extra={"request_id": job.job_id})
         return None
@@ -251,8 +277,9 @@ def give_back(ctx: InferenceContext, job: ClaimedJob) -> None:
 def record_failure(ctx: InferenceContext, job_id: str, code: str, message: str, *, attempt: int | None) -> str | None:
     """FAILED with `code`; returns "FAILED" if this call recorded it, None if the job was no longer ours."""
     with session_scope(ctx.sessions) as session:
-        failed = fail_job(session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl,
-                          attempt=attempt)
+        failed = fail_job(
+            session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl, attempt=attempt
+        )
     log.warning("job failed: %s: %s", code, message, extra={"request_id": job_id})
     if not failed:
         return None

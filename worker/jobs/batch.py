@@ -39,8 +39,13 @@ def run_batch(ctx: InferenceContext, jobs: list[ClaimedJob]) -> dict[str, str]:
     (inputs that cannot be read, a cancellation, a failed upload) happens to it alone; a failure
     of the pipeline call itself fails each job with its reason. Each job records the batch's
     inference time as its own."""
-    log.info("job started (attempt %d) in a batch of %d with %s", jobs[0].attempt, len(jobs),
-             ", ".join(job.job_id for job in jobs[1:]), extra={"request_id": jobs[0].job_id})
+    log.info(
+        "job started (attempt %d) in a batch of %d with %s",
+        jobs[0].attempt,
+        len(jobs),
+        ", ".join(job.job_id for job in jobs[1:]),
+        extra={"request_id": jobs[0].job_id},
+    )
     beating = {job.job_id: Heartbeat(ctx, job).start() for job in jobs}
     outcomes: dict[str, str | None] = {}
     inputs: dict[str, tuple[Image.Image, Image.Image]] = {}
@@ -49,13 +54,16 @@ def run_batch(ctx: InferenceContext, jobs: list[ClaimedJob]) -> dict[str, str]:
             inputs[job.job_id] = load_inputs(ctx, job)
         except Exception as exc:
             outcomes[job.job_id] = record_failure(
-                ctx, job.job_id, *failure_of(exc, "reading the inputs crashed", job.job_id), attempt=job.attempt)
+                ctx, job.job_id, *failure_of(exc, "reading the inputs crashed", job.job_id), attempt=job.attempt
+            )
     running = [job for job in jobs if job.job_id in inputs]
     try:
         results, gone, seconds = infer_batch(ctx, running, inputs) if running else ({}, set(), 0.0)
     except Superseded:
-        log.info("every job of the batch was taken away (cancelled, timed out or requeued); stopped",
-                 extra={"request_id": jobs[0].job_id})
+        log.info(
+            "every job of the batch was taken away (cancelled, timed out or requeued); stopped",
+            extra={"request_id": jobs[0].job_id},
+        )
         results, gone, seconds = {}, set(), 0.0
     except ShuttingDown:
         for job in running:
@@ -63,12 +71,12 @@ def run_batch(ctx: InferenceContext, jobs: list[ClaimedJob]) -> dict[str, str]:
         results, gone, seconds = {}, set(), 0.0
     except Exception as exc:
         code, message = failure_of(exc, "batch crashed", jobs[0].job_id)
-        outcomes |= {job.job_id: record_failure(ctx, job.job_id, code, message, attempt=job.attempt)
-                     for job in running}
+        outcomes |= {job.job_id: record_failure(ctx, job.job_id, code, message, attempt=job.attempt) for job in running}
         results, gone, seconds = {}, set(), 0.0
     for job_id in gone:
-        log.info("job was taken away (cancelled, timed out or requeued); its image is dropped",
-                 extra={"request_id": job_id})
+        log.info(
+            "job was taken away (cancelled, timed out or requeued); its image is dropped", extra={"request_id": job_id}
+        )
     for job in running:
         if job.job_id in results:
             images, nsfw = results[job.job_id]
@@ -110,12 +118,19 @@ def claim_companions_for(ctx: InferenceContext, leader: ClaimedJob) -> list[Clai
         return []
     try:
         with write_scope(ctx.sessions) as session:
-            ids = claim_companions(session, job_id=leader.job_id, model=leader.spec.slug, queue=leader.queue,
-                                   family=leader.spec.family, signature=signature, limit=limit, now=utcnow())
+            ids = claim_companions(
+                session,
+                job_id=leader.job_id,
+                model=leader.spec.slug,
+                queue=leader.queue,
+                family=leader.spec.family,
+                signature=signature,
+                limit=limit,
+                now=utcnow(),
+            )
             return [load_claimed(session, job_id, spec=leader.spec) for job_id in ids]
     except Exception:  # noqa: BLE001 - batching is an optimisation: the leader runs alone
-        log.warning("could not claim companions for a batch", exc_info=True,
-                    extra={"request_id": leader.job_id})
+        log.warning("could not claim companions for a batch", exc_info=True, extra={"request_id": leader.job_id})
         return []
 
 
@@ -137,6 +152,7 @@ def infer_batch(
     generated = inpaint_batch(inpainter, batch, on_step=progress, components=components)
     results = {
         job.job_id: screen(ctx.pipelines, sources[job.job_id], job.params, images)
-        for job, images in zip(jobs, generated, strict=True) if job.job_id not in progress.gone
+        for job, images in zip(jobs, generated, strict=True)
+        if job.job_id not in progress.gone
     }
     return results, progress.gone, round(time.perf_counter() - started, 4)

@@ -39,8 +39,9 @@ class InferenceContext:
         cls, settings: Settings, *, publish: Callable[..., None], stores: Stores | None = None
     ) -> InferenceContext:
         stores = stores or Stores.open(settings, pool=WORKER_POOL)
-        pipelines = PipelineCache(settings.device, settings.model_memory_budget_gb,
-                                  compile_options=CompileOptions.from_settings(settings))
+        pipelines = PipelineCache(
+            settings.device, settings.model_memory_budget_gb, compile_options=CompileOptions.from_settings(settings)
+        )
         busy = threading.Lock()
         return cls(
             settings=settings,

@@ -92,8 +92,10 @@ def claim(ctx: InferenceContext, job_id: str) -> ClaimedJob | None:
         # The conditional UPDATE comes first: it is the claim, and on SQLite a
         # transaction that writes must write before it reads.
         if not claim_job(session, job_id, now=utcnow()):
-            log.info("nothing to do: the job is not QUEUED (duplicate delivery, finished or unknown)",
-                     extra={"request_id": job_id})
+            log.info(
+                "nothing to do: the job is not QUEUED (duplicate delivery, finished or unknown)",
+                extra={"request_id": job_id},
+            )
             return None
         claimed = load_claimed(session, job_id)
         add_log_fields(track_id=claimed.track_id)
@@ -117,8 +119,13 @@ def infer(ctx: InferenceContext, job: ClaimedJob) -> tuple[list[Image.Image], li
 
 
 def run_inference(
-    pipelines: PipelineCache, sources: JobSources, params: JobParams, image: Image.Image, mask: Image.Image,
-    *, on_step: StepCallback,
+    pipelines: PipelineCache,
+    sources: JobSources,
+    params: JobParams,
+    image: Image.Image,
+    mask: Image.Image,
+    *,
+    on_step: StepCallback,
 ) -> tuple[list[Image.Image], list[bool] | None]:
     """The resident pipeline and the job's components, `inpaint`, then the safety check if asked for."""
     inpainter = pipelines.get(sources.spec)

@@ -49,7 +49,5 @@ def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> Job
         depth=_named(session, "depth_estimator", DEPTH_ESTIMATOR, "depth estimator")
         if control and control.processor == "depth"
         else None,
-        safety=_named(session, "safety_checker", DEFAULT_SAFETY_CHECKER, "safety checker")
-        if params.safety
-        else None,
+        safety=_named(session, "safety_checker", DEFAULT_SAFETY_CHECKER, "safety checker") if params.safety else None,
     )

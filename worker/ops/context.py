@@ -24,4 +24,3 @@ class OpsContext:
     def build(cls, settings: Settings, *, publish: Callable[..., None], stores: Stores | None = None) -> OpsContext:
         stores = stores or Stores.open(settings, pool=WORKER_POOL)
         return cls(settings=settings, sessions=stores.sessions, blobs=stores.blobs, publish=publish)
-

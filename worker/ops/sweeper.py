@@ -56,8 +56,9 @@ class SweepReport:
     republished: list[str] = field(default_factory=list)
 
 
-def sweep(sessions: sessionmaker[Session], settings: Settings, *, publish: Publish, queue_depth: QueueDepth,
-          now: datetime) -> SweepReport:
+def sweep(
+    sessions: sessionmaker[Session], settings: Settings, *, publish: Publish, queue_depth: QueueDepth, now: datetime
+) -> SweepReport:
     report = SweepReport()
     # Lost workers first: a job whose worker is dead was lost, not slow.
     recover_lost_workers(sessions, settings, publish=publish, now=now, report=report)
@@ -67,35 +68,59 @@ def sweep(sessions: sessionmaker[Session], settings: Settings, *, publish: Publi
     if any((report.timed_out, report.gave_up, report.requeued, report.republished)):
         with session_scope(sessions) as session:
             add_counts(session, {f"sweeper_{action}": len(getattr(report, action)) for action in SWEEPER_ACTIONS})
-        log.warning("sweeper: %d timed out, %d given up, %d requeued, %d (re)published", len(report.timed_out),
-                    len(report.gave_up), len(report.requeued), len(report.republished))
+        log.warning(
+            "sweeper: %d timed out, %d given up, %d requeued, %d (re)published",
+            len(report.timed_out),
+            len(report.gave_up),
+            len(report.requeued),
+            len(report.republished),
+        )
     return report
 
 
 def fail_overdue(sessions: sessionmaker[Session], settings: Settings, *, now: datetime, report: SweepReport) -> None:
     limit = settings.job_time_limit_seconds
     with session_scope(sessions) as session:
-        overdue = [(j.id, j.attempts) for j in overdue_processing(
-            session, started_before=now - timedelta(seconds=limit), limit=BATCH)]
+        overdue = [
+            (j.id, j.attempts)
+            for j in overdue_processing(session, started_before=now - timedelta(seconds=limit), limit=BATCH)
+        ]
     for job_id, attempt in overdue:
         with session_scope(sessions) as session:
-            if fail_job(session, job_id, code="timeout", message=f"the job ran longer than its limit of {limit} s",
-                        now=now, ttl=settings.result_ttl, attempt=attempt):
+            if fail_job(
+                session,
+                job_id,
+                code="timeout",
+                message=f"the job ran longer than its limit of {limit} s",
+                now=now,
+                ttl=settings.result_ttl,
+                attempt=attempt,
+            ):
                 report.timed_out.append(job_id)
 
 
-def recover_lost_workers(sessions: sessionmaker[Session], settings: Settings, *, publish: Publish, now: datetime,
-                         report: SweepReport) -> None:
+def recover_lost_workers(
+    sessions: sessionmaker[Session], settings: Settings, *, publish: Publish, now: datetime, report: SweepReport
+) -> None:
     before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
     with session_scope(sessions) as session:
         stale = [(j.id, j.queue, j.attempts) for j in stale_processing(session, heartbeat_before=before, limit=BATCH)]
     for job_id, queue, attempts in stale:
         with session_scope(sessions) as session:
             if attempts >= settings.max_attempts:
-                message = (f"the worker running this job stopped responding {attempts} times "
-                           f"(limit {settings.max_attempts}); giving up")
-                if fail_job(session, job_id, code="worker_lost", message=message, now=now, ttl=settings.result_ttl,
-                            attempt=attempts):
+                message = (
+                    f"the worker running this job stopped responding {attempts} times "
+                    f"(limit {settings.max_attempts}); giving up"
+                )
+                if fail_job(
+                    session,
+                    job_id,
+                    code="worker_lost",
+                    message=message,
+                    now=now,
+                    ttl=settings.result_ttl,
+                    attempt=attempts,
+                ):
                     report.gave_up.append(job_id)
                 continue
             if not requeue_job(session, job_id, attempt=attempts, now=now):
@@ -112,8 +137,9 @@ def publish_unsent(sessions: sessionmaker[Session], *, publish: Publish, now: da
             report.republished.append(job_id)
 
 
-def republish_lost_messages(sessions: sessionmaker[Session], *, publish: Publish, queue_depth: QueueDepth,
-                            now: datetime, report: SweepReport) -> None:
+def republish_lost_messages(
+    sessions: sessionmaker[Session], *, publish: Publish, queue_depth: QueueDepth, now: datetime, report: SweepReport
+) -> None:
     with session_scope(sessions) as session:
         queues = queues_with_waiting_jobs(session)
     for queue in queues:
@@ -124,8 +150,7 @@ def republish_lost_messages(sessions: sessionmaker[Session], *, publish: Publish
             waiting = published_queued(session, queue=queue, published_before=now - SETTLE, limit=BATCH)
         if len(waiting) <= depth:
             continue
-        log.warning("queue %s: %d jobs wait but the broker holds %d messages; republishing", queue, len(waiting),
-                    depth)
+        log.warning("queue %s: %d jobs wait but the broker holds %d messages; republishing", queue, len(waiting), depth)
         for job_id in waiting:
             if try_publish(sessions, publish, job_id, queue, now=now):
                 report.republished.append(job_id)

@@ -90,8 +90,7 @@ def write_terminal_event(ctx: OpsContext, job_id: str) -> str | None:
         event_type = payload["type"]
         if job.api_format == modelslab.FORMAT:
             payload = modelslab.webhook_body(job, payload["output"])
-        return add_delivery(session, job=job, event_type=event_type, body=compact(payload), terminal=True,
-                            now=now).id
+        return add_delivery(session, job=job, event_type=event_type, body=compact(payload), terminal=True, now=now).id
 
 
 def write_progress_event(ctx: OpsContext, job_id: str, step: int, total: int) -> str | None:
@@ -100,12 +99,18 @@ def write_progress_event(ctx: OpsContext, job_id: str, step: int, total: int) ->
         job = get_job(session, job_id)
     if job is None or job.webhook_url is None or job.status != "PROCESSING":
         return None
-    payload = {"type": "job.progress", "timestamp": iso(now), "request_id": job.id, "track_id": job.track_id,
-               "status": job.status, "progress": {"step": step, "total": total,
-                                                  "percent": round(100.0 * step / max(total, 1), 1)}}
+    payload = {
+        "type": "job.progress",
+        "timestamp": iso(now),
+        "request_id": job.id,
+        "track_id": job.track_id,
+        "status": job.status,
+        "progress": {"step": step, "total": total, "percent": round(100.0 * step / max(total, 1), 1)},
+    }
     with session_scope(ctx.sessions) as session:  # its own transaction: it writes first (SQLite)
-        return add_delivery(session, job=job, event_type="job.progress", body=compact(payload), terminal=False,
-                            now=now).id
+        return add_delivery(
+            session, job=job, event_type="job.progress", body=compact(payload), terminal=False, now=now
+        ).id
 
 
 def lease_length(ctx: OpsContext) -> timedelta:
@@ -145,29 +150,47 @@ def attempt(ctx: OpsContext, delivery_id: str) -> str | None:
         api_key_id, job_id, event_type = delivery.api_key_id, delivery.job_id, delivery.event_type
     status_code, error, retry_after, elapsed = send(ctx, url, delivery_id, body, secrets, timeout)
     with session_scope(ctx.sessions) as session:  # writes first: a read first could not write on a busy SQLite
-        record_attempt(session, delivery_id, number=number, at=utcnow(), status_code=status_code, error=error,
-                       latency_ms=elapsed * 1000)
-        outcome = decide(ctx.settings.webhook_retry_schedule, number=number, terminal=terminal,
-                         status_code=status_code, error=error, retry_after=retry_after)
+        record_attempt(
+            session,
+            delivery_id,
+            number=number,
+            at=utcnow(),
+            status_code=status_code,
+            error=error,
+            latency_ms=elapsed * 1000,
+        )
+        outcome = decide(
+            ctx.settings.webhook_retry_schedule,
+            number=number,
+            terminal=terminal,
+            status_code=status_code,
+            error=error,
+            retry_after=retry_after,
+        )
         if outcome == DISABLED:
             disable_endpoint(session, api_key_id=api_key_id, url=url, now=utcnow())
         if isinstance(outcome, timedelta):
             settle(session, delivery_id, status="pending", now=utcnow(), retry_at=utcnow() + outcome)
-            log.info("webhook attempt %d failed (%s); retry in %s", number, status_code or error, outcome,
-                     extra={"request_id": job_id})
+            log.info(
+                "webhook attempt %d failed (%s); retry in %s",
+                number,
+                status_code or error,
+                outcome,
+                extra={"request_id": job_id},
+            )
             return "pending"
         settle(session, delivery_id, status=outcome, now=utcnow())
         log.info("webhook %s %s after %d attempt(s)", event_type, outcome, number, extra={"request_id": job_id})
         return outcome
 
 
-def send(ctx: OpsContext, url: str, msg_id: str, body: bytes, secrets: list[str],
-         timeout: float) -> tuple[int | None, str | None, timedelta | None, float]:
+def send(
+    ctx: OpsContext, url: str, msg_id: str, body: bytes, secrets: list[str], timeout: float
+) -> tuple[int | None, str | None, timedelta | None, float]:
     """POST the signed body. Returns (status code, error, Retry-After, seconds taken)."""
     headers = signature_headers(secrets, msg_id, int(time.time()), body)
     headers["content-type"] = "application/json"
-    policy = FetchPolicy(timeout=timeout, max_bytes=RESPONSE_CAP_BYTES,
-                         allow_loopback=ctx.settings.allow_loopback_urls)
+    policy = FetchPolicy(timeout=timeout, max_bytes=RESPONSE_CAP_BYTES, allow_loopback=ctx.settings.allow_loopback_urls)
     started = time.monotonic()
     try:
         result = fetch(url, policy, method="POST", content=body, headers=headers)
@@ -176,8 +199,15 @@ def send(ctx: OpsContext, url: str, msg_id: str, body: bytes, secrets: list[str]
     return result.status_code, None, parse_retry_after(result.headers.get("retry-after")), result.elapsed
 
 
-def decide(schedule: list[float], *, number: int, terminal: bool, status_code: int | None, error: str | None,
-           retry_after: timedelta | None) -> str | timedelta:
+def decide(
+    schedule: list[float],
+    *,
+    number: int,
+    terminal: bool,
+    status_code: int | None,
+    error: str | None,
+    retry_after: timedelta | None,
+) -> str | timedelta:
     """delivered, disabled, failed, or how long to wait before the next attempt."""
     if status_code is not None and 200 <= status_code < 300:
         return DELIVERED

@@ -20,7 +20,11 @@ def reap() -> int:
 @shared_task(name=TASK_SWEEP, ignore_result=True)
 def sweep_jobs() -> dict[str, int]:
     process = current()
-    report = sweep(process.ops.sessions, process.settings, now=utcnow(),
-                   publish=lambda job_id, queue: publish_job(process.celery, job_id, queue=queue),
-                   queue_depth=lambda queue: queue_depth(process.celery, queue))
+    report = sweep(
+        process.ops.sessions,
+        process.settings,
+        now=utcnow(),
+        publish=lambda job_id, queue: publish_job(process.celery, job_id, queue=queue),
+        queue_depth=lambda queue: queue_depth(process.celery, queue),
+    )
     return {name: len(ids) for name, ids in vars(report).items()}

@@ -43,9 +43,7 @@ def save_tiny_lora(pipe: Any, path: Path, *, seed: int = 0) -> Path:
     from peft.utils import get_peft_model_state_dict
 
     torch.manual_seed(seed)
-    config = LoraConfig(
-        r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False
-    )
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
     pipe.unet.add_adapter(config)
     type(pipe).save_lora_weights(path, unet_lora_layers=get_peft_model_state_dict(pipe.unet))
     return path
@@ -54,9 +52,7 @@ def save_tiny_lora(pipe: Any, path: Path, *, seed: int = 0) -> Path:
 def save_tiny_embedding(path: Path, *, sdxl: bool, seed: int = 0) -> Path:
     """A one-vector textual inversion: {"<tiny>": (1, 32)}, or SDXL's {"clip_l", "clip_g"}."""
     generator = torch.Generator().manual_seed(seed)
-    vectors = {
-        k: torch.randn(1, 32, generator=generator) for k in (("clip_l", "clip_g") if sdxl else ("<tiny>",))
-    }
+    vectors = {k: torch.randn(1, 32, generator=generator) for k in (("clip_l", "clip_g") if sdxl else ("<tiny>",))}
     path.mkdir(parents=True, exist_ok=True)
     save_file(vectors, str(path / EMBEDDING_FILE))
     return path / EMBEDDING_FILE
@@ -93,9 +89,7 @@ def write_tiny(path: Path, kind: str) -> Path:
     return WRITERS[kind][0](path)
 
 
-def register_tiny(
-    settings: Settings, kind: str, source: Path, *, slug: str | None, asset: str | None
-) -> None:
+def register_tiny(settings: Settings, kind: str, source: Path, *, slug: str | None, asset: str | None) -> None:
     engine = make_engine(settings.resolved_database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
