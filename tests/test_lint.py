@@ -26,8 +26,8 @@ def test_ruff_format_is_applied() -> None:
 
 
 def test_mypy_passes() -> None:
-    """Over api, worker, storage and admin ([tool.mypy]: strict on the contract and the database),
-    with unused `type: ignore` comments reported."""
+    """Over api, worker, storage and admin, strict ([tool.mypy]): unused `type: ignore` comments
+    are errors too."""
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
 
