@@ -14,6 +14,7 @@ WORKDIR /app
 # PyPI wheel of torch 2.13.0 is the CUDA build the GPU worker needs.
 RUN pip install torch==2.13.0
 COPY pyproject.toml README.md alembic.ini ./
+COPY admin ./admin
 COPY api ./api
 COPY worker ./worker
 COPY storage ./storage
