@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from celery.utils.log import worker_logger
 
 from storage.broker import (
     QUEUE_INPAINT,
@@ -72,6 +76,50 @@ def make_worker_celery(settings: Settings) -> Celery:
     app = make_celery(settings, main="inpaint-worker")
     app.conf.beat_schedule = periodic_schedule(settings)
     return app
+
+
+def drain_seconds(settings: Settings) -> float:
+    """How long a stopping inference worker waits for its finished jobs to be stored."""
+    return settings.storage_retry_seconds + 30
+
+
+class ExitOnUnrecoverable(logging.Handler):
+    """Ends the process `grace` seconds after Celery reports an unrecoverable error, unless it ended.
+
+    Celery logs "Unrecoverable error" when its consumer dies, then attempts a warm shutdown, and
+    that can hang: kombu's Redis channel, torn down while Redis restarts, fails again while it is
+    closed, and the process then neither consumes nor exits. A supervisor (compose's restart
+    policy, systemd, Kubernetes) restarts only a process that exits, so this one exits; the job
+    rows, not the broker, say what still needs running.
+    """
+
+    EXIT_CODE = 70  # EX_SOFTWARE
+
+    def __init__(self, grace: float) -> None:
+        super().__init__(level=logging.CRITICAL)
+        self.grace = grace
+        self.armed = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Unrecoverable error") and not self.armed.is_set():
+            self.armed.set()
+            threading.Thread(target=self.exit_later, name="exit-on-unrecoverable", daemon=True).start()
+
+    def exit_later(self) -> None:
+        time.sleep(self.grace)
+        log.critical(
+            "the worker neither recovered nor stopped %.0f s after an unrecoverable error; exiting", self.grace
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(self.EXIT_CODE)
+
+
+def exit_on_unrecoverable(grace: float) -> ExitOnUnrecoverable:
+    """Watch Celery's worker logger for its unrecoverable error (ExitOnUnrecoverable)."""
+    handler = ExitOnUnrecoverable(grace)
+    worker_logger.addHandler(handler)
+    return handler
 
 
 def runs_inference(queues: list[str]) -> bool:
@@ -134,6 +182,7 @@ def start_worker(settings: Settings, *, queues: list[str], started: datetime) ->
     of its queues. `started`: when the process started; admin commands issued since then are
     carried out (worker.jobs.fleet)."""
     global _current
+    exit_on_unrecoverable(grace=drain_seconds(settings) + 15)
     stores = Stores.open(settings, pool=WORKER_POOL)
     process = WorkerProcess(
         settings=settings,
@@ -180,6 +229,6 @@ def connect_inference_signals(ctx: InferenceContext, *, started: datetime) -> No
 
     @worker_shutdown.connect(weak=False)
     def leave_fleet(**_: Any) -> None:
-        if ctx.finisher and not ctx.finisher.drain(timeout=ctx.settings.storage_retry_seconds + 30):
+        if ctx.finisher and not ctx.finisher.drain(timeout=drain_seconds(ctx.settings)):
             log.warning("stopped before every finished job was stored; the sweeper will requeue them")
         ctx.fleet.stop()
