@@ -56,7 +56,7 @@ CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
 async def get_body_key(request: Request) -> str | None:
-    """`key` from a JSON object body: the Stable Diffusion API (seeds/002) sends the key there."""
+    """`key` from a JSON object body: the Stable Diffusion API enterprise sends the key there."""
     try:
         body: Any = json.loads(await request.body() or b"null")
     except ValueError:

@@ -35,35 +35,71 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INPAINT_", extra="ignore")
 
     environment: Literal["development", "production"] = Field(
-        "development", description="production refuses placeholder secrets and the loopback switch."
+        "development",
+        description="`production` refuses to start with a missing or placeholder INPAINT_SECRET_KEY (under 16 "
+        "characters, or one like `changeme`) or with INPAINT_ALLOW_LOOPBACK_URLS on.",
     )
-    data_dir: Path = Field(Path("data"), description="Root of the embedded default's files.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
-    broker_url: str | None = Field(None, description="Celery broker URL; default SQLite in data_dir.")
+    data_dir: Path = Field(
+        Path("data"),
+        description="Root of the embedded default's files: the SQLite database and broker, the image "
+        "directory, the generated secret key and beat's schedule. A relative path is taken from the "
+        "working directory.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the job database, e.g. `postgresql+psycopg://user:pw@host/db`; "
+        "default: SQLite, INPAINT_DATA_DIR/inpaint.db.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker URL, e.g. `redis://host:6379/0`; default: a SQLite database, "
+        "INPAINT_DATA_DIR/broker.db, through kombu's SQLAlchemy transport.",
+    )
     broker_polling_interval: float = Field(
         0.05, gt=0, le=5, description="Seconds between polls of a database broker (embedded)."
     )
-    storage_backend: Literal["local", "s3"] = "local"
-    storage_dir: Path | None = Field(None, description="Local image directory; default data_dir/blobs.")
-    s3_bucket: str = "inpaint-results"
-    s3_endpoint_url: str | None = None
-    s3_public_endpoint_url: str | None = Field(
-        None, description="Endpoint used in presigned URLs, when clients reach S3 by another name."
+    storage_backend: Literal["local", "s3"] = Field(
+        "local", description="Where inputs and results are kept: `local` (a directory) or `s3`."
     )
-    s3_region: str = "us-east-1"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: SecretStr | None = None
+    storage_dir: Path | None = Field(
+        None, description="Local image directory (backend `local`); default: INPAINT_DATA_DIR/blobs."
+    )
+    s3_bucket: str = Field("inpaint-results", description="Bucket for inputs and results (backend `s3`).")
+    s3_endpoint_url: str | None = Field(None, description="Any S3-compatible endpoint (MinIO, ...); unset: AWS S3.")
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint used in presigned URLs, when clients reach S3 by another name; "
+        "unset: INPAINT_S3_ENDPOINT_URL.",
+    )
+    s3_region: str = Field("us-east-1", description="Region of the S3 client.")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key id; unset: boto3's own credential chain (environment, files, role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="S3 secret access key; unset: boto3's own credential chain."
+    )
 
     secret_key: SecretStr | None = Field(
-        None, description="Signs local image links. Generated into data_dir in development."
+        None,
+        description="Signs image links (local files and the ModelsLab routes' `future_links`). Required in "
+        "production; unset in development: generated once into INPAINT_DATA_DIR/secret_key.",
     )
     public_url: str | None = Field(
         None, description="Base of absolute URLs in responses; default: the request's own base URL."
     )
-    host: str = "127.0.0.1"
-    port: int = Field(8000, validation_alias=AliasChoices("PORT", "INPAINT_PORT"))
+    host: str = Field("127.0.0.1", description="Address `inpaint-api` listens on (its `--host` overrides it).")
+    port: int = Field(
+        8000,
+        validation_alias=AliasChoices("PORT", "INPAINT_PORT"),
+        description="Port `inpaint-api` listens on (its `--port` overrides it).",
+    )
 
-    result_ttl_seconds: int = Field(3600, ge=1, description="How long results are kept after a job ends.")
+    result_ttl_seconds: int = Field(
+        3600,
+        ge=1,
+        description="How long results are kept after a job ends; then its status and result answer 404 "
+        "and the reaper deletes its images.",
+    )
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often expired results are deleted.")
     max_image_pixels: int = Field(
         4096 * 4096,
@@ -80,7 +116,7 @@ class Settings(BaseSettings):
         12 * 1024 * 1024,
         ge=1024,
         description="Largest request body; larger ones get 413 before they are read in full. The "
-        "default fits two incompressible 1024x1024 RGBA PNGs in base64 (2 x 4.2 MB x 4/3 = 11.2 MB) "
+        "default (12 MiB) fits two incompressible 1024x1024 RGBA PNGs in base64 (2 x 4.2 MB x 4/3 = 11.2 MB) "
         "plus the JSON fields.",
     )
     cors_origins: str = Field(
@@ -92,17 +128,25 @@ class Settings(BaseSettings):
         "redis://, else the buckets live in the database.",
     )
     rate_limit_per_minute: int = Field(
-        0, ge=0, description="Default submits per minute per key (token bucket refill); 0: no default limit."
+        0,
+        ge=0,
+        description="Default submits per minute per key (token bucket refill) for keys without their own "
+        "`--rate`, e.g. 600; 0: no default limit.",
     )
-    rate_limit_burst: int = Field(100, ge=1, description="Default bucket size: submits a key may make at once.")
+    rate_limit_burst: int = Field(
+        100,
+        ge=1,
+        description="Default bucket size for keys without their own `--burst`: submits a key may make at once.",
+    )
     bootstrap_api_key: SecretStr | None = Field(
-        None, description="A key to create at start-up if it does not exist yet (admin)."
+        None, description="An admin key the API creates at start-up if it does not exist yet (compose uses it)."
     )
 
     webhook_timeout_seconds: float = Field(15.0, gt=0, le=60, description="Deadline of one webhook delivery attempt.")
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         [5, 60, 300, 1800, 7200, 21600, 43200, 86400],
-        description="Seconds to wait before each retry of a failed terminal event (comma-separated).",
+        description="Seconds to wait before each retry of a failed terminal event (comma-separated); the "
+        "default makes nine attempts over about two days.",
     )
     webhook_progress_interval_seconds: float = Field(
         1.0, ge=0, description="Least time between two progress events of one job."
@@ -111,7 +155,9 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often due webhook deliveries are looked for."
     )
     webhook_secret_overlap_seconds: int = Field(
-        86400, ge=0, description="After a rotation, how long deliveries also carry the old secret's signature."
+        86400,
+        ge=0,
+        description="After a rotation, how long deliveries also carry the old secret's signature (default: a day).",
     )
     bootstrap_webhook_secret: SecretStr | None = Field(
         None, description="Webhook signing secret (whsec_...) of the bootstrap key; generated if unset."
@@ -126,22 +172,36 @@ class Settings(BaseSettings):
         le=600,
         description="How long the ModelsLab routes wait before answering `processing` with fetch links.",
     )
-    heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its job alive.")
+    heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its running job alive.")
     heartbeat_timeout_seconds: float = Field(
-        30.0, gt=0, description="A PROCESSING job with no heartbeat for this long has lost its worker."
+        30.0,
+        gt=0,
+        description="A PROCESSING job with no heartbeat for this long has lost its worker; the sweeper requeues it.",
     )
-    max_attempts: int = Field(3, ge=1, le=20, description="Runs of a job before a lost worker fails it for good.")
-    job_time_limit_seconds: int = Field(900, ge=1, description="A job running longer than this ends FAILED.")
-    sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper repairs lost jobs.")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Runs of a job before a lost worker fails it for good (`error_code: worker_lost`).",
+    )
+    job_time_limit_seconds: int = Field(
+        900, ge=1, description="A job running longer than this ends FAILED (`error_code: timeout`)."
+    )
+    sweep_interval_seconds: float = Field(5.0, gt=0, description="How often the sweeper repairs lost or stuck jobs.")
     storage_retry_seconds: float = Field(
-        30.0, ge=0, description="How long a worker retries object storage before failing the job."
+        30.0,
+        ge=0,
+        description="How long a worker retries object storage before failing the job "
+        "(`error_code: storage_unavailable`).",
     )
 
     warmup_models: Annotated[list[str], NoDecode] = Field(
         [], description="Model slugs an inference worker loads at start, before taking jobs (comma-separated)."
     )
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where an inference worker runs its models: `auto` is CUDA when available, else the CPU."
+    )
     progress_interval_seconds: float = Field(
         0.25, ge=0, description="Least time between two progress writes of one job."
     )
@@ -159,7 +219,10 @@ class Settings(BaseSettings):
         description="The duration histograms of GET /metrics cover the jobs finished in this last window.",
     )
     worker_metrics_port: int = Field(
-        0, ge=0, le=65535, description="Port of a worker's Prometheus /metrics server; 0: off."
+        0,
+        ge=0,
+        le=65535,
+        description="Port of each worker process's Prometheus /metrics server; 0: off (compose: 9101).",
     )
     worker_heartbeat_seconds: float = Field(
         5.0,
@@ -171,27 +234,30 @@ class Settings(BaseSettings):
     overlap_jobs: bool = Field(
         True,
         description="A worker stores each job's results (PNG encoding, upload, status write) on a side "
-        "thread while it runs the next job, and reads the next jobs' inputs while the current one runs.",
+        "thread while it runs the next job, and reads the next jobs' inputs while the current one runs "
+        "(docs/architecture.md).",
     )
     max_batch_size: int = Field(
         1,
         ge=1,
         le=64,
         description="Dynamic batching: a worker runs up to this many queued jobs that differ "
-        "only in prompt, seed and inputs (one image each) as one pipeline call. 1: off.",
+        "only in prompt, seed and inputs (one image each) as one pipeline call. 1: off (docs/architecture.md).",
     )
     torch_compile: bool = Field(
         False,
-        description="Run the SD 1.5 and SDXL UNets through torch.compile at the sizes of compile_sizes; "
+        description="Run the SD 1.5 and SDXL UNets through torch.compile at the sizes of INPAINT_COMPILE_SIZES; "
         "each size compiles at its first job (minutes on a GPU), then comes from the compile cache.",
     )
     compile_sizes: Annotated[tuple[tuple[int, int], ...], NoDecode] = Field(
         ((512, 512), (768, 768), (1024, 1024), (1024, 768), (768, 1024)),
-        description="torch.compile's shape buckets, WIDTHxHEIGHT (comma-separated); a job of any other size "
-        "runs eager and compiles nothing.",
+        description="torch.compile's shape buckets, WIDTHxHEIGHT (comma-separated), each side a multiple of 8 "
+        "up to 4096; a job of any other size runs eager and compiles nothing.",
     )
     compile_cache_dir: Path | None = Field(
-        None, description="Where compiled graphs are kept across worker restarts; default data_dir/compile-cache."
+        None,
+        description="Where compiled graphs are kept across worker restarts; default: "
+        "INPAINT_DATA_DIR/compile-cache (compose: the `models` volume).",
     )
     model_memory_budget_gb: float | None = Field(
         None,

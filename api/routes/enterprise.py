@@ -1,7 +1,7 @@
-"""Model management, admin keys only: the Stable Diffusion API's enterprise endpoints (seeds/002).
+"""Model management, admin keys only: the Stable Diffusion API enterprise endpoints.
 
 Every route is a POST under /api/v1/enterprise/ with a JSON body. The admin key
-goes in the `x-api-key` header or in the body's `key`, as seeds/002 sends it.
+goes in the `x-api-key` header or in the body's `key`, as the Stable Diffusion API enterprise sends it.
 Registrations live in the database, so every process sees them at once; work
 on the workers (warm-up, cache clearing) goes through `worker_commands`, which
 each worker acts on between jobs (storage.database.fleet).

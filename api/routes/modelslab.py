@@ -1,5 +1,5 @@
-"""ModelsLab / Stable Diffusion API routes (seeds/002, 004): the key in the JSON body, numbers as
-strings, base64 as "yes"/"no", and answers shaped `{status: success | processing | error, ...}`.
+"""ModelsLab v6 inpaint and Stable Diffusion API enterprise routes: the key in the JSON body,
+numbers as strings, base64 as "yes"/"no", and answers shaped `{status: success | processing | error, ...}`.
 
 They are adapters onto the one contract and the one queue: a body is translated
 (storage.wire.modelslab) and accepted exactly like POST /v2/{model}.

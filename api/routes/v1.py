@@ -1,4 +1,5 @@
-"""Segmind v1, synchronous (seeds/000, 001, 003): the same job and queue as v2, waited for.
+"""Segmind v1, synchronous (Segmind inpaint-auto, Segmind SDXL inpaint, Segmind SD 1.5 inpainting):
+the same job and queue as v2, waited for.
 
 The answer is the image itself (image/png), with the seed and request id in headers;
 `base64: true` answers JSON instead. A job not done within INPAINT_SYNC_WAIT_SECONDS

@@ -1,4 +1,4 @@
-"""Segmind v2 queue: submit, poll the status, fetch the result (seeds/003)."""
+"""Segmind v2 queue: submit, poll the status, fetch the result (Segmind SD 1.5 inpainting (v2 queue))."""
 
 from __future__ import annotations
 

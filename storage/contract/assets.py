@@ -65,12 +65,12 @@ def _builtin(kind: AssetKind, name: str, source: str, family: Literal["sd15", "s
 BUILTIN_ASSETS: dict[tuple[str, str], AssetSpec] = {
     (a.kind, a.name): a
     for a in [
-        # seeds/000 base_model names.
+        # The base_model names of Segmind inpaint-auto (SDXL ControlNet inpaint).
         _builtin("base_model", "SDXL", "diffusers/stable-diffusion-xl-1.0-inpainting-0.1", "sdxl"),
         _builtin("base_model", "Real Vision XL", "SG161222/RealVisXL_V4.0", "sdxl"),
         _builtin("base_model", "Juggernaut XL", "RunDiffusion/Juggernaut-XL-v9", "sdxl"),
         _builtin("base_model", "DreamShaper XL", "Lykon/dreamshaper-xl-1-0", "sdxl"),
-        # seeds/000 cn_model names.
+        # Its cn_model names.
         _builtin("controlnet", "Canny", "diffusers/controlnet-canny-sdxl-1.0", "sdxl"),
         _builtin("controlnet", "Depth", "diffusers/controlnet-depth-sdxl-1.0", "sdxl"),
         _builtin("controlnet", "SoftEdge", "SargeZT/controlnet-sd-xl-1.0-softedge-dexined", "sdxl"),

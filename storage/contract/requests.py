@@ -81,7 +81,8 @@ class InpaintRequest(BaseModel):
 
 
 class DiffusionRequest(InpaintRequest):
-    """A diffusers model (sd15 family, seeds/003), with the options of seeds/002."""
+    """A diffusers model (sd15 family: Segmind SD 1.5 inpainting), with the options of the Stable Diffusion
+    API enterprise."""
 
     use_karras_sigmas: bool | None = Field(None, description="Karras sigmas on schedulers that have them.")
     algorithm_type: Literal["dpmsolver++", "dpmsolver+++", "sde-dpmsolver++"] | None = Field(
@@ -113,7 +114,7 @@ class DiffusionRequest(InpaintRequest):
 
 
 class SDXLRequest(DiffusionRequest):
-    """SDXL inpainting (seeds/001): `base_model` picks among registered SDXL checkpoints."""
+    """SDXL inpainting (Segmind SDXL inpaint): `base_model` picks among registered SDXL checkpoints."""
 
     base_model: str | None = Field(
         None,
@@ -124,7 +125,7 @@ class SDXLRequest(DiffusionRequest):
 
 
 class ControlNetRequest(SDXLRequest):
-    """SDXL ControlNet inpainting (seeds/000, inpaint-auto). Without a mask the whole image is repainted."""
+    """SDXL ControlNet inpainting (Segmind inpaint-auto). Without a mask the whole image is repainted."""
 
     # Narrower than the base class on purpose: this family alone may leave the mask out.
     mask: str | None = Field(

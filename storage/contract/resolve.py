@@ -19,7 +19,8 @@ from storage.contract.schedulers import (
 )
 from storage.errors import InvalidInput
 
-# seeds/000 lists these cn_processor values (the list is cut off after "+46 more").
+# Segmind inpaint-auto (SDXL ControlNet inpaint) lists these cn_processor values (the list is cut off
+# after "+46 more").
 SUPPORTED_PROCESSORS: tuple[str, ...] = ("canny", "depth", "none")
 REJECTED_PROCESSORS: tuple[str, ...] = (
     "DPM++ 2M SDE Karras",
@@ -38,7 +39,8 @@ PROMPT_SUFFIX = ", highly detailed, sharp focus, professional photography, natur
 """What enhance_prompt appends to the prompt (the result's meta shows the prompt used)."""
 
 NOT_APPLIED: tuple[str, ...] = ("tomesd", "loadbalancer", "temp", "multi_lingual")
-"""Accepted for compatibility with seeds/002 and 004, not applied; the job's params list the ones given."""
+"""Accepted for compatibility with the Stable Diffusion API enterprise and ModelsLab v6 inpaint, not applied;
+the job's params list the ones given."""
 
 MAX_LORAS = 5
 LORA_WEIGHT_LIMIT = (-2.0, 2.0)

@@ -1,10 +1,10 @@
 """Scheduler names accepted on the wire and the diffusers scheduler each one builds.
 
 This is data only (the API never imports diffusers); worker.engine.schedulers turns a
-spec into a scheduler. The names are the Segmind ones (seeds 000, 001, 003) and
-the diffusers class names of the Stable Diffusion API (seed 002). A few of the
-latter cannot drive an inpainting pipeline; they are listed with the reason, and
-a request naming one gets a 400 that says it.
+spec into a scheduler. The names are the Segmind ones (inpaint-auto, SDXL inpaint,
+SD 1.5 inpainting) and the diffusers class names of the Stable Diffusion API
+enterprise. A few of the latter cannot drive an inpainting pipeline; they are
+listed with the reason, and a request naming one gets a 400 that says it.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ NO_ADD_NOISE_CLASSES: frozenset[str] = frozenset({"IPNDMScheduler"})
 ALGORITHM_CLASSES: frozenset[str] = frozenset({"DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"})
 ALGORITHM_TYPES: dict[str, str] = {
     "dpmsolver++": "dpmsolver++",
-    "dpmsolver+++": "dpmsolver++",  # seeds/002 spells it with three plus signs
+    "dpmsolver+++": "dpmsolver++",  # the Stable Diffusion API enterprise spells it with three plus signs
     "sde-dpmsolver++": "sde-dpmsolver++",
 }
 

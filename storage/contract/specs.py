@@ -32,7 +32,7 @@ class Range(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """What a model slug is and accepts. Ranges follow the seed document of the route."""
+    """What a model slug is and accepts. Ranges follow the hosted API that documents the model."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -84,8 +84,8 @@ class ModelSpec(BaseModel):
 
 
 def segmind_sdxl(slug: str, family: Family, *, base_model: str, scheduler: str) -> ModelSpec:
-    """The ranges of Segmind's SDXL pages (seeds/000, 001). Their documented strength default (7.5)
-    is a copy of guidance_scale's; the examples' 0.9 is used instead."""
+    """The ranges of Segmind's SDXL pages (Segmind inpaint-auto, Segmind SDXL inpaint). Their documented
+    strength default (7.5) is a copy of guidance_scale's; the examples' 0.9 is used instead."""
     return ModelSpec(
         slug=slug,
         family=family,
@@ -109,9 +109,9 @@ BUILTIN: dict[str, ModelSpec] = {
             source="stable-diffusion-v1-5/stable-diffusion-inpainting",
             sizes=(512, 768),
         ),
-        # seeds/001: Segmind sdxl-inpaint.
+        # Segmind SDXL inpaint.
         segmind_sdxl("sdxl-inpaint", "sdxl", base_model="SDXL", scheduler="DPM2 Karras"),
-        # seeds/000: Segmind inpaint-auto, SDXL ControlNet inpainting; mask optional.
+        # Segmind inpaint-auto (SDXL ControlNet inpaint); mask optional.
         segmind_sdxl("inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL", scheduler="DPM++ 2M SDE Karras"),
         ModelSpec(
             slug="erase",

@@ -1,4 +1,4 @@
-"""The ModelsLab / Stable Diffusion API wire format (seeds/002 and 004), as an adapter onto the one
+"""The ModelsLab v6 inpaint / Stable Diffusion API enterprise wire format, as an adapter onto the one
 job contract: its request bodies become Segmind-style bodies, and a job becomes its answers.
 
 Shared by the API routes and the webhook worker, so an answer and a webhook say the same.
@@ -14,7 +14,8 @@ FORMAT = "modelslab"
 DEFAULT_MODEL = "sd1.5-inpainting"
 RENAMED = {"init_image": "image", "mask_image": "mask", "steps": "num_inference_steps"}
 ROUTE_FIELDS = {"key", "model_id", "instant_response", "request_id"}
-DEFAULTS = {"enhance_prompt": True}  # that API's defaults where ours differ (seeds/002, 004)
+# That API's defaults where ours differ (Stable Diffusion API enterprise, ModelsLab v6 inpaint).
+DEFAULTS = {"enhance_prompt": True}
 TRUTHY = {"yes", "true", "1", "on"}
 
 

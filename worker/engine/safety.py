@@ -7,10 +7,10 @@ offset > 0, where a hit on a "special care" concept first adds 0.01 (diffusers'
 own rule). `offset` is the registered checker's `score_offset` option (default 0):
 positive values flag more images, negative values fewer; tests force a flag with 2.
 
-Replacements (`safety_checker_type`, seeds/002): `black`; `blur` (Gaussian, radius
-a tenth of the shorter side); `pixelate` (blocks of a sixteenth of the shorter
-side); `sensitive_content_text` (default): a dark grey image reading
-"Sensitive content".
+Replacements (`safety_checker_type`, as the Stable Diffusion API enterprise names
+them): `black`; `blur` (Gaussian, radius a tenth of the shorter side); `pixelate`
+(blocks of a sixteenth of the shorter side); `sensitive_content_text` (default): a
+dark grey image reading "Sensitive content".
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Screening a job's images with the safety checker and replacing the flagged ones (seeds/002)."""
+"""Screening a job's images with the safety checker and replacing the flagged ones (`safety_checker_type`
+of the Stable Diffusion API enterprise)."""
 
 from __future__ import annotations
 

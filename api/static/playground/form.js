@@ -22,7 +22,7 @@ export const FIELD_INPUTS = {
   mask: "mask",
 };
 
-// The fields each family uses; erase ignores the others (README: Models).
+// The fields each family uses; erase ignores the others (docs/models.md).
 const DIFFUSION_INPUTS = ["prompt", "negative-prompt", "steps", "guidance", "strength", "seed", "scheduler"];
 const IGNORED_BY = { erase: DIFFUSION_INPUTS };
 // erase needs a prompt on the wire but never reads it.
