@@ -128,9 +128,8 @@ async def run(url: str, key: str, model: str, n: int, concurrency: int, timeout:
 
 def start_stack(kind: str) -> tuple[object, list[object], str, str]:
     """A private stack (and its services, for production) with a fresh key."""
-    from tests.conftest import stack_env
     from tests.support.services import MotoServer, PostgresServer, RedisServer
-    from tests.support.stack import Stack
+    from tests.support.stack import Stack, stack_env
 
     servers: list[object] = []
     services: dict[str, str] = {}

@@ -1,27 +1,29 @@
-"""Shared fixtures: the real services, the tiny pipeline, and running stacks.
+"""Fixtures every layer shares: the real services, databases, the tiny pipeline and its bench.
 
 The services come from ./scripts/test (INPAINT_TEST_* variables); run alone,
-the session starts its own set.
+the session starts its own set. The running stacks (real API and worker
+processes) are tests/e2e's, in tests/e2e/conftest.py.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.support import services as svc
 from tests.support.browser import SKIP_MARK
-from tests.support.stack import BIN, Stack, unique_name
+from tests.support.services import new_postgres_database
+from tests.support.stack import BIN
 
 TINY_SLUG = "tiny-sd-inpaint"
+TINY_REGISTRATION = ("--family", "sd15", "--max-side", "128", "--default-size", "64", "--steps", "1:50:2")
+"""How every stack registers the tiny pipeline: `inpaint-admin models register TINY_SLUG DIR *TINY_REGISTRATION`."""
 
 
 @pytest.fixture(scope="session")
@@ -40,23 +42,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 @pytest.fixture(scope="session")
 def postgres_url(services: dict[str, str]) -> str:
     return services["INPAINT_TEST_POSTGRES_URL"]
-
-
-def new_postgres_database(admin_url: str) -> str:
-    import sqlalchemy as sa
-
-    name = unique_name("iq_")
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-def s3_client(endpoint: str) -> Any:
-    return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    )
 
 
 @pytest.fixture(scope="session")
@@ -93,106 +78,6 @@ def bench(tiny_assets: Any, tiny_model_dir: Path, tmp_path_factory: pytest.TempP
         register_tiny_assets(session, tiny_assets, sd15_dir=tiny_model_dir)
     yield bench
     bench.close()
-
-
-def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, str]:
-    env = {
-        "INPAINT_DATA_DIR": str(workdir / "data"),
-        "INPAINT_ALLOW_LOOPBACK_URLS": "true",
-        "INPAINT_REAPER_INTERVAL_SECONDS": "1",
-        "INPAINT_PROGRESS_INTERVAL_SECONDS": "0.05",
-        "INPAINT_WORKER_HEARTBEAT_SECONDS": "0.5",
-        "OMP_NUM_THREADS": "1",  # 2 shared cores: more torch threads only contend
-        "INPAINT_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,1,1,2,3",
-        "INPAINT_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.5",
-        "INPAINT_WEBHOOK_TIMEOUT_SECONDS": "3",
-        "INPAINT_WEBHOOK_PROGRESS_INTERVAL_SECONDS": "0.2",
-        "INPAINT_SYNC_WAIT_SECONDS": "10",
-        "INPAINT_LOG_LEVEL": "INFO",
-        # Tests submit in bursts with one key; the limiter is tested with per-key limits.
-        "INPAINT_RATE_LIMIT_PER_MINUTE": "0",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    if kind == "production":
-        bucket = unique_name("iq-results-")
-        s3_client(services["INPAINT_TEST_S3_ENDPOINT"]).create_bucket(Bucket=bucket)
-        env.update(
-            {
-                "INPAINT_ENVIRONMENT": "development",  # the loopback switch is refused in production
-                "INPAINT_DATABASE_URL": new_postgres_database(services["INPAINT_TEST_POSTGRES_URL"]),
-                "INPAINT_BROKER_URL": services["INPAINT_TEST_REDIS_URL"] + f"/{_next_redis_db()}",
-                "INPAINT_STORAGE_BACKEND": "s3",
-                "INPAINT_S3_ENDPOINT_URL": services["INPAINT_TEST_S3_ENDPOINT"],
-                "INPAINT_S3_BUCKET": bucket,
-                "INPAINT_S3_ACCESS_KEY_ID": "test",
-                "INPAINT_S3_SECRET_ACCESS_KEY": "test",
-                "INPAINT_SECRET_KEY": "a-test-secret-that-is-long-enough",
-            }
-        )
-    return env
-
-
-_redis_db = iter(range(1, 16))
-
-
-def _next_redis_db() -> int:
-    return next(_redis_db)
-
-
-@pytest.fixture(scope="session")
-def stack_factory(
-    services: dict[str, str], tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
-    """make(kind) -> a started Stack of that kind, one per kind per session."""
-    stacks: dict[str, Stack] = {}
-
-    def make(kind: str) -> Stack:
-        if kind not in stacks:
-            workdir = tmp_path_factory.mktemp(f"stack-{kind}")
-            stack = Stack(name=kind, workdir=workdir, env=stack_env(kind, workdir, services))
-            stack.cli("inpaint-admin", "migrate")
-            stack.cli(
-                "inpaint-admin",
-                "models",
-                "register",
-                TINY_SLUG,
-                str(tiny_model_dir),
-                "--family",
-                "sd15",
-                "--max-side",
-                "128",
-                "--default-size",
-                "64",
-                "--steps",
-                "1:50:2",
-            )
-            stacks[kind] = stack
-            stack.start_all()
-        return stacks[kind]
-
-    yield make
-    for stack in stacks.values():
-        stack.stop_all()
-        if os.environ.get("INPAINT_KEEP_TEST_LOGS"):
-            dest = Path(os.environ["INPAINT_KEEP_TEST_LOGS"]) / stack.name
-            shutil.copytree(stack.workdir, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("data"))
-
-
-@pytest.fixture(scope="session", params=["embedded", "production"])
-def stack(request: pytest.FixtureRequest, stack_factory: Any) -> Stack:
-    """Each test that takes `stack` runs against both topologies."""
-    return stack_factory(request.param)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="session")
-def embedded(stack_factory: Any) -> Stack:
-    return stack_factory("embedded")  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="session")
-def production(stack_factory: Any) -> Stack:
-    return stack_factory("production")  # type: ignore[no-any-return]
 
 
 def pytest_report_header() -> str:

@@ -187,6 +187,7 @@ def running_worker(tmp_path: Path, queues: str) -> Iterator[subprocess.Popen[byt
         proc.wait(timeout=60)
 
 
+@pytest.mark.e2e  # real inpaint-worker processes
 @pytest.mark.parametrize(("queues", "loaded"), [("maintenance,webhooks", set()), ("inpaint", {"cv2", "numpy"})])
 def test_an_ops_worker_loads_no_engine(tmp_path: Path, queues: str, loaded: set[str]) -> None:
     """The ops worker's process maps no torch, cv2 or numpy library; the inference worker, which

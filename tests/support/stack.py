@@ -12,15 +12,15 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.services import free_port
+from tests.support.services import free_port, new_postgres_database, s3_client, unique_name
 
 BIN = Path(sys.executable).parent
 TERMINAL = {"COMPLETED", "FAILED"}
@@ -40,6 +40,13 @@ class Stack:
     user_key: str = ""
     admin_webhook_secret: str = ""
     user_webhook_secret: str = ""
+    supervised: bool = False
+    """Restart a process that exits on its own (not through stop()), as compose's restart policy does."""
+    restarts: list[str] = field(default_factory=list)
+    """The names of the processes restarted, in order."""
+    commands: dict[str, tuple[tuple[str, ...], dict[str, str] | None]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
@@ -59,6 +66,13 @@ class Stack:
         return result.stdout
 
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with self.lock:
+            return self._start(name, argv, env)
+
+    def _start(self, name: str, argv: tuple[str, ...], env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+        self.commands[name] = (argv, env)
+        if name in self.logs:
+            self.logs.pop(name).close()
         log = self.logs[name] = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         proc = subprocess.Popen(
             [str(BIN / argv[0]), *argv[1:]],
@@ -71,7 +85,8 @@ class Stack:
         return proc
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
-        proc = self.procs.pop(name, None)
+        with self.lock:
+            proc = self.procs.pop(name, None)
         try:
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, sig)
@@ -125,8 +140,21 @@ class Stack:
         self.start_worker()
         self.start_ops()
         self.start("beat", "inpaint-worker", "beat", "--schedule", str(self.workdir / "beat-schedule"))
+        if self.supervised:
+            threading.Thread(target=self.supervise, name=f"supervise-{self.name}", daemon=True).start()
+
+    def supervise(self) -> None:
+        while not self.stopping.wait(0.5):
+            with self.lock:
+                for name, proc in list(self.procs.items()):
+                    if proc.poll() is not None:
+                        self.restarts.append(name)
+                        self.logs[name].write(f"\n--- exited with {proc.returncode}; restarted ---\n".encode())
+                        argv, env = self.commands[name]
+                        self._start(name, argv, env)
 
     def stop_all(self) -> None:
+        self.stopping.set()
         for name in list(self.procs):
             self.stop(name)
 
@@ -191,5 +219,47 @@ def _keys_of(output: str) -> tuple[str, str]:
     return key.group(1), secret.group(1)
 
 
-def unique_name(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+def stack_env(kind: str, workdir: Path, services: dict[str, str]) -> dict[str, str]:
+    env = {
+        "INPAINT_DATA_DIR": str(workdir / "data"),
+        "INPAINT_ALLOW_LOOPBACK_URLS": "true",
+        "INPAINT_REAPER_INTERVAL_SECONDS": "1",
+        "INPAINT_PROGRESS_INTERVAL_SECONDS": "0.05",
+        "INPAINT_WORKER_HEARTBEAT_SECONDS": "0.5",
+        "OMP_NUM_THREADS": "1",  # 2 shared cores: more torch threads only contend
+        "INPAINT_WEBHOOK_RETRY_SCHEDULE": "0.5,0.5,1,1,2,3",
+        "INPAINT_WEBHOOK_DISPATCH_INTERVAL_SECONDS": "0.5",
+        "INPAINT_WEBHOOK_TIMEOUT_SECONDS": "3",
+        "INPAINT_WEBHOOK_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "INPAINT_SYNC_WAIT_SECONDS": "10",
+        "INPAINT_LOG_LEVEL": "INFO",
+        # Tests submit in bursts with one key; the limiter is tested with per-key limits.
+        "INPAINT_RATE_LIMIT_PER_MINUTE": "0",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    if kind == "production":
+        bucket = unique_name("iq-results-")
+        s3_client(services["INPAINT_TEST_S3_ENDPOINT"]).create_bucket(Bucket=bucket)
+        env.update(
+            {
+                "INPAINT_ENVIRONMENT": "development",  # the loopback switch is refused in production
+                "INPAINT_DATABASE_URL": new_postgres_database(services["INPAINT_TEST_POSTGRES_URL"]),
+                "INPAINT_BROKER_URL": services["INPAINT_TEST_REDIS_URL"] + f"/{_next_redis_db()}",
+                "INPAINT_STORAGE_BACKEND": "s3",
+                "INPAINT_S3_ENDPOINT_URL": services["INPAINT_TEST_S3_ENDPOINT"],
+                "INPAINT_S3_BUCKET": bucket,
+                "INPAINT_S3_ACCESS_KEY_ID": "test",
+                "INPAINT_S3_SECRET_ACCESS_KEY": "test",
+                "INPAINT_SECRET_KEY": "a-test-secret-that-is-long-enough",
+            }
+        )
+    return env
+
+
+_redis_db = iter(range(1, 16))
+"""Redis databases for production stacks, one each (database 0 is left alone)."""
+
+
+def _next_redis_db() -> int:
+    return next(_redis_db)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from storage.contract.resolve import PROMPT_SUFFIX
+from tests.e2e.test_flow import fetch_outputs
 from tests.support.db import stack_session
 from tests.support.images import b64, box_mask, job_body, scene
 from tests.support.stack import Stack
 from tests.support.tiny_models import register_tiny_assets
-from tests.test_flow import fetch_outputs
 
 _ready: set[str] = set()
 
@@ -156,18 +156,6 @@ def test_image_larger_than_the_model_is_inpainted_only_masked(xl_embedded: Stack
     hole = np.asarray(mask) > 127
     assert out.shape == (128, 192, 3)
     assert np.array_equal(out[~hole], np.asarray(big)[~hole])
-
-
-def test_openapi_describes_each_family_body() -> None:
-    from api.app import create_app
-    from storage.settings import load_settings
-
-    schema = create_app(load_settings(data_dir="/tmp/iq-openapi")).openapi()
-    body = schema["paths"]["/v2/{model}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    titles = [s["title"] for s in body["oneOf"]]
-    assert titles == ["InpaintRequest", "DiffusionRequest", "SDXLRequest", "ControlNetRequest"]
-    assert "cn_processor" in body["oneOf"][3]["properties"]
-    assert "/api/v1/enterprise/load_model" in schema["paths"]
 
 
 def test_every_submit_route_takes_the_family_fields(xl_embedded: Stack) -> None:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from storage.contract.batching import batch_signature
 from storage.database.engine import session_scope
 from storage.database.models import JobStatus
 from tests.support.rig import Rig, tiny_rig
@@ -83,35 +82,6 @@ def test_a_companion_whose_input_is_gone_fails_alone(rig: Rig) -> None:
         "storage_unavailable",
         "the job's input images are no longer in object storage",
     )
-
-
-def test_signatures() -> None:
-    from storage.contract.params import JobParams
-
-    base = JobParams(
-        prompt="a",
-        negative_prompt=None,
-        samples=1,
-        scheduler="DDIM",
-        num_inference_steps=2,
-        guidance_scale=5,
-        strength=1,
-        seed=1,
-        width=64,
-        height=64,
-    )
-    same = base.model_copy(update={"prompt": "b", "seed": 9, "safety": "blur"})
-    assert batch_signature("sd15", base) == batch_signature("sd15", same) is not None
-    for change in (
-        {"width": 128},
-        {"num_inference_steps": 3},
-        {"scheduler": "Euler"},
-        {"guidance_scale": 6.0},
-        {"negative_prompt": ""},
-    ):
-        assert batch_signature("sd15", base.model_copy(update=change)) != batch_signature("sd15", base), change
-    assert batch_signature("sd15", base.model_copy(update={"samples": 2})) is None
-    assert batch_signature("erase", base) is None
 
 
 def test_a_job_cancelled_mid_batch_drops_out_and_the_rest_go_on(rig: Rig) -> None:

@@ -1,4 +1,6 @@
-"""Keys from configuration and from the command line."""
+"""Keys from the command line: real `inpaint-admin` processes on a data directory.
+
+The key from configuration (INPAINT_BOOTSTRAP_API_KEY) is tests/api/test_app.py."""
 
 from __future__ import annotations
 
@@ -7,22 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from api.app import create_app
-from storage.database.migrate import upgrade
-from storage.settings import load_settings
 from tests.support.stack import BIN
-
-
-def test_bootstrap_key_from_configuration(tmp_path) -> None:
-    settings = load_settings(data_dir=tmp_path, bootstrap_api_key="iq_bootstrap-key-for-the-test")
-    upgrade(settings.resolved_database_url)
-    with TestClient(create_app(settings)) as client:
-        assert client.get("/v2/models", headers={"x-api-key": "iq_bootstrap-key-for-the-test"}).status_code == 200
-        assert client.get("/v2/models", headers={"x-api-key": "iq_other"}).status_code == 401
-    with TestClient(create_app(settings)) as client:  # a second start finds it and does not fail
-        assert client.get("/v2/models", headers={"x-api-key": "iq_bootstrap-key-for-the-test"}).status_code == 200
 
 
 def admin_cli(data_dir: Path) -> Callable[..., str]:

@@ -1,64 +1,22 @@
-"""What the service must never give away: keys (in logs or the database), its internals (in error
-bodies), or its API to other origins (CORS stays off unless origins are configured)."""
+"""The app as create_app builds it, in process on a real database: what it must never give away
+(its internals in error bodies, its API to other origins: CORS stays off unless origins are
+configured), and the key it creates from configuration.
+
+What a running stack must never give away (keys in its logs or its database) is
+tests/e2e/test_exposure.py; the keys' command line is tests/e2e/test_keys_cli.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
 from api.app import create_app
 from storage.database.engine import make_engine, make_session_factory, session_scope
 from storage.database.jobs import utcnow
+from storage.database.migrate import upgrade
 from storage.database.models import RegisteredModel
 from storage.settings import load_settings
-from tests.support.db import stack_session
+from tests.support.app import in_process_app
 from tests.support.images import job_body
-from tests.support.stack import Stack
-from tests.test_access import in_process_app
-
-BOGUS_KEY = "iq_this-key-does-not-exist-0123456789abcdef"
-
-
-def exercise_keys(stack: Stack) -> None:
-    """Use every key every way the API takes one, the unknown one included."""
-    for key in (stack.user_key, stack.admin_key, BOGUS_KEY):
-        for headers in ({"x-api-key": key}, {"Authorization": f"Bearer {key}"}):
-            httpx.get(f"{stack.base_url}/v2/models", headers=headers)
-            httpx.post(f"{stack.base_url}/v2/erase", headers=headers, json=job_body(prompt="x" * 5000))
-            httpx.get(f"{stack.base_url}/v2/requests/nope/status", headers=headers)
-    job_id = stack.submit("erase", job_body())
-    stack.wait(job_id)
-    stack.cli("inpaint-admin", "keys", "list")
-
-
-def test_keys_are_never_logged_or_stored_in_plain_text(stack: Stack) -> None:
-    exercise_keys(stack)
-    secrets = [stack.user_key, stack.admin_key, BOGUS_KEY]
-    logs = sorted(stack.workdir.glob("*.log"))
-    assert {p.stem for p in logs} >= {"api", "worker", "ops", "beat"}, logs
-    for path in logs:
-        content = path.read_text(errors="replace")
-        for secret in secrets:
-            assert secret not in content and secret[3:] not in content, f"a key is in {path.name}"
-    stored = stored_bytes(stack)
-    for secret in secrets:
-        assert secret.encode() not in stored, "a key is stored in plain text"
-        assert secret[3:].encode() not in stored
-
-
-def stored_bytes(stack: Stack) -> bytes:
-    """Everything the stack keeps: the files of the data dir, and for PostgreSQL every api_keys row."""
-    files = b"".join(p.read_bytes() for p in Path(stack.env["INPAINT_DATA_DIR"]).rglob("*") if p.is_file())
-    if "INPAINT_DATABASE_URL" not in stack.env:
-        assert b"SQLite format 3" in files, "the embedded database was not searched"
-        return files
-    with stack_session(stack) as session:
-        rows = session.execute(text("SELECT * FROM api_keys")).all()
-    assert rows
-    return files + repr(rows).encode()
 
 
 def test_cors_is_off_unless_origins_are_configured(tmp_path) -> None:
@@ -127,3 +85,13 @@ def test_a_database_error_does_not_reveal_its_address(tmp_path) -> None:
     assert response.status_code in (500, 503), response.text
     for leak in ("127.0.0.1", ":9", "psycopg", "Traceback", "connection"):
         assert leak not in response.text, f"{leak!r} in {response.text}"
+
+
+def test_bootstrap_key_from_configuration(tmp_path) -> None:
+    settings = load_settings(data_dir=tmp_path, bootstrap_api_key="iq_bootstrap-key-for-the-test")
+    upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v2/models", headers={"x-api-key": "iq_bootstrap-key-for-the-test"}).status_code == 200
+        assert client.get("/v2/models", headers={"x-api-key": "iq_other"}).status_code == 401
+    with TestClient(create_app(settings)) as client:  # a second start finds it and does not fail
+        assert client.get("/v2/models", headers={"x-api-key": "iq_bootstrap-key-for-the-test"}).status_code == 200

@@ -95,7 +95,7 @@ def test_an_erase_job_never_imports_torch() -> None:
         "import sys\n"
         "from storage.database.registry import BUILTIN\n"
         "from tests.support.images import box_mask, scene\n"
-        "from tests.test_inference import params\n"
+        "from tests.worker.engine.test_inference import params\n"
         "from worker.engine.components import JobSources\n"
         "from worker.engine.pipelines import PipelineCache\n"
         "from worker.jobs.runner import run_inference\n"
@@ -110,7 +110,7 @@ def test_an_erase_job_never_imports_torch() -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False", "an erase job imported torch"

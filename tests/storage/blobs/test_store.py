@@ -12,7 +12,7 @@ from storage.blobs.store import LocalBlobStore, S3BlobStore, make_blob_store
 from storage.database.jobs import utcnow
 from storage.errors import NotFound
 from storage.settings import load_settings
-from tests.conftest import s3_client
+from tests.support.services import s3_client
 from tests.support.stack import unique_name
 
 

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from tests.support.app import in_process_app
 from tests.support.images import job_body
-from tests.test_access import in_process_app
 
 
 @dataclass

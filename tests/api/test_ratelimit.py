@@ -14,7 +14,7 @@ from storage.database.jobs import utcnow
 from storage.database.keys import KeyLimits, create_key
 from storage.database.migrate import upgrade
 from storage.settings import load_settings
-from tests.conftest import new_postgres_database
+from tests.support.services import new_postgres_database
 
 ONE_A_SECOND_TWO_AT_ONCE = Rate(per_minute=60, burst=2)
 

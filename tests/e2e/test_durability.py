@@ -20,11 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import s3_client, stack_env
 from tests.support.db import job_row
 from tests.support.images import job_body
-from tests.support.services import MotoServer, PostgresServer, RedisServer
-from tests.support.stack import Stack
+from tests.support.services import MotoServer, PostgresServer, RedisServer, s3_client
+from tests.support.stack import Stack, stack_env
 from tests.support.waiting import wait_until
 
 ROUNDS = int(os.environ.get("INPAINT_CHAOS_ROUNDS", "3"))
@@ -63,7 +62,9 @@ def chaos(
     else:
         services = {}
     env = {**stack_env(request.param, workdir, services), **FAST_CLOCKS}
-    stack = ChaosStack(name=f"chaos-{request.param}", workdir=workdir, env=env)
+    # Supervised, as compose's restart policy supervises a deployment: a process that exits on its own
+    # (a worker ending itself after Celery's unrecoverable error) is started again.
+    stack = ChaosStack(name=f"chaos-{request.param}", workdir=workdir, env=env, supervised=True)
     for name, server in private.items():
         setattr(stack, name, server)
     stack.bucket = env.get("INPAINT_S3_BUCKET", "")

@@ -31,7 +31,7 @@ from tests.support.images import box_mask, scene
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 BUCKET = (64, 64)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def params(**overrides: object) -> JobParams:
@@ -206,7 +206,7 @@ PROCESS = """
 import json, sys, time
 from pathlib import Path
 from torch._dynamo.utils import counters
-from tests.test_compile import load_tiny, params, run_job
+from tests.worker.engine.test_compiling import load_tiny, params, run_job
 inpainter = load_tiny(Path(sys.argv[1]), Path(sys.argv[2]))
 started = time.perf_counter()
 _, calls = run_job(inpainter, params())

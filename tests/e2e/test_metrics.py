@@ -1,4 +1,7 @@
-"""GET /metrics and the workers' metrics ports, scraped from running stacks and parsed as Prometheus does."""
+"""GET /metrics and the workers' metrics ports, scraped from running stacks and parsed as Prometheus does.
+
+In process: the metrics token (tests/api/test_metrics_route.py), /readyz (tests/api/test_health.py)
+and the counters' storage (tests/storage/database/test_stats.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +9,10 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from storage.database.engine import make_engine, make_session_factory, session_scope
-from storage.database.stats import add_counts, read_counts
 from tests.support.images import job_body
 from tests.support.stack import Stack, unique_name
-from tests.test_access import in_process_app
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -127,37 +126,6 @@ def test_metrics_need_an_admin_key_or_the_metrics_token(stack: Stack) -> None:
     assert httpx.get(url, headers={"authorization": "Bearer not-the-token"}).status_code == 401
 
 
-def test_the_metrics_token_opens_metrics_only(tmp_path) -> None:
-    client, keys = in_process_app(tmp_path, metrics_token="scrape-token-0123456789")
-    with client:
-        bearer = {"authorization": "Bearer scrape-token-0123456789"}
-        response = client.get("/metrics", headers=bearer)
-        assert response.status_code == 200, response.text
-        assert "inpaint_jobs_submitted_total" in response.text or "inpaint_jobs_submitted" in response.text
-        assert client.get("/v2/requests", headers=bearer).status_code == 401
-        assert client.get("/metrics", headers={"authorization": "Bearer wrong"}).status_code == 401
-        assert client.get("/metrics", headers={"x-api-key": keys["admin"]}).status_code == 200
-
-
-def test_an_empty_metrics_token_opens_nothing(tmp_path) -> None:
-    client, _ = in_process_app(tmp_path, metrics_token="")
-    with client:
-        assert client.get("/metrics", headers={"authorization": "Bearer "}).status_code == 401
-
-
-def test_counters_add_up_across_sessions(migrated_url: str) -> None:
-    engine = make_engine(migrated_url)
-    sessions = make_session_factory(engine)
-    name = unique_name("test_")
-    for n in (2, 3):
-        with session_scope(sessions) as session:
-            add_counts(session, {name: n, "unused": 0})
-    with session_scope(sessions) as session:
-        counts = read_counts(session)
-    engine.dispose()
-    assert counts[name] == 5 and "unused" not in counts
-
-
 def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -172,24 +140,3 @@ def test_log_lines_about_a_job_carry_request_id_and_track_id(stack: Stack) -> No
         assert all(line.get("track_id") == track for line in lines), lines
         assert any(must_say in line["message"] for line in lines), lines
         assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
-
-
-@pytest.mark.parametrize("broken", ["broker", "storage"])
-def test_readyz_names_what_is_unreachable(tmp_path, broken: str) -> None:
-    settings: dict[str, Any] = {  # port 9 (discard) has no listener on loopback
-        "broker": {"broker_url": "redis://127.0.0.1:9/0"},
-        "storage": {
-            "storage_backend": "s3",
-            "s3_endpoint_url": "http://127.0.0.1:9",
-            "s3_access_key_id": "x",
-            "s3_secret_access_key": "y",
-        },
-    }[broken]
-    client, _ = in_process_app(tmp_path, **settings)
-    with client:
-        assert client.get("/healthz").status_code == 200
-        response = client.get("/readyz")
-    assert response.status_code == 503, response.text
-    checks = response.json()["checks"]
-    assert checks[broken].startswith("unreachable"), checks
-    assert {name for name, state in checks.items() if state == "ok"} == {"database", "broker", "storage"} - {broken}

@@ -1,6 +1,8 @@
 """Keys and limits over HTTP, on both topologies: 403 for a model a key may not use or an admin
 route, 406 when out of credits (taken atomically, given back when the job FAILS), 429 with
-Retry-After from the per-key token bucket (Redis in production, the database when embedded)."""
+Retry-After from the per-key token bucket (Redis in production, the database when embedded).
+
+The in-process half (admin routes, the configured default rate) is tests/api/test_deps.py."""
 
 from __future__ import annotations
 
@@ -9,16 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.deps import AdminKey
-from storage.database.engine import make_engine, make_session_factory, session_scope
-from storage.database.jobs import utcnow
-from storage.database.keys import create_key
-from storage.database.migrate import upgrade
 from storage.database.models import ApiKey
-from storage.settings import load_settings
 from tests.conftest import TINY_SLUG
 from tests.support.db import job_row, stack_session
 from tests.support.images import job_body
@@ -123,42 +117,3 @@ def test_racing_submits_get_exactly_burst_tokens(stack: Stack) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         codes = list(pool.map(lambda _: post(stack, key, "no-such-model").status_code, range(16)))
     assert sorted(codes) == [404] * 4 + [429] * 12, codes
-
-
-def in_process_app(tmp_path, **settings: Any) -> tuple[TestClient, dict[str, str]]:
-    """The real app on a real SQLite database, with an admin and a user key."""
-    config = load_settings(data_dir=tmp_path, **settings)
-    upgrade(config.resolved_database_url)
-    engine = make_engine(config.resolved_database_url)
-    with session_scope(make_session_factory(engine)) as session:
-        keys = {
-            "admin": create_key(session, name="a", is_admin=True, now=utcnow()).secret,
-            "user": create_key(session, name="u", is_admin=False, now=utcnow()).secret,
-        }
-    engine.dispose()
-    return TestClient(create_app(config), raise_server_exceptions=False), keys
-
-
-def test_admin_routes_need_an_admin_key(tmp_path) -> None:
-    client, keys = in_process_app(tmp_path)
-
-    @client.app.get("/admin/ping")  # type: ignore[attr-defined]
-    def ping(key: AdminKey) -> dict[str, str]:
-        return {"admin": key.name}
-
-    with client:
-        assert client.get("/admin/ping", headers={"x-api-key": keys["admin"]}).json() == {"admin": "a"}
-        refused = client.get("/admin/ping", headers={"x-api-key": keys["user"]})
-        assert refused.status_code == 403 and refused.json() == {"error": "this route needs an admin key"}
-        assert client.get("/admin/ping").status_code == 401
-        assert client.get("/admin/ping", headers={"x-api-key": "iq_unknown"}).status_code == 401
-
-
-def test_the_configured_default_rate_applies_to_every_key(tmp_path) -> None:
-    client, keys = in_process_app(tmp_path, rate_limit_per_minute=2, rate_limit_burst=2)
-    with client:
-        user = {"x-api-key": keys["user"]}
-        codes = [client.post("/v2/no-such-model", json=job_body(), headers=user).status_code for _ in range(3)]
-        other = client.post("/v2/no-such-model", json=job_body(), headers={"x-api-key": keys["admin"]})
-    assert codes == [404, 404, 429]
-    assert other.status_code == 404, "one key's bucket is not another's"

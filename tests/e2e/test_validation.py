@@ -1,5 +1,9 @@
-"""Validation at the edge: every bad request is a 400 naming the field, the limit and the value,
-and nothing is queued for it."""
+"""Validation at the edge, over HTTP against the live embedded stack: a bad request is a 400 naming the
+field, the limit and the value, and nothing is queued for it; images by URL, and their failures.
+
+The per-field table runs in process: against the contract (tests/storage/contract/
+test_request_validation.py, tests/storage/blobs/test_images.py) and through the app
+(tests/api/test_submit_validation.py). Here, one case of each stage proves it end to end."""
 
 from __future__ import annotations
 
@@ -11,13 +15,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from storage.database.models import Job
-from tests.conftest import TINY_SLUG
 from tests.support.db import stack_session
 from tests.support.http_server import Reply
 from tests.support.images import b64, box_mask, job_body, png_bytes, scene
 from tests.support.stack import Stack
-
-SD15 = "sd1.5-inpainting"
+from tests.support.validation import CASES, Case, bad_body, ids
 
 
 def count_jobs(stack: Stack) -> int:
@@ -31,73 +33,25 @@ def post(stack: Stack, model: str, body: dict) -> tuple[int, dict]:
     return response.status_code, response.json()
 
 
-# (case id, model, body overrides, field, words the message must contain)
-CASES = [
-    ("prompt missing", SD15, {"prompt": None}, "prompt", ["required"]),
-    ("prompt empty", SD15, {"prompt": ""}, "prompt", ["empty"]),
-    ("prompt too long", SD15, {"prompt": "x" * 4001}, "prompt", ["4000", "4001"]),
-    ("mask missing", SD15, {"mask": None}, "mask", ["required"]),
-    ("samples too many", SD15, {"samples": 5}, "samples", ["at most 4", "5"]),
-    ("samples zero", SD15, {"samples": 0}, "samples", ["at least 1", "0"]),
-    ("samples not a number", SD15, {"samples": "many"}, "samples", ["integer", "many"]),
-    ("seed below -1", SD15, {"seed": -2}, "seed", ["at least -1", "-2"]),
-    ("seed too large", SD15, {"seed": 10**15}, "seed", ["999999999999999", str(10**15)]),
-    ("strength above 1", SD15, {"strength": 1.5}, "strength", ["at most 1", "1.5"]),
-    ("strength below the model's minimum", SD15, {"strength": 0.05}, "strength", ["0.1", "0.05"]),
-    ("guidance above the model's range", SD15, {"guidance_scale": 30}, "guidance_scale", ["25", "30"]),
-    ("steps below the model's range", SD15, {"num_inference_steps": 10}, "num_inference_steps", ["20", "100", "10"]),
-    ("steps above the model's range", SD15, {"num_inference_steps": 101}, "num_inference_steps", ["100", "101"]),
-    ("steps above any schedule", SD15, {"num_inference_steps": 1000}, "num_inference_steps", ["500", "1000"]),
-    (
-        "steps beyond LCM's schedule",
-        SD15,
-        {"scheduler": "LCM", "num_inference_steps": 40, "strength": 0.5},
-        "num_inference_steps",
-        ["LCM", "at most 25", "strength 0.5", "40"],
-    ),
-    ("width not an allowed size", SD15, {"img_width": 600}, "img_width", ["512", "768", "600"]),
-    ("height not a multiple of 8", TINY_SLUG, {"img_height": 60}, "img_height", ["multiple of 8", "60"]),
-    ("width above the model's maximum", TINY_SLUG, {"img_width": 256}, "img_width", ["128", "256"]),
-    ("unknown scheduler", SD15, {"scheduler": "Turbo"}, "scheduler", ["Turbo", "DDIM", "Euler a"]),
-    ("scheduler that cannot inpaint", SD15, {"scheduler": "KarrasVeScheduler"}, "scheduler", ["not supported"]),
-    ("unknown field", SD15, {"cfg": 7}, "cfg", ["not a field"]),
-    ("image not base64", SD15, {"image": "not an image!"}, "image", ["URL", "base64"]),
-    (
-        "image not a picture",
-        SD15,
-        {"image": base64.b64encode(b"hello, world").decode()},
-        "image",
-        ["could not be decoded", "PNG"],
-    ),
-    (
-        "mask truncated",
-        SD15,
-        {"mask": base64.b64encode(png_bytes(box_mask())[:60]).decode()},
-        "mask",
-        ["could not be decoded"],
-    ),
-    ("image in a format not allowed", SD15, {"image": b64(scene(), "BMP")}, "image", ["could not be decoded"]),
+# One case of each stage of the per-field table (tests/support/validation.py): the request class (body),
+# the images (image) and the model's spec, here a model registered from the command line (resolve).
+# Every case runs in process against the contract and the app (tests/api/test_submit_validation.py).
+ONE_OF_EACH_STAGE = [
+    next(case for case in CASES if case.id == name)
+    for name in ("samples too many", "image not a picture", "width above the model's maximum")
 ]
 
 
-@pytest.mark.parametrize("case,model,overrides,field,words", CASES, ids=[c[0] for c in CASES])
-def test_bad_field_is_400_naming_field_limit_and_value(
-    embedded: Stack, case: str, model: str, overrides: dict, field: str, words: list[str]
-) -> None:
-    body = job_body()
-    for name, value in overrides.items():
-        if value is None:
-            body.pop(name, None)
-        else:
-            body[name] = value
+@pytest.mark.parametrize("case", ONE_OF_EACH_STAGE, ids=ids(ONE_OF_EACH_STAGE))
+def test_bad_field_is_400_naming_field_limit_and_value(embedded: Stack, case: Case) -> None:
     before = count_jobs(embedded)
-    status, answer = post(embedded, model, body)
+    status, answer = post(embedded, case.model, bad_body(case))
     assert status == 400, answer
     message = answer["error"]
-    assert message.startswith(field), message
-    for word in words:
+    assert message.startswith(case.field), message
+    for word in case.words:
         assert word in message, f"{word!r} missing from {message!r}"
-    assert any(e["field"] == field for e in answer["errors"]), answer
+    assert any(e["field"] == case.field for e in answer["errors"]), answer
     assert count_jobs(embedded) == before, "a rejected request was queued"
 
 

@@ -1,0 +1,29 @@
+"""The real app in this process, on a real database: FastAPI's TestClient instead of a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from storage.database.engine import make_engine, make_session_factory, session_scope
+from storage.database.jobs import utcnow
+from storage.database.keys import create_key
+from storage.database.migrate import upgrade
+from storage.settings import load_settings
+
+
+def in_process_app(tmp_path: Path, **settings: Any) -> tuple[TestClient, dict[str, str]]:
+    """The real app on a real SQLite database, with an admin and a user key."""
+    config = load_settings(data_dir=tmp_path, **settings)
+    upgrade(config.resolved_database_url)
+    engine = make_engine(config.resolved_database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        keys = {
+            "admin": create_key(session, name="a", is_admin=True, now=utcnow()).secret,
+            "user": create_key(session, name="u", is_admin=False, now=utcnow()).secret,
+        }
+    engine.dispose()
+    return TestClient(create_app(config), raise_server_exceptions=False), keys
