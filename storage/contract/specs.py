@@ -46,7 +46,7 @@ class ModelSpec(BaseModel):
     base_model: str | None = Field(
         None,
         description="SDXL families: the registered base_model used when a request names none "
-        "(storage.database.assets); None uses `source`.",
+        "(storage.contract.assets); None uses `source`.",
     )
     queue: str = "inpaint"
     sizes: tuple[int, ...] | None = Field(

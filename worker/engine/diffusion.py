@@ -155,7 +155,7 @@ class DiffusersInpainter:
         components: JobComponents | None = None,
     ) -> list[Image.Image]:
         """One image for each of several jobs that share everything but prompts, seeds and inputs
-        (storage.database.companions). Each job's generator is seeded as it would be alone, so each gets the
+        (storage.contract.batching). Each job's generator is seeded as it would be alone, so each gets the
         image it would have got alone, within floating-point tolerance."""
         shared = jobs[0]
         return self.call_pipeline(

@@ -138,7 +138,7 @@ def inpaint_batch(
     on_step: StepCallback,
     components: JobComponents | None = None,
 ) -> list[list[Image.Image]]:
-    """Several compatible jobs (storage.database.companions: one image each) as one pipeline call; each job's
+    """Several compatible jobs (storage.contract.batching: one image each) as one pipeline call; each job's
     results, in order. `inpainter` has `run_batch` (worker.engine.diffusion.DiffusersInpainter)."""
     prepared = [prepare(params, image, mask) for params, image, mask in jobs]
     generated = inpainter.run_batch(

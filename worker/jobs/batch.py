@@ -1,4 +1,4 @@
-"""Dynamic batching: several compatible jobs (storage.database.companions) claimed together and run as one
+"""Dynamic batching: several compatible jobs (storage.contract.batching) claimed together and run as one
 pipeline call, each keeping its own progress, result and failure."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def run_batch(ctx: InferenceContext, jobs: list[ClaimedJob]) -> dict[str, str]:
-    """Several compatible jobs (storage.database.companions) as one pipeline call. What happens to one job
+    """Several compatible jobs (storage.contract.batching) as one pipeline call. What happens to one job
     (inputs that cannot be read, a cancellation, a failed upload) happens to it alone; a failure
     of the pipeline call itself fails each job with its reason. Each job records the batch's
     inference time as its own."""
