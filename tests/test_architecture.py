@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-PACKAGES = ["api", "worker", "storage", "admin", "benchmarks", "migrations", "client/inpaint_client"]
+PACKAGES = ["api", "worker", "storage", "admin", "benchmarks", "migrations", "client/inpaint_client", "tests"]
 RUNTIME = ["api", "worker", "storage", "admin"]
 MAX_MODULES = 16
 """Modules (besides __init__) one package directory may hold."""

@@ -3,7 +3,7 @@
 configured), and the key it creates from configuration.
 
 What a running stack must never give away (keys in its logs or its database) is
-tests/e2e/test_exposure.py; the keys' command line is tests/e2e/test_keys_cli.py."""
+tests/e2e/api/test_exposure.py; the keys' command line is tests/e2e/admin/test_keys_cli.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 key (api.deps), and the configured default rate applies to every key (api.limits).
 
 The same rules over HTTP against running stacks, with limits set per key from the command line,
-are tests/e2e/test_access.py."""
+are tests/e2e/api/test_access.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """GET /metrics in process: the metrics token opens the metrics and nothing else, and an empty one
-opens nothing. Scraping running stacks and the workers' ports is tests/e2e/test_metrics.py."""
+opens nothing. Scraping running stacks and the workers' ports is tests/e2e/api/test_metrics.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ broker) is a 400 naming the field, the limit and the value, and nothing is queue
 
 The tiny model is registered as every stack registers it (`inpaint-admin models register`, here run
 in process); its weights are never read, since no refused body gets as far as a worker. One case of
-each stage over HTTP against a live stack is tests/e2e/test_validation.py."""
+each stage over HTTP against a live stack is tests/e2e/api/test_validation.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The Python SDK (client/inpaint_client) with no server: the forms encode_image takes, and the
-configuration a Client reads from the environment. Against live stacks: tests/e2e/test_client.py."""
+configuration a Client reads from the environment. Against live stacks: tests/e2e/client/test_client.py."""
 
 from __future__ import annotations
 

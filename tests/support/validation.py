@@ -7,7 +7,7 @@ One table, run at each layer that refuses a body:
   (stage "body") and `resolve_params` against the model's spec (stage "resolve");
 - tests/storage/blobs/test_images.py: decoding the image or the mask (stage "image");
 - tests/api/test_submit_validation.py: every case through the app (TestClient, a real database);
-- tests/e2e/test_validation.py: one case of each stage over HTTP against the live stack.
+- tests/e2e/api/test_validation.py: one case of each stage over HTTP against the live stack.
 
 `stage` is where the body is first refused: the app validates the body with the family's request
 class, then decodes the images, then resolves the request against the model's spec

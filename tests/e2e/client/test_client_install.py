@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.stack import Stack
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OFFLINE_SIGNS = (
     "NewConnectionError",
     "Temporary failure in name resolution",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from storage.contract.resolve import PROMPT_SUFFIX
-from tests.e2e.test_flow import fetch_outputs
+from tests.e2e.worker.test_flow import fetch_outputs
 from tests.support.db import stack_session
 from tests.support.images import b64, box_mask, job_body, scene
 from tests.support.stack import Stack

@@ -40,7 +40,7 @@ try:
 except ImportError:  # the browser fixture skips, saying why
     expect = sync_playwright = None
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PHOTO = ROOT / "docs" / "examples" / "photo.png"
 ARTIFACTS = ROOT / "test-artifacts"
 SLOW = 240_000  # ms: a loaded machine runs several stacks at once

@@ -15,7 +15,7 @@ from tests.conftest import TINY_SLUG
 from tests.support.images import box_mask, png_bytes, scene
 from tests.support.stack import BIN, Stack
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PHOTO, MASK = ROOT / "docs/examples/photo.png", ROOT / "docs/examples/mask.png"
 
 
