@@ -2,7 +2,7 @@
 
 `build_tiny_assets` writes each kind with worker.tiny.assets (what `inpaint-worker
 tiny-model --kind ...` runs). `register_tiny_assets` points the built-in names at
-them (base_model "SDXL" and the other seeds/000 names, the four cn_model names,
+them (base_model "SDXL" and the other names of Segmind inpaint-auto, the four cn_model names,
 the default safety checker and depth estimator) and adds a VAE, LoRAs and
 embeddings. `Bench` then runs a request body the way the API and a worker do:
 validate with the family's request class, resolve against the registry, resolve

@@ -1,4 +1,4 @@
-"""Model management (seeds/002's enterprise endpoints) over HTTP: admin keys only, and it really
+"""Model management (the Stable Diffusion API enterprise endpoints) over HTTP: admin keys only, and it really
 reaches the workers (warm-up, cache clearing) through the database."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ BASE = "/api/v1/enterprise/"
 
 
 def admin(stack: Stack, route: str, body: dict | None = None, *, header: bool = False) -> httpx.Response:
-    """POST as seeds/002 does: the key in the body (or, with header=True, as x-api-key)."""
+    """POST as the Stable Diffusion API enterprise does: the key in the body (or, with header=True, as x-api-key)."""
     payload = dict(body or {})
     headers = {"x-api-key": stack.admin_key} if header else {}
     if not header:

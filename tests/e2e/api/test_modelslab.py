@@ -1,9 +1,9 @@
-"""The ModelsLab / Stable Diffusion API routes, driven with the seed documents' own example bodies.
+"""The ModelsLab / Stable Diffusion API routes, driven with those APIs' own documented example bodies.
 
-seeds/004 (ModelsLab v6 `image_editing/inpaint`) and seeds/002 (the enterprise `inpaint`)
+ModelsLab v6 inpaint (`image_editing/inpaint`) and the Stable Diffusion API enterprise `inpaint`
 are posted as printed, with only the key, the image URLs (our loopback server) and
 `model_id` changed: `model_id` names a tiny SD 1.5 pipeline registered through
-seeds/002's own `load_model`. One more change: `width`/`height` are "64", not "512". The
+the enterprise API's own `load_model`. One more change: `width`/`height` are "64", not "512". The
 tiny pipeline's VAE only halves the size, so at 512 its attention runs over 128×128
 positions and one job takes minutes on a shared CPU; the 512 path itself (numbers sent as
 strings, sizes checked against the model) is the same code.
@@ -31,7 +31,7 @@ MODEL = "tiny-ml-sd15"
 V6 = "/api/v6/image_editing/inpaint"
 ENTERPRISE = "/api/v1/enterprise/inpaint"
 
-# seeds/004, "Example / Body", verbatim but for the key, the image URLs and model_id.
+# ModelsLab v6 inpaint's documented "Example / Body", verbatim but for the key, the image URLs and model_id.
 SEED_004: dict[str, Any] = {
     "key": "",
     "prompt": "a cat sitting on a bench",
@@ -51,7 +51,7 @@ SEED_004: dict[str, Any] = {
     "webhook": None,
     "track_id": None,
 }
-# seeds/002, the JavaScript example (it spells the steps `steps`), changed likewise.
+# The Stable Diffusion API enterprise's JavaScript example (it spells the steps `steps`), changed likewise.
 SEED_002: dict[str, Any] = {
     "key": "",
     "model_id": "your_model_id",
@@ -99,7 +99,7 @@ def ml_embedded(embedded: Stack, tiny_model_dir) -> Stack:
 
 
 def with_model(stack: Stack, tiny_model_dir) -> Stack:
-    """The tiny SD 1.5 pipeline registered as MODEL through seeds/002's load_model (once per stack)."""
+    """The tiny SD 1.5 pipeline registered as MODEL through the enterprise API's load_model (once per stack)."""
     if stack.name not in _registered:
         answer = httpx.post(
             stack.base_url + "/api/v1/enterprise/load_model",
@@ -181,7 +181,7 @@ def test_seed_004_body_succeeds_with_real_images_and_meta(ml: Stack, images: Scr
 
 
 def test_seed_002_body_runs_as_printed(ml_embedded: Stack, images: ScriptedServer) -> None:
-    """seeds/002's example asks for Karras sigmas on PNDMScheduler, which has none: the body runs as
+    """The enterprise API's documented example asks for Karras sigmas on PNDMScheduler, which has none: the body runs as
     printed (a drop-in client sends exactly this), and `meta.not_applied` says what was not applied."""
     stack = ml_embedded
     first = post(stack, ENTERPRISE, seed_body(SEED_002, stack, images))
@@ -285,7 +285,7 @@ def test_webhook_gets_the_modelslab_body_with_track_id(ml_embedded: Stack, image
 def test_enhance_prompt_defaults_to_yes_as_on_modelslab_and_erase_takes_no_such_field(
     ml_embedded: Stack, images: ScriptedServer
 ) -> None:
-    """seeds/004: 'Default is "yes"'. A body that leaves it out gets the suffix, as it would there;
+    """ModelsLab v6 inpaint documents 'Default is "yes"'. A body that leaves it out gets the suffix, as it would there;
     `erase`, which has no prompt to enhance, takes a body without the field as before."""
     stack = ml_embedded
     body = {k: v for k, v in seed_body(SEED_004, stack, images).items() if k != "enhance_prompt"}

@@ -174,7 +174,8 @@ def test_scheduler_options_reach_the_params() -> None:
 
 
 def test_karras_sigmas_on_a_scheduler_without_them_are_accepted_and_said_not_applied() -> None:
-    """seeds/002's own example: use_karras_sigmas "yes" (its default) with PNDMScheduler."""
+    """The Stable Diffusion API enterprise's own example: use_karras_sigmas "yes" (its default) with
+    PNDMScheduler."""
     params = resolve(SD15, scheduler="PNDMScheduler", use_karras_sigmas=True, tomesd=True)
     assert params.use_karras_sigmas is None
     assert params.ignored == ("tomesd", "use_karras_sigmas")

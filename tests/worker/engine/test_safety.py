@@ -1,5 +1,5 @@
 """The safety checker: a tiny random StableDiffusionSafetyChecker from the registry, flagging forced
-through its documented `score_offset`, and each replacement type of seeds/002."""
+through its documented `score_offset`, and each replacement type of the Stable Diffusion API enterprise."""
 
 from __future__ import annotations
 
