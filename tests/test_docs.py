@@ -6,6 +6,7 @@ two commands, and no relative link in README.md or docs/ leads nowhere."""
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,17 @@ def test_architecture_md_states_the_import_contracts() -> None:
         else:
             layers = [module.strip() for layer in contract["layers"] for module in re.split(r"[|:]", layer)]
             assert CODE_NAME.findall(source) == layers, name
+
+
+def test_no_file_points_at_documents_a_reader_does_not_have() -> None:
+    """The hosted APIs are named ("Segmind SDXL inpaint", "ModelsLab v6 inpaint"), never as seed files."""
+    pattern = "seeds" + "/0"  # spelled apart, so that this file does not match itself
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    offenders = [
+        name
+        for name in tracked.splitlines()
+        if name.endswith((".py", ".md", ".yml", ".toml", ".js", ".html", ".sh"))
+        and (ROOT / name).is_file()
+        and pattern in (ROOT / name).read_text(errors="replace")
+    ]
+    assert offenders == []
