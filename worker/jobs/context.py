@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.blobs.store import BlobStore
 from storage.settings import Settings
-from storage.stores import WORKER_POOL, Stores
+from storage.stores import Stores
 from worker.engine.compiling import CompileOptions
 from worker.engine.pipelines import PipelineCache
 from worker.jobs.fleet import FleetMember
@@ -35,10 +35,7 @@ class InferenceContext:
     """Reads the next jobs' inputs ahead (worker.jobs.overlap); None: each job reads its own."""
 
     @classmethod
-    def build(
-        cls, settings: Settings, *, publish: Callable[..., None], stores: Stores | None = None
-    ) -> InferenceContext:
-        stores = stores or Stores.open(settings, pool=WORKER_POOL)
+    def build(cls, settings: Settings, *, publish: Callable[..., None], stores: Stores) -> InferenceContext:
         pipelines = PipelineCache(
             settings.device, settings.model_memory_budget_gb, compile_options=CompileOptions.from_settings(settings)
         )

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.blobs.store import BlobStore
 from storage.settings import Settings
-from storage.stores import WORKER_POOL, Stores
+from storage.stores import Stores
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,5 @@ class OpsContext:
     """publish(task_name, *args, queue=None): send a task by name; never raises."""
 
     @classmethod
-    def build(cls, settings: Settings, *, publish: Callable[..., None], stores: Stores | None = None) -> OpsContext:
-        stores = stores or Stores.open(settings, pool=WORKER_POOL)
+    def build(cls, settings: Settings, *, publish: Callable[..., None], stores: Stores) -> OpsContext:
         return cls(settings=settings, sessions=stores.sessions, blobs=stores.blobs, publish=publish)

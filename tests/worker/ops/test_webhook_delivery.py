@@ -14,6 +14,7 @@ from storage.database.keys import create_key
 from storage.database.migrate import upgrade
 from storage.database.webhooks import list_deliveries
 from storage.settings import load_settings
+from storage.stores import Stores
 from tests.support.http_server import Reply, ScriptedServer
 from worker.ops import webhooks
 from worker.ops.context import OpsContext
@@ -22,7 +23,7 @@ from worker.ops.context import OpsContext
 def context(tmp_path, *, loopback: bool) -> OpsContext:
     settings = load_settings(data_dir=tmp_path, allow_loopback_urls=loopback, webhook_timeout_seconds=2)
     upgrade(settings.resolved_database_url)
-    return OpsContext.build(settings, publish=lambda *a: None)
+    return OpsContext.build(settings, publish=lambda *a: None, stores=Stores.open(settings))
 
 
 def finished_job(ctx: OpsContext, url: str) -> str:
