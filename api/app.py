@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.body_limit import BodyLimitMiddleware
 from api.context import AppContext
+from api.edge.body_limit import BodyLimitMiddleware
+from api.edge.gate import InputGate
 from api.errors import install_error_handlers
 from api.routes import (
     batch,
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
-    """CORS only for origins configured by name; the body limit outermost, so it acts first."""
+    """CORS only for origins configured by name; then the input gate; the body limit outermost, so it acts first."""
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -98,4 +99,5 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             max_age=600,
             allow_headers=["x-api-key", "authorization", "content-type"],
         )
+    app.add_middleware(InputGate)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -3,32 +3,25 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.exceptions import RequestValidationError
 
 from storage.contract.requests import REQUEST_CLASSES
+from storage.errors import InvalidInput
+
+
+def gated_json(request: Request) -> Any:
+    """The body's JSON value as the input gate (api.edge.gate) parsed it; None for an empty body."""
+    return request.scope.get("state", {}).get("json_body")
 
 
 async def read_json_body(request: Request) -> Any:
     """The raw JSON body; the model's family decides which request class validates it."""
-    try:
-        return json.loads(await request.body())
-    except ValueError as exc:
-        detail = getattr(exc, "msg", "parse error")
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body",),
-                    "msg": "JSON decode error",
-                    "input": None,
-                    "ctx": {"error": detail},
-                }
-            ]
-        ) from None
+    value = gated_json(request)
+    if value is None:
+        raise InvalidInput("body", "is empty; send the job as a JSON object")
+    return value
 
 
 def submit_body_schema() -> dict[str, Any]:

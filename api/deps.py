@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from api.bodies import gated_json
 from api.context import AppContext
 from storage.database.engine import session_scope
 from storage.database.keys import find_key
@@ -55,12 +55,9 @@ def get_current_key(
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
-async def get_body_key(request: Request) -> str | None:
+def get_body_key(request: Request) -> str | None:
     """`key` from a JSON object body: the Stable Diffusion API enterprise sends the key there."""
-    try:
-        body: Any = json.loads(await request.body() or b"null")
-    except ValueError:
-        return None
+    body = gated_json(request)
     key = body.get("key") if isinstance(body, dict) else None
     return key if isinstance(key, str) else None
 

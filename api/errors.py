@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from storage.errors import (
@@ -53,7 +53,11 @@ def preview(value: Any) -> Any:
         return value[:VALUE_PREVIEW_CHARS] + f"... ({len(value)} characters)"
     if isinstance(value, dict | list):
         return f"<{type(value).__name__}>"
-    return value
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return repr(value)[:VALUE_PREVIEW_CHARS]
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -133,6 +137,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    async def on_bad_data(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database refused is bad input that got past the edge: a bug to fix there, never an outage.
+        log.error("the database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return _error_response(400, "a value in the request is not valid for this field")
 
     @app.exception_handler(SQLAlchemyError)
     async def on_database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:

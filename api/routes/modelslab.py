@@ -7,7 +7,6 @@ They are adapters onto the one contract and the one queue: a body is translated
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import gated_json
 from api.context import AppContext
 from api.errors import STATUS_BY_ERROR, describe_validation_error
 from api.limits import admit
@@ -45,10 +45,10 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 async def read_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise InpaintError("the body is not valid JSON") from None
+    """The JSON object the input gate (api.edge.gate) parsed; {} for an empty body."""
+    body = gated_json(request)
+    if body is None:
+        return {}
     if not isinstance(body, dict):
         raise InpaintError("the body must be a JSON object")
     return body

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -60,12 +61,20 @@ def encode_cursor(created_at: datetime, job_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), job_id]).encode()).decode()
 
 
+CURSOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor names. Anything else is a 400: a crafted cursor never reaches the database."""
     try:
-        created, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), str(job_id)
-    except (ValueError, TypeError):
+        created, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        at = datetime.fromisoformat(created)
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError):
         raise InvalidInput("cursor", "is not a cursor this API returned", value=cursor) from None
+    if not isinstance(job_id, str) or not CURSOR_ID.fullmatch(job_id):
+        raise InvalidInput("cursor", "is not a cursor this API returned", value=cursor)
+    return at, job_id
 
 
 @router.get("/requests", summary="List your jobs, newest first")

@@ -1,0 +1,137 @@
+"""The input gate: a request whose URL, headers or body no route could use is a 400 here.
+
+Pure ASGI, inside the body limit (which has already refused oversized bodies):
+
+- a NUL in the path, the query or a header is refused (PostgreSQL cannot store one;
+  a NUL in an id must read as bad input, never as a database outage);
+- a POST, PUT or PATCH body, if it has one, must be JSON as `api.edge.json_body`
+  defines it, whatever its Content-Type: every route that takes a body takes JSON,
+  and clients that forget the header (curl's `-d`) are served. A body that parses
+  is passed on as `application/json`, and its value is left in the request's state
+  (`json_body`) so that no route parses it twice.
+
+The answer speaks the route's dialect: ModelsLab's `{"status": "error", "message"}`
+on its routes, `{"error", "errors"}` everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.edge.json_body import MalformedBody, parse_json
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+MODELSLAB_PREFIXES = ("/api/v6/", "/api/v1/enterprise/inpaint", "/api/v1/enterprise/image_editing/")
+MODELSLAB_FETCH = "/api/v1/enterprise/fetch"
+PARSE_IN_THREAD_BYTES = 256 * 1024
+"""Bodies larger than this are parsed off the event loop (a 20 MB body takes tens of milliseconds)."""
+
+
+class InputGate:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            check_url_and_headers(scope)
+        except MalformedBody as exc:
+            await refuse(scope, send, exc)
+            return
+        if scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        body, more = await read_body(receive)
+        if more is None:
+            return  # the client left (or the body limit answered 413) before the body was complete
+        if body:
+            content_type = header(scope, b"content-type")
+            try:
+                value = await parse(body, content_type)
+            except MalformedBody as exc:
+                await refuse(scope, send, exc)
+                return
+            scope = as_json(scope)
+            scope.setdefault("state", {})["json_body"] = value
+        await self.app(scope, replay(body, receive), send)
+
+
+async def parse(body: bytes, content_type: str | None) -> Any:
+    if len(body) > PARSE_IN_THREAD_BYTES:
+        return await run_in_threadpool(parse_json, body, content_type=content_type)
+    return parse_json(body, content_type=content_type)
+
+
+def check_url_and_headers(scope: Scope) -> None:
+    if "\x00" in scope["path"]:
+        raise MalformedBody("path", "contains a NUL character (%00), which no id or name accepts")
+    query: bytes = scope.get("query_string", b"")
+    if b"\x00" in query or b"%00" in query.lower():
+        raise MalformedBody("query", "contains a NUL character (%00), which no parameter accepts")
+    for name, value in scope.get("headers", []):
+        if b"\x00" in value:
+            raise MalformedBody(name.decode("latin-1"), "header contains a NUL character")
+
+
+async def read_body(receive: Receive) -> tuple[bytes, bool | None]:
+    """The whole body, and False; or None for `more` if the client disconnected first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"", None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the buffered body over once, then waits on the real channel (disconnects)."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def as_json(scope: Scope) -> Scope:
+    """The scope with Content-Type application/json, so that FastAPI parses model bodies whatever was sent."""
+    content_type = header(scope, b"content-type")
+    if content_type is not None and "json" in content_type.lower():
+        return scope
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+
+
+def speaks_modelslab(path: str) -> bool:
+    return path.startswith(MODELSLAB_PREFIXES) or path.startswith(MODELSLAB_FETCH)
+
+
+async def refuse(scope: Scope, send: Send, exc: MalformedBody) -> None:
+    entry = {"field": exc.field, "message": exc.message, "limit": None, "value": None}
+    if speaks_modelslab(scope["path"]):
+        content: dict[str, Any] = {"status": "error", "message": exc.message, "errors": [entry]}
+    else:
+        content = {"error": exc.message, "errors": [entry]}
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
