@@ -8,6 +8,9 @@ Credits (one per image) are checked before any image is fetched, and taken by a
 conditional UPDATE in the transaction that inserts the row: two submits racing
 for the last credits cannot both get them.
 
+`prepare_job` does every check and stores nothing; `accept_job` then stores, records
+and publishes one job, and the batch route (api.routes.batch) many, in one transaction.
+
 Every submit route hands over the body as sent (a JSON value); it is validated
 here with the request class of the named model's family (`REQUEST_CLASSES`), so
 a field is accepted exactly where that family applies it.
@@ -27,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from PIL import Image
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from storage.blobs.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
@@ -148,25 +152,25 @@ def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
     return OutOfCredits(f"this key is out of credits: {shown} left, this request needs {needed} (one per image)")
 
 
-def accept_job(
-    context: AppContext,
-    *,
-    key: ApiKey,
-    model: str,
-    body: Any,
-    base_url: str,
-    idempotency: Idempotency | None = None,
-    batch_id: str | None = None,
-    api_format: str | None = None,
-    defaults: dict[str, Any] | None = None,
-) -> AcceptedJob:
-    """Validate `body` (the JSON value as sent) for `model`, store its inputs, record and publish it.
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job that passed every check: what is left is to store its inputs, record it and publish it."""
+
+    job_id: str
+    spec: ModelSpec
+    request: InpaintRequest
+    params: JobParams
+    images: dict[str, bytes]
+
+
+def prepare_job(
+    context: AppContext, *, key: ApiKey, model: str, body: Any, defaults: dict[str, Any] | None = None
+) -> PreparedJob:
+    """Validate `body` (the JSON value as sent) for `model` and check its images; stores nothing.
 
     `defaults`: a route's own defaults for fields the body leaves out, where the model's family
     takes the field (the ModelsLab routes default `enhance_prompt` to yes, as that API does).
     """
-    if idempotency is not None and (previous := previous_result(context, key, idempotency)):
-        return AcceptedJob(job_id=previous, replayed=True)
     spec, catalog = lookup_model(context, model)
     if defaults and isinstance(body, dict):
         fields = REQUEST_CLASSES[spec.family].model_fields
@@ -184,65 +188,51 @@ def accept_job(
     image = to_rgb(load_image("image", request.image, **limits))
     mask = load_mask(request, image.size, limits)
     params = resolve_params(request, spec, image_size=image.size, rng=context.rng, catalog=catalog)
-
-    job_id = str(uuid.uuid4())
-    with log_context(request_id=job_id, track_id=request.track_id):
-        return store_and_record(
-            context,
-            job_id,
-            key=key,
-            spec=spec,
-            request=request,
-            params=params,
-            base_url=base_url,
-            images={"image": encode_png(image), "mask": encode_png(mask)},
-            idempotency=idempotency,
-            batch_id=batch_id,
-            api_format=api_format,
-        )
+    images = {"image": encode_png(image), "mask": encode_png(mask)}
+    return PreparedJob(job_id=str(uuid.uuid4()), spec=spec, request=request, params=params, images=images)
 
 
-def store_and_record(
+def accept_job(
     context: AppContext,
-    job_id: str,
     *,
     key: ApiKey,
-    spec: ModelSpec,
-    request: InpaintRequest,
-    params: JobParams,
+    model: str,
+    body: Any,
     base_url: str,
-    images: dict[str, bytes],
-    idempotency: Idempotency | None,
-    batch_id: str | None,
-    api_format: str | None,
+    idempotency: Idempotency | None = None,
+    api_format: str | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> AcceptedJob:
-    """Store the inputs, commit the row, publish; every log line inside names the job and its track_id."""
-    keys = store_inputs(context, job_id, images)
-    try:
-        record_job(
-            context,
-            job_id,
-            key=key,
-            spec=spec,
-            request=request,
-            params=params,
-            keys=keys,
-            base_url=base_url,
-            idempotency=idempotency,
-            batch_id=batch_id,
-            api_format=api_format,
-        )
-    except IntegrityError:
-        discard_inputs(context, job_id)
-        if idempotency is not None and (previous := previous_result(context, key, idempotency)):
-            return AcceptedJob(job_id=previous, replayed=True)  # an identical request won the race
-        raise
-    except (SQLAlchemyError, OutOfCredits):
-        discard_inputs(context, job_id)  # no half-written job: its inputs go too
-        raise
-    log.info("job accepted for %s", spec.slug)
-    publish_or_defer(context, job_id, spec.queue)
-    return AcceptedJob(job_id=job_id)
+    """Validate `body` for `model`, store its inputs, record and publish it (see prepare_job)."""
+    if idempotency is not None and (previous := previous_result(context, key, idempotency)):
+        return AcceptedJob(job_id=previous, replayed=True)
+    job = prepare_job(context, key=key, model=model, body=body, defaults=defaults)
+    with log_context(request_id=job.job_id, track_id=job.request.track_id):
+        store_inputs(context, [job])
+        try:
+            with session_scope(context.sessions) as session:
+                if not insert_job(session, job, key=key, base_url=base_url, api_format=api_format):
+                    raise out_of_credits(None, job.params.samples)
+                if idempotency is not None:
+                    reserve(
+                        session,
+                        api_key_id=key.id,
+                        key=idempotency.key,
+                        digest=idempotency.digest,
+                        result_id=job.job_id,
+                        now=utcnow(),
+                    )
+        except IntegrityError:
+            discard_inputs(context, [job])
+            if idempotency is not None and (previous := previous_result(context, key, idempotency)):
+                return AcceptedJob(job_id=previous, replayed=True)  # an identical request won the race
+            raise
+        except (SQLAlchemyError, OutOfCredits):
+            discard_inputs(context, [job])  # no half-written job: its inputs go too
+            raise
+        log.info("job accepted for %s", job.spec.slug)
+        publish_or_defer(context, job.job_id, job.spec.queue)
+    return AcceptedJob(job_id=job.job_id)
 
 
 def idempotency_of(header: str | None, route: str, body: Any) -> Idempotency | None:
@@ -262,66 +252,65 @@ def put_input(context: AppContext, key: str, data: bytes) -> None:
     with_retries(lambda: context.blobs.put(key, data), budget=2.0, what="storing inputs")
 
 
-def store_inputs(context: AppContext, job_id: str, data: dict[str, bytes]) -> dict[str, str]:
-    """Put the re-encoded inputs; keys by role. Unavailable (503) if storage is away for 2 s."""
-    keys = {role: input_key(job_id, role) for role in data}
+def store_inputs(context: AppContext, jobs: list[PreparedJob]) -> None:
+    """Put every job's inputs, all at once. Unavailable (503) if storage is away for 2 s: then none is kept."""
+    puts = [
+        partial(put_input, context, input_key(job.job_id, role), data)
+        for job in jobs
+        for role, data in job.images.items()
+    ]
     try:
-        in_parallel([partial(put_input, context, key, data[role]) for role, key in keys.items()])
+        in_parallel(puts)
     except Unavailable:
-        discard_inputs(context, job_id)
+        discard_inputs(context, jobs)
         raise Unavailable("object storage cannot be reached right now; nothing was queued, try again") from None
-    return keys
 
 
-def discard_inputs(context: AppContext, job_id: str) -> None:
-    try:
-        context.blobs.delete_prefix(job_prefix(job_id))
-    except Exception:  # noqa: BLE001 - best effort; the objects have no row and are never served
-        log.warning("could not delete the inputs of a job that was not recorded", extra={"request_id": job_id})
+def input_keys(job: PreparedJob) -> dict[str, str]:
+    return {role: input_key(job.job_id, role) for role in job.images}
 
 
-def record_job(
-    context: AppContext,
-    job_id: str,
+def discard_inputs(context: AppContext, jobs: list[PreparedJob]) -> None:
+    for job in jobs:
+        try:
+            context.blobs.delete_prefix(job_prefix(job.job_id))
+        except Exception:  # noqa: BLE001 - best effort; the objects have no row and are never served
+            log.warning("could not delete the inputs of a job that was not recorded", extra={"request_id": job.job_id})
+
+
+def insert_job(
+    session: Session,
+    job: PreparedJob,
     *,
     key: ApiKey,
-    spec: ModelSpec,
-    request: InpaintRequest,
-    params: JobParams,
-    keys: dict[str, str],
     base_url: str,
-    idempotency: Idempotency | None,
-    batch_id: str | None,
-    api_format: str | None,
-) -> None:
-    """The credits, the job row and its Idempotency-Key if any, in one transaction."""
-    now = utcnow()
-    with session_scope(context.sessions) as session:
-        charged = charge_credits(session, key.id, params.samples)  # the write comes first
-        if charged is None:
-            raise out_of_credits(None, params.samples)
-        create_job(
-            session,
-            job_id=job_id,
-            api_key_id=key.id,
-            model=spec.slug,
-            queue=spec.queue,
-            params=params.model_dump(mode="json"),
-            input_keys=keys,
-            base64_output=request.base64,
-            now=now,
-            base_url=base_url,
-            webhook_url=request.webhook,
-            track_id=request.track_id,
-            webhook_events=request.webhook_events,
-            batch_id=batch_id,
-            credits_charged=charged,
-            api_format=api_format,
-        )
-        if idempotency is not None:
-            reserve(
-                session, api_key_id=key.id, key=idempotency.key, digest=idempotency.digest, result_id=job_id, now=now
-            )
+    batch_id: str | None = None,
+    api_format: str | None = None,
+) -> bool:
+    """Take the job's credits and insert its row, in the caller's transaction. False (nothing
+    written) when the key has too few credits left."""
+    charged = charge_credits(session, key.id, job.params.samples)  # the write comes first
+    if charged is None:
+        return False
+    create_job(
+        session,
+        job_id=job.job_id,
+        api_key_id=key.id,
+        model=job.spec.slug,
+        queue=job.spec.queue,
+        params=job.params.model_dump(mode="json"),
+        input_keys=input_keys(job),
+        base64_output=job.request.base64,
+        now=utcnow(),
+        base_url=base_url,
+        webhook_url=job.request.webhook,
+        track_id=job.request.track_id,
+        webhook_events=job.request.webhook_events,
+        batch_id=batch_id,
+        credits_charged=charged,
+        api_format=api_format,
+    )
+    return True
 
 
 def publish_or_defer(context: AppContext, job_id: str, queue: str) -> None:
