@@ -1,11 +1,13 @@
-"""Decoding untrusted images, safely, and the project's mask convention.
+"""Checking and decoding untrusted images, safely, and the project's mask convention.
 
+- The API checks an input from its header alone (`inspect_image`: format, size, pixel
+  limit) and stores the bytes as sent; the worker decodes them (`open_image`) under
+  the same limits. Stored inputs are never served back to anyone.
 - Only PNG, JPEG and WebP decoders ever run.
 - The pixel count is checked from the header, before any pixel is decoded
   (INPAINT_MAX_IMAGE_PIXELS, at most Pillow's own limit, which stays as a backstop).
-- Only the first frame of an animation is used.
-- Every input is re-encoded as PNG from its pixels before it is stored, so whatever
-  else the file carried (a polyglot's second payload, text, ICC, EXIF) is dropped.
+- Only the first frame of an animation is used; EXIF orientation is applied.
+- Results are encoded as PNG from their pixels alone (`encode_png`).
 - mask: mode L, 255 = repaint, 0 = keep. Grey values are thresholded at 128.
 """
 
@@ -16,8 +18,11 @@ import binascii
 import io
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from storage.errors import InvalidInput
 
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
 MASK_THRESHOLD = 128
+_TURNED = (5, 6, 7, 8)
+"""EXIF orientations that swap width and height (a quarter turn, with or without a mirror)."""
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[\w.-]+)*;base64,(?P<data>.*)$", re.DOTALL)
 
 
@@ -42,6 +49,44 @@ def decode_inline(field: str, value: str) -> bytes:
         raise InvalidInput(field, "is not an http(s) URL, a data URI or valid base64", value=_shorten(value)) from None
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image's header says: its format and the size it decodes to (upright, first frame)."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def inspect_image(field: str, data: bytes, *, max_pixels: int) -> ImageInfo:
+    """Check `data` from its header alone, without decoding a pixel: a PNG, JPEG or WebP of at
+    most `max_pixels` pixels (Pillow's decompression-bomb guard included).
+
+    The size is the upright one: EXIF orientation is read from the header (a PNG's eXIf chunk
+    after the image data is not: reaching it means decoding). Data whose pixels are truncated or
+    corrupt passes; the worker's `open_image` refuses it. Every failure is InvalidInput naming
+    the field, with the same messages as `open_image`.
+    """
+    with refused_as_invalid(field, max_pixels):
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        check_pixels(field, image.size, max_pixels)
+        width, height = image.size
+        if header_orientation(image) in _TURNED:
+            width, height = height, width
+        return ImageInfo(format=str(image.format), width=width, height=height)
+
+
+def header_orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1 = upright) from what `Image.open` parsed; never decodes pixels."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1  # PngImageFile.getexif would decode the image to look for an eXIf chunk after it
+    return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+
+
 def open_image(field: str, data: bytes, *, max_pixels: int) -> Image.Image:
     """Decode `data` as PNG, JPEG or WebP after checking its size from the header alone.
 
@@ -49,13 +94,21 @@ def open_image(field: str, data: bytes, *, max_pixels: int) -> Image.Image:
     mode (16-bit and float greys are scaled down). Every failure is InvalidInput
     naming the field.
     """
-    try:
+    with refused_as_invalid(field, max_pixels):
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         check_pixels(field, image.size, max_pixels)
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
         return to_8bit(ImageOps.exif_transpose(image))
+
+
+@contextmanager
+def refused_as_invalid(field: str, max_pixels: int) -> Iterator[None]:
+    """Any failure to read an image inside the block as InvalidInput naming the field; only the
+    exception's type reaches the log."""
+    try:
+        yield
     except InvalidInput:
         raise
     except Image.DecompressionBombError:
@@ -111,13 +164,6 @@ def encode_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1, icc_profile=None, transparency=None, exif=None, pnginfo=None)
     return buf.getvalue()
-
-
-def decode_png(data: bytes) -> Image.Image:
-    """Open an image this service stored itself (already checked and re-encoded)."""
-    image = Image.open(io.BytesIO(data), formats=("PNG",))
-    image.load()
-    return image
 
 
 def _shorten(value: str, limit: int = 40) -> str:

@@ -33,7 +33,9 @@ _side_by_side = ThreadPoolExecutor(max_workers=S3_CONNECTIONS, thread_name_prefi
 
 
 def input_key(job_id: str, role: str) -> str:
-    return f"jobs/{job_id}/input/{role}.png"
+    """Where a job's input is stored: its bytes as sent (PNG, JPEG or WebP), so no extension. Each job
+    row keeps its own keys (older jobs' end in .png)."""
+    return f"jobs/{job_id}/input/{role}"
 
 
 def output_key(job_id: str, attempt: int, index: int) -> str:

@@ -36,13 +36,18 @@ class Rig:
     key_id: int
     published: list[tuple]
 
-    def submit(self, body: dict[str, Any], *, image: Image.Image | None = None) -> str:
+    def submit(
+        self, body: dict[str, Any], *, image: Image.Image | None = None, stored: dict[str, bytes] | None = None
+    ) -> str:
+        """Write a job for `image` (default scene()). `stored`: the input bytes by role, as they are
+        stored (default: the image and box_mask() as PNG); a role left out has no key (no mask)."""
         image = image or scene()
         _, params = self.bench.params(SLUG, body, image.size)
         job_id = str(uuid.uuid4())
-        keys = {"image": input_key(job_id, "image"), "mask": input_key(job_id, "mask")}
-        self.ctx.blobs.put(keys["image"], encode_png(image))
-        self.ctx.blobs.put(keys["mask"], encode_png(box_mask()))
+        stored = stored if stored is not None else {"image": encode_png(image), "mask": encode_png(box_mask())}
+        keys = {role: input_key(job_id, role) for role in stored}
+        for role, data in stored.items():
+            self.ctx.blobs.put(keys[role], data)
         with session_scope(self.ctx.sessions) as session:
             create_job(
                 session,

@@ -44,7 +44,7 @@ from worker.engine.pipelines import PipelineCache
 from worker.engine.screening import screen_images
 from worker.engine.types import JobSources
 from worker.jobs.context import InferenceContext
-from worker.jobs.overlap import read_inputs
+from worker.jobs.inputs import Inputs, read_inputs
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +147,19 @@ def load_claimed(session: Session, job_id: str, *, spec: ModelSpec | None = None
     )
 
 
-def load_inputs(ctx: InferenceContext, job: ClaimedJob) -> tuple[Image.Image, Image.Image]:
-    """The job's image (RGB) and mask (L): read ahead by the prefetcher, or read back from storage
-    now (retried while it is briefly away)."""
+def load_inputs(ctx: InferenceContext, job: ClaimedJob) -> Inputs:
+    """The job's image (RGB) and mask (L, at the image's size): read ahead by the prefetcher, or
+    read back from storage now (retried while it is briefly away) and decoded (worker.jobs.inputs).
+    Inputs that cannot be decoded raise JobFailure("invalid_input", ...), never retried."""
     ready = ctx.prefetcher.take(job.job_id, job.input_keys) if ctx.prefetcher else None
     if ready is not None:
         return ready
     budget = ctx.settings.storage_retry_seconds
     try:
         return read_inputs(
-            lambda key: with_retries(lambda: ctx.blobs.get(key), budget=budget, what="reading inputs"), job.input_keys
+            lambda key: with_retries(lambda: ctx.blobs.get(key), budget=budget, what="reading inputs"),
+            job.input_keys,
+            max_pixels=ctx.settings.max_image_pixels,
         )
     except NotFound:
         raise JobFailure("storage_unavailable", "the job's input images are no longer in object storage") from None

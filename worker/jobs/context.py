@@ -54,4 +54,6 @@ class InferenceContext:
         """Start the side threads that store finished jobs and read the next jobs' inputs ahead;
         `on_finished({job_id: status})` is called for each job stored."""
         self.finisher = Finisher(on_finished)
-        self.prefetcher = Prefetcher(self.sessions, self.blobs, capacity=self.settings.max_batch_size)
+        self.prefetcher = Prefetcher(
+            self.sessions, self.blobs, capacity=self.settings.max_batch_size, max_pixels=self.settings.max_image_pixels
+        )

@@ -9,7 +9,8 @@
 - `Prefetcher`: while a job runs, a side thread reads and decodes the inputs of the
   queue's oldest QUEUED jobs (the ones this worker most likely runs next). A claim
   takes them from it instead of reading storage; a guess that was wrong (another
-  worker took that job) costs one read, and is dropped at the next read-ahead.
+  worker took that job) costs one read, and is dropped at the next read-ahead. Inputs
+  that cannot be decoded are skipped: the job's own attempt reads them and fails it.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ import queue
 import threading
 from collections.abc import Callable
 
-from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.blobs.images import decode_png
-from storage.blobs.store import BlobStore, in_parallel
+from storage.blobs.store import BlobStore
 from storage.database.engine import session_scope
 from storage.database.jobs import next_queued
+from storage.errors import JobFailure
+from worker.jobs.inputs import Inputs, read_inputs
 
 log = logging.getLogger(__name__)
-
-Inputs = tuple[Image.Image, Image.Image]
 
 
 class Finisher:
@@ -64,10 +63,11 @@ class Finisher:
 
 
 class Prefetcher:
-    """Inputs of the jobs likely to run next, read and decoded ahead. Keeps at most `capacity`."""
+    """Inputs of the jobs likely to run next, read and decoded ahead (worker.jobs.inputs, at most
+    `max_pixels` each). Keeps at most `capacity`."""
 
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, *, capacity: int) -> None:
-        self.sessions, self.blobs, self.capacity = sessions, blobs, capacity
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, *, capacity: int, max_pixels: int) -> None:
+        self.sessions, self.blobs, self.capacity, self.max_pixels = sessions, blobs, capacity, max_pixels
         self._ready: dict[str, tuple[dict[str, str], Inputs]] = {}
         self._lock = threading.Lock()
         self._wanted: str | None = None
@@ -104,12 +104,10 @@ class Prefetcher:
                 del self._ready[job_id]
         for job_id, keys in upcoming:
             if job_id not in self._ready:
-                inputs = read_inputs(self.blobs.get, keys)
+                try:
+                    inputs = read_inputs(self.blobs.get, keys, max_pixels=self.max_pixels)
+                except JobFailure:
+                    log.debug("the inputs of a job to come cannot be decoded; its run will say why")
+                    continue
                 with self._lock:
                     self._ready[job_id] = (keys, inputs)
-
-
-def read_inputs(get: Callable[[str], bytes], keys: dict[str, str]) -> Inputs:
-    """A job's image (RGB) and mask (L) from their stored PNGs, both read at once."""
-    image, mask = in_parallel([lambda: get(keys["image"]), lambda: get(keys["mask"])])
-    return decode_png(image).convert("RGB"), decode_png(mask).convert("L")
