@@ -1,11 +1,10 @@
-"""`inpaint-api`: serve the API with uvicorn. Honours PORT and INPAINT_HOST."""
+"""`inpaint-api`: serve the API with uvicorn and read deadlines (api/edge/server.py). Honours PORT, INPAINT_HOST."""
 
 from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
+from api.edge.server import Deadlines, ServerConfig, serve
 from storage.logs import configure_logging
 from storage.settings import load_settings
 
@@ -18,13 +17,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
+    deadlines = Deadlines(header_seconds=settings.header_timeout_seconds, body_seconds=settings.body_timeout_seconds)
+    config = ServerConfig(
         "api.app:create_app",
+        deadlines=deadlines,
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers,
+        timeout_keep_alive=settings.keep_alive_seconds,
         proxy_headers=True,
         log_config=None,
         access_log=False,
     )
+    serve(config)

@@ -93,6 +93,27 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PORT", "INPAINT_PORT"),
         description="Port `inpaint-api` listens on (its `--port` overrides it).",
     )
+    keep_alive_seconds: int = Field(
+        5,
+        ge=1,
+        le=300,
+        description="How long `inpaint-api` keeps an idle connection open after a response, for the client's "
+        "next request.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Deadline for a request's headers, from the connection's opening or the end of the previous "
+        "response; past it `inpaint-api` closes the connection (slowloris protection).",
+    )
+    body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Deadline for a request's whole body, from the end of its headers; past it `inpaint-api` "
+        "answers 408 and closes the connection. A client must send INPAINT_MAX_BODY_BYTES in this time.",
+    )
 
     result_ttl_seconds: int = Field(
         3600,
@@ -119,6 +140,40 @@ class Settings(BaseSettings):
         "default (12 MiB) fits two incompressible 1024x1024 RGBA PNGs in base64 (2 x 4.2 MB x 4/3 = 11.2 MB) "
         "plus the JSON fields.",
     )
+    max_requests: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="Requests one API process handles at once (event streams not counted); more get 429 "
+        "with Retry-After at once, never a wait. Keep it under the request thread pool (40).",
+    )
+    max_requests_per_key: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Requests one API key (or, without a key header, one client address) may have in "
+        "progress at once in one API process; more get 429. One slow client cannot take every thread.",
+    )
+    max_event_streams: int = Field(
+        2000, ge=1, description="Open event streams (GET /v2/requests/{id}/events) per API process."
+    )
+    max_event_streams_per_key: int = Field(
+        50, ge=1, description="Open event streams one API key may hold in one API process; more get 429."
+    )
+    max_image_fetches: int = Field(
+        16, ge=1, description="Image URLs one API process fetches at once; more submits get 429."
+    )
+    max_image_fetches_per_key: int = Field(
+        4, ge=1, description="Image URLs one API key may have being fetched at once; more submits get 429."
+    )
+    database_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Longest wait of the API for a database connection (connect, or checkout from the pool) "
+        "and, on PostgreSQL, for one statement; past it the API answers 503 with Retry-After. A frozen "
+        "PostgreSQL (no answer at all) is seen by a probe within about this long plus one second.",
+    )
     cors_origins: str = Field(
         "", description="Comma-separated origins allowed by CORS; empty (the default) turns CORS off."
     )
@@ -143,6 +198,26 @@ class Settings(BaseSettings):
     )
 
     webhook_timeout_seconds: float = Field(15.0, gt=0, le=60, description="Deadline of one webhook delivery attempt.")
+    webhook_connect_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Deadline for connecting to a webhook receiver, within the attempt's own deadline: a "
+        "receiver that never accepts fails this fast.",
+    )
+    webhook_max_in_flight_per_key: int = Field(
+        2,
+        ge=1,
+        description="Most webhook deliveries of one API key attempted at once, across all ops workers. The "
+        "key's other due deliveries wait, holding no worker thread, and go out as these end; a progress "
+        "event that finds its key at the limit is dropped.",
+    )
+    webhook_retries_per_key_per_minute: int = Field(
+        60,
+        ge=0,
+        description="Most retries and redeliveries of one API key's webhook events started a minute; the "
+        "rest are put off a little. 0: no limit.",
+    )
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         [5, 60, 300, 1800, 7200, 21600, 43200, 86400],
         description="Seconds to wait before each retry of a failed terminal event (comma-separated); the "
