@@ -7,6 +7,8 @@ on the row makes duplicate nudges harmless.
 
 Delivery status: pending → delivered | failed | disabled. A job's `webhook_state`
 goes pending → created when its terminal event is written.
+
+Which delivery goes out when (take_due, leases, per-key limits): webhook_queue.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from storage.database.models import ApiKey, DisabledEndpoint, Job, JobStatus, WebhookAttempt, WebhookDelivery
@@ -73,46 +75,6 @@ def add_delivery(
     session.add(delivery)
     session.flush()
     return delivery
-
-
-def take_due(session: Session, *, now: datetime, redispatch_after: timedelta, limit: int) -> list[str]:
-    """Due deliveries not nudged recently, marked nudged in one statement; the caller publishes a task each."""
-    due = (
-        select(WebhookDelivery.id)
-        .where(
-            WebhookDelivery.status == PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-            or_(WebhookDelivery.dispatched_at.is_(None), WebhookDelivery.dispatched_at < now - redispatch_after),
-        )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
-        .scalar_subquery()
-    )
-    stmt = (
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(due))
-        .values(dispatched_at=now)
-        .returning(WebhookDelivery.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list(session.execute(stmt).scalars())
-
-
-def lease_delivery(session: Session, delivery_id: str, *, now: datetime, lease: timedelta) -> bool:
-    """Take the right to attempt this delivery now; False if it is not due or someone holds it."""
-    result = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            WebhookDelivery.status == PENDING,
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-        )
-        .values(lease_until=now + lease, attempt_count=WebhookDelivery.attempt_count + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def record_attempt(

@@ -8,7 +8,9 @@
   certificate check;
 - redirects are never followed: a 3xx is returned to the caller as it is;
 - one overall deadline covers resolving, connecting, TLS, sending and every read,
-  so a server that drips a byte at a time cannot hold a fetch past it;
+  so a server that drips a byte at a time cannot hold a fetch past it; an optional
+  shorter `connect_timeout` bounds the TCP connect alone, so a host that never
+  accepts fails fast;
 - the body is read as a stream and refused once it passes the byte cap; nothing
   is decompressed (the request asks for the identity encoding).
 
@@ -40,6 +42,8 @@ class FetchPolicy:
     timeout: float = 15.0
     max_bytes: int = 16 * 1024 * 1024
     allow_loopback: bool = False
+    connect_timeout: float | None = None
+    """At most this long for the TCP connect, within `timeout`; None: only `timeout` applies."""
 
 
 @dataclass
@@ -108,10 +112,14 @@ class DeadlineStream(httpcore.NetworkStream):
 
 
 class PinnedBackend(httpcore.SyncBackend):
-    """Dials `address` whatever host it is asked for, and wraps the stream in the deadline."""
+    """Dials `address` whatever host it is asked for, and wraps the stream in the deadline.
 
-    def __init__(self, address: IPAddress, deadline: Deadline) -> None:
-        self._address, self._deadline = address, deadline
+    The TCP connect waits at most `connect_timeout` (when given) of what the deadline leaves;
+    `connect_ran_out` says that a connect timed out on that limit rather than on the deadline."""
+
+    def __init__(self, address: IPAddress, deadline: Deadline, connect_timeout: float | None = None) -> None:
+        self._address, self._deadline, self._connect_timeout = address, deadline, connect_timeout
+        self.connect_ran_out = False
 
     def connect_tcp(
         self,
@@ -122,7 +130,14 @@ class PinnedBackend(httpcore.SyncBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = self._deadline.left(timeout, httpcore.ConnectTimeout)
-        stream = super().connect_tcp(str(self._address), port, left, local_address, socket_options)
+        capped = self._connect_timeout is not None and self._connect_timeout < left
+        try:
+            stream = super().connect_tcp(
+                str(self._address), port, self._connect_timeout if capped else left, local_address, socket_options
+            )
+        except httpcore.ConnectTimeout:
+            self.connect_ran_out = capped
+            raise
         return DeadlineStream(stream, self._deadline)
 
 
@@ -179,7 +194,7 @@ def fetch(
     core_url = httpcore.URL(scheme=target.scheme, host=target.host, port=target.port, target=target.path)
     ssl_context = httpx.create_ssl_context(trust_env=False)
     sni = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    backend = PinnedBackend(address, deadline)
+    backend = PinnedBackend(address, deadline, policy.connect_timeout)
     extensions = {"timeout": _timeouts(policy.timeout), **sni}
     try:
         with (
@@ -195,6 +210,10 @@ def fetch(
             ) as response,
         ):
             body = read_capped(response, policy.max_bytes)
+    except httpcore.ConnectTimeout:
+        if backend.connect_ran_out:
+            raise FetchError(f"could not connect within {policy.connect_timeout:g} s") from None
+        raise FetchError(_timed_out(deadline)) from None
     except httpcore.TimeoutException:
         raise FetchError(_timed_out(deadline)) from None
     except httpcore.ConnectError:

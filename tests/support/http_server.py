@@ -95,3 +95,45 @@ class ScriptedServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class BlackHole:
+    """A receiver that accepts connections and never reads or answers: every request to it waits
+    out the client's whole deadline. `stop` closes them all, so the clients fail at once."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.port = int(self._listener.getsockname()[1])
+        self.held: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        return len(self.held)
+
+    def start(self) -> BlackHole:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self._listener.accept()[0]
+            except OSError:
+                return
+            with self._lock:
+                self.held.append(conn)
+                if self._stopped:
+                    conn.close()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._listener.close()
+            for conn in self.held:
+                conn.close()

@@ -8,6 +8,10 @@ HTTP status or error, and latency.
 Outcomes: 2xx delivered; 410 disables the URL for this key; 3xx, other 4xx, 5xx
 and network errors are retried on `webhook_retry_schedule` (a terminal event only;
 progress events are best effort), waiting at least `Retry-After` on 429 and 503.
+
+One key's dead receiver cannot take the pool: a delivery is attempted only within its
+key's limits (storage.database.webhook_queue); otherwise the task ends at once and the
+delivery waits in the database for the dispatcher.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from storage.database.engine import session_scope
+from sqlalchemy.orm import Session
+
+from storage.database.engine import session_scope, write_scope
 from storage.database.jobs import get_job, utcnow
 from storage.database.models import ApiKey, Job, WebhookDelivery
+from storage.database.webhook_queue import RATE_WINDOW, DeliveryLimits, Lease, defer, lease_delivery, take_due
 from storage.database.webhooks import (
     DELIVERED,
     DISABLED,
@@ -32,11 +39,9 @@ from storage.database.webhooks import (
     disable_endpoint,
     is_disabled,
     jobs_awaiting_event,
-    lease_delivery,
     record_attempt,
     settle,
     signing_secrets,
-    take_due,
 )
 from storage.egress.fetch import FetchError, FetchPolicy, fetch
 from storage.egress.signing import signature_headers
@@ -125,18 +130,35 @@ def dispatch(ctx: OpsContext, publish: Publish, *, limit: int = 200) -> int:
     for job_id in waiting:
         write_terminal_event(ctx, job_id)
     with session_scope(ctx.sessions) as session:
-        due = take_due(session, now=utcnow(), redispatch_after=lease_length(ctx), limit=limit)
+        due = take_due(
+            session,
+            now=utcnow(),
+            redispatch_after=lease_length(ctx),
+            limit=limit,
+            per_key=ctx.settings.webhook_max_in_flight_per_key,
+        )
     for delivery_id in due:
         publish(delivery_id)
     return len(due)
 
 
+def delivery_limits(ctx: OpsContext) -> DeliveryLimits:
+    return DeliveryLimits(
+        in_flight_per_key=ctx.settings.webhook_max_in_flight_per_key,
+        retries_per_minute=ctx.settings.webhook_retries_per_key_per_minute,
+    )
+
+
 def attempt(ctx: OpsContext, delivery_id: str) -> str | None:
-    """One delivery attempt, if the delivery is due and nobody else holds it. Returns the new status."""
+    """One delivery attempt, if the delivery is due, nobody else holds it and its key is within its limits.
+
+    Returns the new status; None when nothing was sent (see hold_back)."""
     timeout = ctx.settings.webhook_timeout_seconds
-    with session_scope(ctx.sessions) as session:
-        if not lease_delivery(session, delivery_id, now=utcnow(), lease=lease_length(ctx)):
-            return None
+    now = utcnow()
+    with write_scope(ctx.sessions) as session:  # the lease reads the key's counts before it writes
+        lease = lease_delivery(session, delivery_id, now=now, lease=lease_length(ctx), limits=delivery_limits(ctx))
+        if lease != Lease.TAKEN:
+            return hold_back(ctx, session, delivery_id, lease, now=now)
         delivery = session.get(WebhookDelivery, delivery_id)
         key = session.get(ApiKey, delivery.api_key_id) if delivery else None
         assert delivery is not None and key is not None
@@ -184,13 +206,46 @@ def attempt(ctx: OpsContext, delivery_id: str) -> str | None:
         return outcome
 
 
+def hold_back(ctx: OpsContext, session: Session, delivery_id: str, lease: Lease, *, now: datetime) -> str | None:
+    """A delivery refused its lease. Over the key's in-flight limit it stays due for the dispatcher's
+    next nudge, except a progress event, which is dropped (stale by then; best effort); over the retry
+    rate it is put off by one retry's share of the window. Returns the new status, None if unchanged."""
+    settings = ctx.settings
+    if lease == Lease.RATE_LIMITED:
+        defer(session, delivery_id, now=now, until=now + RATE_WINDOW / settings.webhook_retries_per_key_per_minute)
+    elif lease == Lease.KEY_BUSY:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is not None and not delivery.terminal:
+            error = f"not sent: {settings.webhook_max_in_flight_per_key} deliveries of this key were in flight"
+            record_attempt(
+                session,
+                delivery_id,
+                number=delivery.attempt_count + 1,
+                at=now,
+                status_code=None,
+                error=error,
+                latency_ms=0,
+            )
+            settle(session, delivery_id, status=FAILED, now=now)
+            return FAILED
+        defer(session, delivery_id, now=now)
+    if lease != Lease.NOT_DUE:
+        log.debug("webhook %s put off: %s", delivery_id, lease)
+    return None
+
+
 def send(
     ctx: OpsContext, url: str, msg_id: str, body: bytes, secrets: list[str], timeout: float
 ) -> tuple[int | None, str | None, timedelta | None, float]:
     """POST the signed body. Returns (status code, error, Retry-After, seconds taken)."""
     headers = signature_headers(secrets, msg_id, int(time.time()), body)
     headers["content-type"] = "application/json"
-    policy = FetchPolicy(timeout=timeout, max_bytes=RESPONSE_CAP_BYTES, allow_loopback=ctx.settings.allow_loopback_urls)
+    policy = FetchPolicy(
+        timeout=timeout,
+        max_bytes=RESPONSE_CAP_BYTES,
+        allow_loopback=ctx.settings.allow_loopback_urls,
+        connect_timeout=ctx.settings.webhook_connect_timeout_seconds,
+    )
     started = time.monotonic()
     try:
         result = fetch(url, policy, method="POST", content=body, headers=headers)

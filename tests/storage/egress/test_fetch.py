@@ -211,6 +211,24 @@ def test_deadline(http_server) -> None:
     assert time.monotonic() - started < 4
 
 
+def test_a_host_that_never_accepts_fails_at_the_connect_deadline() -> None:
+    """A full accept queue leaves the SYN unanswered, as a firewall that drops it does."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = int(listener.getsockname()[1])
+    queued = socket.create_connection(("127.0.0.1", port), timeout=2)  # fills the queue; never accepted
+    try:
+        started = time.monotonic()
+        policy = FetchPolicy(timeout=10, connect_timeout=0.5, allow_loopback=True)
+        with pytest.raises(FetchError, match="could not connect within 0.5 s"):
+            fetch(f"http://127.0.0.1:{port}/", policy)
+        assert time.monotonic() - started < 3, "the overall deadline (10 s) was waited for"
+        with pytest.raises(FetchError, match="timed out after 0.5 s"):  # the overall deadline is the shorter
+            fetch(f"http://127.0.0.1:{port}/", FetchPolicy(timeout=0.5, connect_timeout=5, allow_loopback=True))
+    finally:
+        queued.close()
+        listener.close()
+
+
 class drip_server:  # noqa: N801 - a context manager that reads like a function
     """A raw listener that answers one request with `fast` at once, then `drip` `piece` bytes at a time."""
 
