@@ -10,9 +10,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.context import AppContext
+from api.edge.admission import Admission
 from api.edge.body_limit import BodyLimitMiddleware
+from api.edge.database_guard import GuardMiddleware
 from api.edge.gate import InputGate
 from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from api.routes import (
     batch,
     catalog,
@@ -38,7 +41,10 @@ DESCRIPTION = """\
 Asynchronous inpainting. Submit an image, a mask and a prompt to `POST /v2/{model}`
 and get a `request_id` at once; poll `status_url`, then fetch `response_url`.
 Masks: white (255) repaints, black (0) keeps. Every route but `/healthz`,
-`/readyz` and signed image links needs the `x-api-key` header.
+`/readyz` and signed image links needs an API key, in the `x-api-key` header or as
+`Authorization: Bearer <key>` (the Stable Diffusion API routes also take it as `key`
+in the JSON body). Errors are `{"error": ...}`; invalid input is a 400 whose `errors`
+names each field, its limit and the given value.
 """
 
 
@@ -67,13 +73,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap_key(context)
+        context.guard.start()
         yield
+        await context.watcher.close()
         context.close()
 
     app = FastAPI(title="Inpaint Queue", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.context = context
     install_error_handlers(app)
-    install_middleware(app, settings)
+    install_middleware(app, context)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(catalog.router)
@@ -86,11 +94,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(enterprise.router)
     app.include_router(files.router)
     app.include_router(playground.router)
+    install_openapi(app)
     return app
 
 
-def install_middleware(app: FastAPI, settings: Settings) -> None:
-    """CORS only for origins configured by name; then the input gate; the body limit outermost, so it acts first."""
+def install_middleware(app: FastAPI, context: AppContext) -> None:
+    """From the outside in: admission (429 before anything is read), the database guard (503 while
+    the database does not answer), the body limit (413 before the body is read), the input gate (400
+    for what no route can use), CORS for origins configured by name."""
+    settings = context.settings
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -101,3 +113,5 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
         )
     app.add_middleware(InputGate)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(GuardMiddleware, guard=context.guard)
+    app.add_middleware(Admission, requests=context.requests, streams=context.streams)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.bodies import gated_json
@@ -34,15 +35,21 @@ def get_session(context: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_current_key(
-    context: ContextDep,
-    x_api_key: Annotated[str | None, Header(description="Your API key.")] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> ApiKey:
-    """The caller's key, from `x-api-key` (or `Authorization: Bearer`). 401 if missing or unknown."""
-    secret = x_api_key
-    if secret is None and authorization and authorization.lower().startswith("bearer "):
-        secret = authorization[7:].strip()
+API_KEY_HEADER = APIKeyHeader(name="x-api-key", scheme_name="ApiKey", description="Your API key.", auto_error=False)
+BEARER = HTTPBearer(
+    scheme_name="Bearer", description="Your API key as `Authorization: Bearer <key>`.", auto_error=False
+)
+# auto_error=False: a missing key is this API's own 401 (find_caller), not FastAPI's.
+HeaderSecret = Annotated[str | None, Security(API_KEY_HEADER)]
+BearerSecret = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+def bearer_secret(bearer: HTTPAuthorizationCredentials | None) -> str | None:
+    return bearer.credentials if bearer else None
+
+
+def find_caller(context: AppContext, secret: str | None) -> ApiKey:
+    """The key whose secret this is. 401 if missing or unknown."""
     if not secret:
         raise Unauthorized("missing API key: send it in the x-api-key header")
     with session_scope(context.sessions) as session:  # not SessionDep: it would be held to the end of the request
@@ -50,6 +57,11 @@ def get_current_key(
     if key is None:
         raise Unauthorized("unknown or revoked API key")
     return key
+
+
+def get_current_key(context: ContextDep, header: HeaderSecret, bearer: BearerSecret) -> ApiKey:
+    """The caller's key, from `x-api-key` (or `Authorization: Bearer`). 401 if missing or unknown."""
+    return find_caller(context, header or bearer_secret(bearer))
 
 
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
@@ -72,11 +84,12 @@ def require_admin(key: ApiKey) -> ApiKey:
 def get_admin_key(
     context: ContextDep,
     body_key: Annotated[str | None, Depends(get_body_key)],
-    x_api_key: Annotated[str | None, Header(description="An admin API key (or `key` in the body).")] = None,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    header: HeaderSecret,
+    bearer: BearerSecret,
 ) -> ApiKey:
-    """An admin key from the header, or from the body's `key`. 401 if missing or unknown, 403 if not admin."""
-    return require_admin(get_current_key(context, x_api_key or body_key, authorization))
+    """An admin key from `x-api-key`, the body's `key` or `Authorization: Bearer`, in that order.
+    401 if missing or unknown, 403 if not admin."""
+    return require_admin(find_caller(context, header or body_key or bearer_secret(bearer)))
 
 
 AdminKey = Annotated[ApiKey, Depends(get_admin_key)]
@@ -97,3 +110,5 @@ IdempotencyKeyHeader = Annotated[
         description="The same key and body within 24 h return the original request_id; another body gets 409.",
     ),
 ]
+
+ModelSlug = Annotated[str, Path(description="A model slug; GET /v2/models lists them.", examples=["erase"])]

@@ -130,7 +130,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_domain_error(_: Request, exc: InpaintError) -> JSONResponse:
         for kind, status in STATUS_BY_ERROR:
             if isinstance(exc, kind):
-                return _error_response(status, exc.message)
+                headers = {"Retry-After": "5"} if status == 503 else None
+                return _error_response(status, exc.message, headers=headers)
         log.error("unmapped domain error %s: %s", type(exc).__name__, exc.message)
         return _error_response(500, "internal error")
 

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import Depends
 
 from api.context import AppContext
-from api.deps import ContextDep, CurrentKey
+from api.deps import ContextDep, CurrentKey, ModelSlug
 from api.ratelimit import rate_of
 from storage.database.keys import may_use_model
 from storage.database.models import ApiKey
 from storage.errors import Forbidden, RateLimited
 
 
-def get_submit_key(model: str, key: CurrentKey, context: ContextDep) -> ApiKey:
+def get_submit_key(model: ModelSlug, key: CurrentKey, context: ContextDep) -> ApiKey:
     """The caller's key, once it may use `model` and its bucket gave it a token.
 
     Runs before the body's fields are validated or any image is fetched, so a

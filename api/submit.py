@@ -27,13 +27,13 @@ from functools import partial
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from PIL import Image
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.context import AppContext
-from storage.blobs.images import decode_inline, encode_png, is_url, open_image, to_mask, to_rgb
+from api.edge.admission import Slots
+from storage.blobs.images import ImageInfo, decode_inline, inspect_image, is_url
 from storage.blobs.store import in_parallel, input_key, job_prefix, with_retries
 from storage.broker import publish_job
 from storage.contract.assets import AssetCatalog
@@ -67,11 +67,24 @@ class Idempotency:
     digest: str
 
 
-def load_image(field: str, value: str, *, policy: FetchPolicy, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Fetch or decode one input image; every failure is a 400 naming the field."""
+@dataclass(frozen=True)
+class InputImage:
+    """An input as sent (the bytes that are stored) and what its header says."""
+
+    data: bytes
+    info: ImageInfo
+
+
+def load_image(
+    field: str, value: str, *, policy: FetchPolicy, max_bytes: int, max_pixels: int, fetches: Slots, caller: str
+) -> InputImage:
+    """Fetch or base64-decode one input image and check it from its header (format, size, pixel limit);
+    the worker decodes it, under the same limits. Every failure is a 400 naming the field. A fetch holds
+    one of the caller's image-fetch slots (429 when it has none left) for at most the fetch's deadline."""
     if is_url(value):
         try:
-            result = fetch(value, policy)
+            with fetches.held(caller):
+                result = fetch(value, policy)
         except FetchError as exc:
             raise InvalidInput(field, f"could not be fetched: {exc.message}", value=value) from None
         if result.status_code != 200:
@@ -85,7 +98,7 @@ def load_image(field: str, value: str, *, policy: FetchPolicy, max_bytes: int, m
         raise InvalidInput(
             field, f"is {len(data)} bytes, more than the limit of {max_bytes}", limit=max_bytes, value=len(data)
         )
-    return open_image(field, data, max_pixels=max_pixels)
+    return InputImage(data, inspect_image(field, data, max_pixels=max_pixels))
 
 
 def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
@@ -140,13 +153,6 @@ def parse_request(spec: ModelSpec, body: Any) -> InpaintRequest:
         raise RequestValidationError(errors) from None
 
 
-def load_mask(request: InpaintRequest, image_size: tuple[int, int], limits: dict[str, Any]) -> Image.Image:
-    """The mask, thresholded and at the image's size; no mask (inpaint-auto) repaints everything."""
-    if request.mask is None:
-        return Image.new("L", image_size, 255)
-    return to_mask(load_image("mask", request.mask, **limits), image_size)
-
-
 def out_of_credits(left: int | None, needed: int) -> OutOfCredits:
     shown = "fewer" if left is None else str(left)
     return OutOfCredits(f"this key is out of credits: {shown} left, this request needs {needed} (one per image)")
@@ -184,11 +190,14 @@ def prepare_job(
         "policy": context.fetch_policy,
         "max_bytes": context.settings.max_image_bytes,
         "max_pixels": context.settings.max_image_pixels,
+        "fetches": context.fetches,
+        "caller": f"key-id:{key.id}",
     }
-    image = to_rgb(load_image("image", request.image, **limits))
-    mask = load_mask(request, image.size, limits)
-    params = resolve_params(request, spec, image_size=image.size, rng=context.rng, catalog=catalog)
-    images = {"image": encode_png(image), "mask": encode_png(mask)}
+    image = load_image("image", request.image, **limits)
+    images = {"image": image.data}
+    if request.mask is not None:  # none (inpaint-auto): the worker repaints everything
+        images["mask"] = load_image("mask", request.mask, **limits).data
+    params = resolve_params(request, spec, image_size=image.info.size, rng=context.rng, catalog=catalog)
     return PreparedJob(job_id=str(uuid.uuid4()), spec=spec, request=request, params=params, images=images)
 
 
@@ -289,7 +298,7 @@ def insert_job(
 ) -> bool:
     """Take the job's credits and insert its row, in the caller's transaction. False (nothing
     written) when the key has too few credits left."""
-    charged = charge_credits(session, key.id, job.params.samples)  # the write comes first
+    charged = charge_credits(session, key.id, job.params.samples, limited=key.credits is not None)  # write first
     if charged is None:
         return False
     create_job(

@@ -27,8 +27,11 @@ def progress_of(job: Job) -> dict[str, Any]:
     return {"step": step, "total": total, "percent": round(100.0 * step / total, 1) if total else 0.0}
 
 
-def status_body(session: Session, job: Job, *, base_url: str) -> dict[str, Any]:
-    """GET /v2/requests/{id}/status. QUEUED adds queue_position, PROCESSING adds progress."""
+def status_body(
+    session: Session | None, job: Job, *, base_url: str, queue_position: int | None = None
+) -> dict[str, Any]:
+    """GET /v2/requests/{id}/status. QUEUED adds queue_position (counted with `session` unless
+    given), PROCESSING adds progress."""
     body: dict[str, Any] = {
         "request_id": job.id,
         "status": job.status,
@@ -37,7 +40,11 @@ def status_body(session: Session, job: Job, *, base_url: str) -> dict[str, Any]:
         **job_urls(base_url, job.id),
     }
     if job.status == JobStatus.QUEUED:
-        body["queue_position"] = count_jobs_ahead(session, job)
+        if queue_position is None:
+            if session is None:
+                raise TypeError("a QUEUED job's position needs a session or a queue_position")
+            queue_position = count_jobs_ahead(session, job)
+        body["queue_position"] = queue_position
     elif job.status == JobStatus.PROCESSING:
         body["progress"] = progress_of(job)
         body["started_at"] = iso(job.started_at)

@@ -24,15 +24,16 @@ class Stores:
     blobs: BlobStore
 
     @classmethod
-    def open(cls, settings: Settings, *, pool: tuple[int, int] | None = None) -> Stores:
+    def open(cls, settings: Settings, *, pool: tuple[int, int] | None = None, timeout: float | None = None) -> Stores:
         """pool: (size, overflow) of a server database's connection pool, for a process with few
         threads (WORKER_POOL); None keeps make_engine's, sized for the API's request threads.
-        SQLite always keeps make_engine's."""
+        SQLite always keeps make_engine's. timeout: make_engine's (the API's
+        INPAINT_DATABASE_TIMEOUT_SECONDS); None waits as long as the drivers do."""
         url = settings.resolved_database_url
         if pool is not None and not url.startswith("sqlite"):
-            engine = make_engine(url, pool_size=pool[0], max_overflow=pool[1])
+            engine = make_engine(url, timeout=timeout, pool_size=pool[0], max_overflow=pool[1])
         else:
-            engine = make_engine(url)
+            engine = make_engine(url, timeout=timeout)
         return cls(engine=engine, sessions=make_session_factory(engine), blobs=make_blob_store(settings))
 
     def close(self) -> None:

@@ -7,13 +7,19 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CurrentKey, SessionDep
+from api.schemas import ModelList, SchedulerList
 from storage.contract.schedulers import SCHEDULERS
 from storage.database.registry import list_models
 
 router = APIRouter(prefix="/v2", tags=["catalog"])
 
 
-@router.get("/models", summary="List the model slugs and what each accepts")
+@router.get(
+    "/models",
+    summary="List the model slugs and what each accepts",
+    response_model=None,
+    responses={200: {"model": ModelList}},
+)
 def get_models(session: SessionDep, key: CurrentKey) -> dict[str, Any]:
     return {
         "models": [
@@ -23,7 +29,12 @@ def get_models(session: SessionDep, key: CurrentKey) -> dict[str, Any]:
     }
 
 
-@router.get("/schedulers", summary="List the scheduler names and the diffusers scheduler of each")
+@router.get(
+    "/schedulers",
+    summary="List the scheduler names and the diffusers scheduler of each",
+    response_model=None,
+    responses={200: {"model": SchedulerList}},
+)
 def get_schedulers(key: CurrentKey) -> dict[str, Any]:
     return {
         "schedulers": [

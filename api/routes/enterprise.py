@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import AdminKey, ContextDep, SessionDep
 from api.fleet_views import model_status, registry_listing
+from api.openapi import error_response, error_responses
 from storage.contract.assets import ASSET_KINDS, BUILTIN_ASSETS, AssetSpec
 from storage.contract.schedulers import SCHEDULERS, SUPPORTED_NAMES
 from storage.contract.specs import BUILTIN, DIFFUSION_FAMILIES, ModelSpec, Range
@@ -29,7 +30,15 @@ from storage.database.jobs import utcnow
 from storage.database.registry import delete_model, register_model
 from storage.errors import InvalidInput, NotFound
 
-router = APIRouter(prefix="/api/v1/enterprise", tags=["model management (admin)"])
+router = APIRouter(
+    prefix="/api/v1/enterprise",
+    tags=["model management (admin)"],
+    responses={**error_responses(400, 413), 403: error_response(403, "This route needs an admin key")},
+)
+KEY_NOTE = (
+    "Needs an admin key: in the x-api-key header, as a Bearer token, or in the JSON body's `key` "
+    "as the Stable Diffusion API enterprise sends it."
+)
 
 ModelType = Literal[
     "sd15",
@@ -102,7 +111,7 @@ def _stale_after(context: ContextDep) -> timedelta:
     return timedelta(seconds=3 * context.settings.worker_heartbeat_seconds)
 
 
-@router.post("/get_all_models", summary="List every model and named asset, with its source")
+@router.post("/get_all_models", summary="List every model and named asset, with its source", description=KEY_NOTE)
 def get_all_models(key: AdminKey, session: SessionDep, body: AdminBody | None = None) -> dict[str, Any]:
     return {"status": "success", **registry_listing(session)}
 
@@ -142,7 +151,9 @@ def _asset_spec(body: LoadModelBody) -> AssetSpec:
         raise InvalidInput("model_id", f"is not a valid name: {exc}", value=body.model_id) from None
 
 
-@router.post("/load_model", summary="Register a model or asset; workers warm pipelines up between jobs")
+@router.post(
+    "/load_model", summary="Register a model or asset; workers warm pipelines up between jobs", description=KEY_NOTE
+)
 def load_model(body: LoadModelBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
     now = utcnow()
     answer = {"status": "success", "model_id": body.model_id, "model_type": body.model_type}
@@ -162,7 +173,7 @@ def load_model(body: LoadModelBody, key: AdminKey, context: ContextDep) -> dict[
     return answer | {"message": "registered; every worker loads it between jobs", "command_id": command}
 
 
-@router.post("/load_vae", summary="Register a VAE that requests can name in `vae`")
+@router.post("/load_vae", summary="Register a VAE that requests can name in `vae`", description=KEY_NOTE)
 def load_vae(body: LoadVaeBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
     try:
         asset = AssetSpec(kind="vae", name=body.vae_id, source=body.vae_url, family=body.family)
@@ -173,7 +184,12 @@ def load_vae(body: LoadVaeBody, key: AdminKey, context: ContextDep) -> dict[str,
     return {"status": "success", "vae_id": body.vae_id, "message": "registered; requests may name it in `vae`"}
 
 
-@router.post("/verify_model", summary="Whether a model is registered and which workers hold it in memory")
+@router.post(
+    "/verify_model",
+    summary="Whether a model is registered and which workers hold it in memory",
+    description=KEY_NOTE,
+    responses=error_responses(404),
+)
 def verify_model(body: ModelIdBody, key: AdminKey, session: SessionDep, context: ContextDep) -> dict[str, Any]:
     workers = list_workers(session, now=utcnow(), stale_after=_stale_after(context))
     status = model_status(session, body.model_id, body.model_type, [w for w in workers if w["online"]])
@@ -196,7 +212,12 @@ def _delete_registrations(session: Session, name: str, kind: str | None) -> dict
     return deleted
 
 
-@router.post("/delete_model", summary="Remove a registration (a built-in it overrode comes back)")
+@router.post(
+    "/delete_model",
+    summary="Remove a registration (a built-in it overrode comes back)",
+    description=KEY_NOTE,
+    responses=error_responses(404),
+)
 def delete_model_route(body: ModelIdBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
     now = utcnow()
     with writing(context) as session:
@@ -217,7 +238,7 @@ def delete_model_route(body: ModelIdBody, key: AdminKey, context: ContextDep) ->
     }
 
 
-@router.post("/clear_cache", summary="Drop every resident model from every worker, between jobs")
+@router.post("/clear_cache", summary="Drop every resident model from every worker, between jobs", description=KEY_NOTE)
 def clear_cache(key: AdminKey, context: ContextDep, body: AdminBody | None = None) -> dict[str, Any]:
     with writing(context) as session:
         command = issue_command(session, "clear_cache", now=utcnow())
@@ -228,7 +249,7 @@ def clear_cache(key: AdminKey, context: ContextDep, body: AdminBody | None = Non
     }
 
 
-@router.post("/schedulers_list", summary="The scheduler names requests may use")
+@router.post("/schedulers_list", summary="The scheduler names requests may use", description=KEY_NOTE)
 def schedulers_list(key: AdminKey, body: AdminBody | None = None) -> dict[str, Any]:
     return {
         "status": "success",
@@ -237,7 +258,9 @@ def schedulers_list(key: AdminKey, body: AdminBody | None = None) -> dict[str, A
     }
 
 
-@router.post("/system_details", summary="Workers, devices, free memory, resident models and queue depth")
+@router.post(
+    "/system_details", summary="Workers, devices, free memory, resident models and queue depth", description=KEY_NOTE
+)
 def system_details(
     key: AdminKey, session: SessionDep, context: ContextDep, body: AdminBody | None = None
 ) -> dict[str, Any]:

@@ -9,16 +9,32 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import ContextDep
+from api.openapi import RETRY_AFTER
+from api.schemas import Error, Liveness, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get(
+    "/healthz", summary="Liveness: the process answers", response_model=None, responses={200: {"model": Liveness}}
+)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database, broker and storage are reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: database, broker and storage are reachable",
+    responses={
+        200: {"model": Readiness, "description": "Ready"},
+        503: {
+            "model": Readiness | Error,
+            "description": "Not ready: `checks` names what is unreachable (an Error while the database "
+            "guard holds requests back)",
+            "headers": RETRY_AFTER,
+        },
+    },
+)
 def readyz(context: ContextDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:
@@ -40,5 +56,7 @@ def readyz(context: ContextDep) -> JSONResponse:
         checks["storage"] = f"unreachable ({type(exc).__name__})"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+        headers=None if ready else {"Retry-After": "5"},
     )

@@ -19,9 +19,11 @@ from api.bodies import gated_json
 from api.context import AppContext
 from api.errors import STATUS_BY_ERROR, describe_validation_error
 from api.limits import admit
+from api.live.waiting import wait_for_end
+from api.openapi import modelslab_docs
 from api.routes.files import job_image_link
+from api.schemas import ModelsLabBody, ModelsLabFetchBody
 from api.submit import accept_job
-from api.waiting import wait_for_end
 from storage.database.engine import session_scope
 from storage.database.jobs import count_jobs_ahead, get_visible_job, mean_inference_time, utcnow
 from storage.database.keys import find_key
@@ -167,12 +169,15 @@ async def fetch(request: Request, job_id: str | None = None) -> JSONResponse:
 
 
 for path in SUBMIT_PATHS:
-    router.add_api_route(path, inpaint, methods=["POST"], summary=f"Inpaint ({path})")
+    router.add_api_route(path, inpaint, methods=["POST"], summary=f"Inpaint ({path})", **modelslab_docs(ModelsLabBody))
 for path in FETCH_PATHS:
-    router.add_api_route(path, fetch, methods=["POST"], summary=f"Fetch a result ({path})")
+    router.add_api_route(
+        path, fetch, methods=["POST"], summary=f"Fetch a result ({path})", **modelslab_docs(ModelsLabFetchBody)
+    )
 router.add_api_route(
     "/api/v1/enterprise/fetch_queue_image",
     fetch,
     methods=["POST"],
     summary="Fetch a queued result (body: key, request_id)",
+    **modelslab_docs(ModelsLabFetchBody),
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -16,7 +15,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.context import AppContext
 from api.deps import BaseUrl, ContextDep, CurrentKey, SessionDep
+from api.live.watcher import JobView
+from api.openapi import error_response
 from api.routes.v2 import JobId, find_job_or_404
+from api.schemas import CancelAnswer, JobList
 from api.views import result_body, status_body
 from storage.broker import TASK_WEBHOOK_JOB_FINISHED, publish_task
 from storage.database.engine import session_scope
@@ -26,7 +28,6 @@ from storage.errors import InvalidInput, NotFound
 
 router = APIRouter(prefix="/v2", tags=["v2 native"])
 
-SSE_POLL_SECONDS = 0.2
 SSE_KEEPALIVE_SECONDS = 15.0
 RANK = {JobStatus.QUEUED: 1, JobStatus.PROCESSING: 2, JobStatus.COMPLETED: 3, JobStatus.FAILED: 3}
 
@@ -37,6 +38,8 @@ RANK = {JobStatus.QUEUED: 1, JobStatus.PROCESSING: 2, JobStatus.COMPLETED: 3, Jo
     description="A QUEUED job is removed; a PROCESSING one stops at its next step. Either ends FAILED "
     'with `error: "cancelled"`, so clients that poll stop. `cancelled` says whether this '
     "call cancelled it or it had already finished.",
+    response_model=None,
+    responses={200: {"model": CancelAnswer}, 404: error_response(404, "Unknown or expired")},
 )
 def cancel(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
     with session_scope(context.sessions) as reader:
@@ -77,7 +80,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return at, job_id
 
 
-@router.get("/requests", summary="List your jobs, newest first")
+@router.get(
+    "/requests", summary="List your jobs, newest first", response_model=None, responses={200: {"model": JobList}}
+)
 def list_requests(
     session: SessionDep,
     key: CurrentKey,
@@ -101,18 +106,18 @@ def list_requests(
     }
 
 
-def snapshot(context: AppContext, job_id: str, api_key_id: int, base_url: str) -> tuple[str, str, dict[str, Any]]:
-    """(event id, event name, data) for the job's state now. Ids order like the states they name."""
-    with session_scope(context.sessions) as session:
-        job = get_visible_job(session, job_id, api_key_id=api_key_id, now=utcnow())
-        if job is None:
-            return "9.0", "error", {"error": f"request {job_id!r} was not found or has expired"}
-        status = JobStatus(job.status)
-        body = status_body(session, job, base_url=base_url)
-        if status == JobStatus.COMPLETED:
-            body = result_body(job, blobs=context.blobs, base_url=base_url, now=utcnow(), inline=False)
+def render(context: AppContext, view: JobView, base_url: str) -> tuple[str, str, dict[str, Any]]:
+    """(event id, event name, data) for a job as the watcher saw it. Ids order like the states they name."""
+    job = view.job
+    if job is None:
+        return "9.0", "error", {"error": "the request was not found or has expired"}
+    status = JobStatus(job.status)
+    if status == JobStatus.COMPLETED:
+        body = result_body(job, blobs=context.blobs, base_url=base_url, now=utcnow(), inline=False)
+    else:
+        body = status_body(None, job, base_url=base_url, queue_position=view.queue_position)
     if status == JobStatus.QUEUED:
-        minor = 1_000_000 - body["queue_position"]
+        minor = 1_000_000 - view.queue_position
     elif status == JobStatus.PROCESSING:
         minor = body["progress"]["step"]
     else:
@@ -134,23 +139,30 @@ def event_key(event_id: str | None) -> tuple[int, int]:
         return 0, 0
 
 
-async def follow(
-    context: AppContext, job_id: str, api_key_id: int, base_url: str, last_event_id: str | None
-) -> AsyncIterator[str]:
+async def follow(context: AppContext, job_id: str, base_url: str, last_event_id: str | None) -> AsyncIterator[str]:
+    """The stream's events: each change the watcher hands over, a comment every 15 quiet seconds.
+    It subscribes when the response starts, so a stream that never starts leaves nothing behind."""
     last = event_key(last_event_id)
-    quiet_since = asyncio.get_running_loop().time()
-    while True:
-        event_id, name, data = await run_in_threadpool(snapshot, context, job_id, api_key_id, base_url)
-        if event_key(event_id) > last:
-            last = event_key(event_id)
-            quiet_since = asyncio.get_running_loop().time()
-            yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-        if name in ("completed", "failed", "error"):
-            return
-        if asyncio.get_running_loop().time() - quiet_since > SSE_KEEPALIVE_SECONDS:
-            quiet_since = asyncio.get_running_loop().time()
-            yield ": keep-alive\n\n"
-        await asyncio.sleep(SSE_POLL_SECONDS)
+    subscription = context.watcher.subscribe(job_id)
+    try:
+        while True:
+            view = await subscription.next(SSE_KEEPALIVE_SECONDS)
+            if view is None:
+                yield ": keep-alive\n\n"
+                continue
+            event_id, name, data = render(context, view, base_url)
+            if event_key(event_id) > last:
+                last = event_key(event_id)
+                yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+            if name in ("completed", "failed", "error"):
+                return
+    finally:
+        context.watcher.unsubscribe(subscription)
+
+
+def visible(context: AppContext, job_id: str, api_key_id: int) -> bool:
+    with session_scope(context.sessions) as session:
+        return get_visible_job(session, job_id, api_key_id=api_key_id, now=utcnow()) is not None
 
 
 @router.get(
@@ -160,6 +172,10 @@ async def follow(
     description="Events `queued` (with queue_position), `progress` (step, total, percent), then "
     "`completed` (the result body) or `failed`; the stream closes at a terminal state. "
     "Reconnect with `Last-Event-ID` to resume after the last event seen.",
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The event stream"},
+        404: error_response(404, "Unknown or expired"),
+    },
 )
 async def events(
     job_id: JobId,
@@ -168,11 +184,10 @@ async def events(
     base_url: BaseUrl,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    _, name, data = await run_in_threadpool(snapshot, context, job_id, key.id, base_url)
-    if name == "error":
-        raise NotFound(data["error"])
+    if not await run_in_threadpool(visible, context, job_id, key.id):
+        raise NotFound(f"request {job_id!r} was not found or has expired")
     return StreamingResponse(
-        follow(context, job_id, key.id, base_url, last_event_id),
+        follow(context, job_id, base_url, last_event_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

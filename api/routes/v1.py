@@ -17,11 +17,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.bodies import JsonBody, submit_body_schema
-from api.deps import BaseUrl, ContextDep, IdempotencyKeyHeader
+from api.deps import BaseUrl, ContextDep, IdempotencyKeyHeader, ModelSlug
 from api.limits import SubmitKey
+from api.live.waiting import wait_for_end
+from api.openapi import error_response, error_responses
+from api.schemas import SyncFailed, SyncImage, SyncTimeout
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls
-from api.waiting import wait_for_end
 from storage.database.models import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["v1 synchronous"])
@@ -32,13 +34,20 @@ router = APIRouter(prefix="/v1", tags=["v1 synchronous"])
     summary="Inpaint and wait for the image",
     openapi_extra=submit_body_schema(),
     responses={
-        200: {"content": {"image/png": {}}, "description": "The first image"},
-        422: {"description": "The job FAILED"},
-        504: {"description": "Not done in time: request_id and status_url to collect it later"},
+        200: {
+            "model": SyncImage,
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The first image as PNG, with X-Request-Id, X-Seed, X-Seeds and X-Inference-Time "
+            "headers; JSON with every image in base64 when the body asked for `base64: true`",
+        },
+        **error_responses(400, 403, 406, 409, 413, 429),
+        404: error_response(404, "Unknown model; GET /v2/models lists them"),
+        422: {"model": SyncFailed, "description": "The job FAILED"},
+        504: {"model": SyncTimeout, "description": "Not done in time: request_id and status_url to collect it later"},
     },
 )
 async def submit_and_wait(
-    model: str,
+    model: ModelSlug,
     key: SubmitKey,
     body: JsonBody,
     context: ContextDep,

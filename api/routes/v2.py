@@ -8,8 +8,10 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
 from api.bodies import JsonBody, submit_body_schema
-from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader, SessionDep
+from api.deps import BaseUrl, ContextDep, CurrentKey, IdempotencyKeyHeader, ModelSlug, SessionDep
 from api.limits import SubmitKey
+from api.openapi import error_response, error_responses
+from api.schemas import JobState, Result, SubmitAnswer
 from api.submit import accept_job, idempotency_of
 from api.views import job_urls, result_body, status_body
 from storage.database.jobs import get_visible_job, utcnow
@@ -33,16 +35,15 @@ def find_job_or_404(session: SessionDep, job_id: str, key: CurrentKey) -> Job:
     summary="Submit an inpainting job",
     response_description="The job is QUEUED",
     openapi_extra=submit_body_schema(),
+    response_model=None,
     responses={
-        403: {"description": "This key may not use this model"},
-        406: {"description": "This key is out of credits (one per image)"},
-        409: {"description": "Idempotency-Key reused with another body"},
-        413: {"description": "The body is over INPAINT_MAX_BODY_BYTES"},
-        429: {"description": "Rate limited; see Retry-After"},
+        200: {"model": SubmitAnswer},
+        **error_responses(400, 403, 406, 409, 413, 429),
+        404: error_response(404, "Unknown model; GET /v2/models lists them"),
     },
 )
 def submit(
-    model: str,
+    model: ModelSlug,
     key: SubmitKey,
     body: JsonBody,
     context: ContextDep,
@@ -62,7 +63,11 @@ def submit(
 @router.get(
     "/requests/{job_id}/status",
     summary="Poll a job's status",
-    responses={404: {"description": "Unknown or expired"}, 422: {"description": "The job FAILED"}},
+    responses={
+        200: {"model": JobState, "description": "QUEUED, PROCESSING or COMPLETED"},
+        404: error_response(404, "Unknown or expired"),
+        422: {"model": JobState, "description": "The job FAILED: `error` and `error_code` say why"},
+    },
 )
 def get_status(job_id: JobId, session: SessionDep, key: CurrentKey, base_url: BaseUrl) -> JSONResponse:
     job = find_job_or_404(session, job_id, key)
@@ -74,9 +79,10 @@ def get_status(job_id: JobId, session: SessionDep, key: CurrentKey, base_url: Ba
     "/requests/{job_id}",
     summary="Fetch a job's result",
     responses={
-        202: {"description": "Not finished yet: the status body"},
-        404: {"description": "Unknown or expired"},
-        422: {"description": "The job FAILED"},
+        200: {"model": Result, "description": "The job is COMPLETED"},
+        202: {"model": JobState, "description": "Not finished yet: the status body"},
+        404: error_response(404, "Unknown or expired"),
+        422: {"model": JobState, "description": "The job FAILED: the status body, with `error` and `error_code`"},
     },
 )
 def get_result(

@@ -8,7 +8,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import ContextDep, CurrentKey, SessionDep
+from api.openapi import error_response
 from api.routes.v2 import JobId, find_job_or_404
+from api.schemas import Redelivery, SecretRotation, WebhookLog
 from storage.broker import TASK_WEBHOOK_DELIVER, publish_task
 from storage.database.engine import session_scope, write_scope
 from storage.database.jobs import utcnow
@@ -20,7 +22,12 @@ from storage.wire.results import iso
 router = APIRouter(prefix="/v2", tags=["webhooks"])
 
 
-@router.get("/requests/{job_id}/webhooks", summary="List a job's webhook events and every delivery attempt")
+@router.get(
+    "/requests/{job_id}/webhooks",
+    summary="List a job's webhook events and every delivery attempt",
+    response_model=None,
+    responses={200: {"model": WebhookLog}, 404: error_response(404, "Unknown or expired")},
+)
 def get_webhook_log(job_id: JobId, session: SessionDep, key: CurrentKey) -> dict[str, Any]:
     job = find_job_or_404(session, job_id, key)
     return {
@@ -53,7 +60,12 @@ def get_webhook_log(job_id: JobId, session: SessionDep, key: CurrentKey) -> dict
 @router.post(
     "/requests/{job_id}/webhooks/redeliver",
     summary="Send the terminal event again, with the same webhook-id",
-    responses={409: {"description": "The job has no webhook, or has not ended yet"}},
+    response_model=None,
+    responses={
+        200: {"model": Redelivery},
+        404: error_response(404, "Unknown or expired"),
+        409: error_response(409, "The job has no webhook, or has not ended yet"),
+    },
 )
 def redeliver(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
     with session_scope(context.sessions) as reader:
@@ -76,6 +88,8 @@ def redeliver(job_id: JobId, key: CurrentKey, context: ContextDep) -> dict[str, 
     "/webhook-secret/rotate",
     summary="Rotate this key's webhook signing secret",
     response_description="The new secret, shown once",
+    response_model=None,
+    responses={200: {"model": SecretRotation}},
 )
 def rotate_webhook_secret(key: CurrentKey, context: ContextDep) -> dict[str, Any]:
     overlap = timedelta(seconds=context.settings.webhook_secret_overlap_seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,14 +16,28 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 IMMEDIATE = "inpaint_sqlite_immediate"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, timeout: float | None = None, **kwargs: Any) -> Engine:
     """Create an engine. SQLite gets WAL, a busy timeout and foreign keys on every connection.
 
     Up to 40 pooled connections: as many as the API's request threads (anyio's default),
     each of which holds at most one at a time (see api.deps.get_session).
+
+    `timeout` (seconds) bounds the wait for a pooled connection and, on PostgreSQL, connecting
+    (libpq's connect_timeout, at least 2 s) and each statement (statement_timeout). A server
+    that is frozen rather than down answers nothing at all: api.edge.database_guard covers that.
     """
     parsed = make_url(url)
+    if timeout is not None:
+        kwargs.setdefault("pool_timeout", timeout)
     if parsed.get_backend_name() != "sqlite":
+        if timeout is not None:
+            kwargs.setdefault(
+                "connect_args",
+                {
+                    "connect_timeout": max(2, math.ceil(timeout)),
+                    "options": f"-c statement_timeout={round(timeout * 1000)}",
+                },
+            )
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 30)

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.database.models import ApiKey, Job
@@ -117,22 +117,27 @@ def may_use_model(key: ApiKey, slug: str) -> bool:
     return key.allowed_models is None or slug in key.allowed_models
 
 
-def charge_credits(session: Session, key_id: int, amount: int) -> int | None:
+def charge_credits(session: Session, key_id: int, amount: int, *, limited: bool = True) -> int | None:
     """Take `amount` credits in one conditional UPDATE (it comes first: write before read on SQLite).
 
     Returns the credits taken: `amount`, or 0 for a key without a credit limit;
     None when the key has fewer than `amount` left (nothing is taken).
+
+    `limited=False` (the key had no limit when the request began) writes nothing: submits of a
+    key without a limit never queue on its row. A limit set meanwhile applies from the next submit.
     """
+    if not limited:
+        return 0
     taken = session.execute(
         update(ApiKey)
-        .where(ApiKey.id == key_id, ApiKey.credits >= amount)
-        .values(credits=ApiKey.credits - amount)
+        .where(ApiKey.id == key_id, or_(ApiKey.credits.is_(None), ApiKey.credits >= amount))
+        .values(credits=ApiKey.credits - amount)  # NULL (no limit) stays NULL
+        .returning(ApiKey.credits)
         .execution_options(synchronize_session=False)
-    )
-    if taken.rowcount:  # type: ignore[attr-defined]
-        return amount
-    left = session.execute(select(ApiKey.credits).where(ApiKey.id == key_id)).scalar_one_or_none()
-    return 0 if left is None else None
+    ).first()
+    if taken is None:
+        return None
+    return 0 if taken.credits is None else amount
 
 
 def refund_job_credits(session: Session, job_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -17,6 +18,12 @@ from storage.settings import load_settings
 
 def in_process_app(tmp_path: Path, **settings: Any) -> tuple[TestClient, dict[str, str]]:
     """The real app on a real SQLite database, with an admin and a user key."""
+    app, keys = app_with_keys(tmp_path, **settings)
+    return TestClient(app, raise_server_exceptions=False), keys
+
+
+def app_with_keys(tmp_path: Path, **settings: Any) -> tuple[FastAPI, dict[str, str]]:
+    """The ASGI app (not started) on a migrated SQLite database, with an admin and a user key."""
     config = load_settings(data_dir=tmp_path, **settings)
     upgrade(config.resolved_database_url)
     engine = make_engine(config.resolved_database_url)
@@ -26,4 +33,4 @@ def in_process_app(tmp_path: Path, **settings: Any) -> tuple[TestClient, dict[st
             "user": create_key(session, name="u", is_admin=False, now=utcnow()).secret,
         }
     engine.dispose()
-    return TestClient(create_app(config), raise_server_exceptions=False), keys
+    return create_app(config), keys
