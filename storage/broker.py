@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import ChannelError
 from kombu.transport import sqlalchemy as kombu_sqla
+from kombu.utils.json import dumps
 from sqlalchemy import create_engine, event
 
 from storage.database.engine import SQLITE_BUSY_TIMEOUT_MS, set_sqlite_pragmas
@@ -56,6 +57,18 @@ class SQLiteChannel(kombu_sqla.Channel):
         engine = create_engine(self.connection.client.hostname, **options)
         event.listen(engine, "connect", set_sqlite_pragmas)
         return engine
+
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]  # kombu sqlalchemy Channel's own
+        """One INSERT in a transaction of its own, with the queue's id cached: kombu's own looks the
+        queue up and goes through an ORM session for every message, a third of a submit's CPU."""
+        queue_ids: dict[str, int] = self.__dict__.setdefault("_queue_ids", {})
+        if queue not in queue_ids:
+            queue_ids[queue] = self._get_or_create(queue).id  # type: ignore[no-untyped-call]
+        engine, _ = self._open()  # type: ignore[no-untyped-call]
+        body = dumps(payload)  # type: ignore[no-untyped-call]
+        row = {"queue_id": queue_ids[queue], "payload": body, "visible": True, "version": 1}
+        with engine.begin() as conn:
+            conn.execute(self.message_cls.__table__.insert().values(**row))  # timestamp NULL, as kombu's own
 
 
 class SQLiteTransport(kombu_sqla.Transport):
