@@ -3,6 +3,7 @@
 Run them as modules from the repository root, with the project's virtual environment:
 
     .venv/bin/python -m benchmarks.api_throughput --help
+    .venv/bin/python -m benchmarks.isolation --help
     .venv/bin/python -m benchmarks.overhead --help
     .venv/bin/python -m benchmarks.service_vs_raw --help
     .venv/bin/python -m benchmarks.gpu --help

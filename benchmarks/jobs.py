@@ -136,6 +136,28 @@ async def drive_jobs(
     return timings
 
 
+async def submit_jobs(
+    host: str, port: int, key: str, model: str, body: bytes, *, total: int, inflight: int = 4
+) -> list[str]:
+    """`total` jobs submitted and left alone, `inflight` at a time; their ids."""
+    ids: list[str] = []
+    remaining = iter(range(total))
+
+    async def client() -> None:
+        connection = Connection(host, port, {"x-api-key": key})
+        try:
+            for _ in remaining:
+                code, data = await connection.request("POST", f"/v2/{model}", body)
+                if code != 200:
+                    raise RuntimeError(f"submit answered {code}: {data[:500]!r}")
+                ids.append(json.loads(data)["request_id"])
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(client() for _ in range(inflight)))
+    return ids
+
+
 def job_body(model_params: dict[str, Any], size: int) -> bytes:
     """A JSON submit body: the test suite's picture and mask at size x size, plus `model_params`."""
     from tests.support.images import job_body as test_body

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,15 @@ def ms(seconds: float) -> str:
 
 def p50_p99_ms(values: Sequence[float]) -> tuple[str, str]:
     return ms(percentile(values, 50)), ms(percentile(values, 99))
+
+
+def format_failures(statuses: Mapping[int, int]) -> str:
+    """How many answers were not 2xx, and their codes: '0', or '12 (429: 10, 0: 2)'; 0 is no answer in time,
+    -1 a connection lost."""
+    failed = {code: n for code, n in sorted(statuses.items()) if not 200 <= code < 300}
+    if not failed:
+        return "0"
+    return f"{sum(failed.values())} (" + ", ".join(f"{code}: {n}" for code, n in failed.items()) + ")"
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
@@ -93,7 +102,11 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def _process_cpu() -> dict[int, tuple[int, int, float]]:
-    """pid -> (parent pid, session id, CPU seconds) for every process visible."""
+    """pid -> (parent pid, session id, CPU seconds) for every process visible.
+
+    A process's CPU includes that of its children that have exited and been waited for, so
+    that a PostgreSQL backend that exits during a phase (the pool closes its overflow
+    connections) moves into its postmaster's count instead of vanishing from the sum."""
     table: dict[int, tuple[int, int, float]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -101,8 +114,8 @@ def _process_cpu() -> dict[int, tuple[int, int, float]]:
         fields = _stat_fields(int(entry.name))
         if fields is None:
             continue
-        # After the name: state(0) ppid(1) pgrp(2) session(3) ... utime(11) stime(12)
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        # After the name: state(0) ppid(1) pgrp(2) session(3) ... utime(11) stime(12) cutime(13) cstime(14)
+        seconds = sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
         table[int(entry.name)] = (int(fields[1]), int(fields[3]), seconds)
     return table
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def running_stack(
                 "--steps",
                 "1:50:2",
             )
-        stack.user_key = _created_key(stack.cli("inpaint-admin", "keys", "create", "--name", "bench"))
+        stack.user_key = create_key(stack, "bench")
         stack.start_api()
         if worker:
             stack.start_worker()
@@ -164,10 +165,47 @@ def running_stack(
         stack.stop_all()
 
 
-def _created_key(output: str) -> str:
+def create_key(stack: Stack, name: str) -> str:
+    """A new user key of the stack's, by the documented CLI command."""
+    output = stack.cli("inpaint-admin", "keys", "create", "--name", name)
     return next(word for word in output.split() if word.startswith("iq_"))
 
 
 def stack_pids(stack: Stack) -> dict[str, set[int]]:
     """Roles for CpuMeter: the stack's processes, each in a session of its own."""
     return {name: {proc.pid} for name, proc in stack.procs.items()}
+
+
+@contextlib.contextmanager
+def frozen_postgres(servers: Servers) -> Iterator[None]:
+    """PostgreSQL stopped (SIGSTOP) for the duration, as a hung database host would be, and continued
+    (SIGCONT) at the end, whatever happens. The postmaster stops first, so that it forks no backend
+    the freeze would miss; then its children (backends, background workers)."""
+    (postmaster,) = servers.pids["postgres"]
+    os.kill(postmaster, signal.SIGSTOP)
+    tree = [postmaster, *child_pids(postmaster)]
+    try:
+        _signal_all(tree[1:], signal.SIGSTOP)
+        yield
+    finally:
+        _signal_all(reversed(tree), signal.SIGCONT)
+
+
+def child_pids(parent: int) -> list[int]:
+    children = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == parent:  # after the name: state, then ppid
+            children.append(int(entry.name))
+    return children
+
+
+def _signal_all(pids: Iterable[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
