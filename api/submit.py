@@ -39,7 +39,7 @@ from storage.broker import publish_job
 from storage.contract.assets import AssetCatalog
 from storage.contract.params import JobParams, resolve_params
 from storage.contract.requests import REQUEST_CLASSES, InpaintRequest
-from storage.contract.specs import ModelSpec
+from storage.contract.specs import DIFFUSION_FAMILIES, ModelSpec
 from storage.database.assets import load_catalog
 from storage.database.engine import session_scope
 from storage.database.idempotency import find_previous, request_hash, reserve
@@ -120,7 +120,8 @@ def lookup_model(context: AppContext, slug: str) -> tuple[ModelSpec, AssetCatalo
     """The model's spec and the registered asset names, or NotFound."""
     with session_scope(context.sessions) as session:
         spec = find_model(session, slug)
-        catalog = load_catalog(session)
+        # Only diffusion families name assets (LoRAs, VAEs, ControlNets...); the others need no catalog.
+        catalog = load_catalog(session) if spec is not None and spec.family in DIFFUSION_FAMILIES else AssetCatalog([])
     if spec is None:
         raise NotFound(f"unknown model {slug!r}; GET /v2/models lists the models")
     return spec, catalog

@@ -120,10 +120,23 @@ class Admission:
         except RateLimited as exc:
             await too_many(scope, send, exc)
             return
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.give_back(caller)
+
+        async def send_then_free(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                give_back()  # before the last byte goes out: a client's next request must find the slot free
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_free)
         finally:
-            slots.give_back(caller)
+            give_back()
 
 
 async def too_many(scope: Scope, send: Send, exc: RateLimited) -> None:
