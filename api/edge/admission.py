@@ -19,7 +19,6 @@ Counts are per process: with N API processes, a key may hold N times its limit.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.edge.gate import speaks_modelslab
+from api.edge.answer import error_content, send_json
 from storage.errors import RateLimited
 
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -140,18 +139,5 @@ class Admission:
 
 
 async def too_many(scope: Scope, send: Send, exc: RateLimited) -> None:
-    content = {"error": exc.message, "retry_after": RETRY_AFTER_SECONDS}
-    if speaks_modelslab(scope["path"]):
-        content = {"status": "error", "message": exc.message, **content}
-    body = json.dumps(content).encode()
-    start: Message = {
-        "type": "http.response.start",
-        "status": 429,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-        ],
-    }
-    await send(start)
-    await send({"type": "http.response.body", "body": body})
+    content = error_content(scope, exc.message, retry_after=RETRY_AFTER_SECONDS)
+    await send_json(send, 429, content, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -13,10 +13,9 @@ The 413 carries `Connection: close`, so the server stops reading the rest.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.edge.answer import send_json
 
 
 class BodyLimitMiddleware:
@@ -75,11 +74,4 @@ def declared_length(scope: Scope) -> int | None:
 
 
 async def send_too_large(send: Send, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    headers: list[Any] = [
-        (b"content-type", b"application/json"),
-        (b"connection", b"close"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, {"error": message}, headers={"Connection": "close"})

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import threading
 import time
@@ -34,6 +33,8 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.edge.answer import error_content, send_json
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         if self.guard.stalled:
-            await unavailable(send)
+            await unavailable(scope, send)
             return
         abandoned = threading.Event()
         started = False
@@ -151,7 +152,7 @@ class GuardMiddleware:
                 async with lock:
                     if not started:
                         abandoned.set()
-                        await unavailable(send)
+                        await unavailable(scope, send)
                 if abandoned.is_set():
                     break  # the app goes on in the background until the database answers; its writes roll back
         if task.done():
@@ -165,22 +166,7 @@ def _log_late_failure(task: asyncio.Future[Any]) -> None:
         log.info("an abandoned request ended with %s", type(task.exception()).__name__)
 
 
-async def unavailable(send: Send) -> None:
-    body = json.dumps(
-        {
-            "error": "the database is not answering; nothing was stored, retry later",
-            "retry_after": RETRY_AFTER_SECONDS,
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def unavailable(scope: Scope, send: Send) -> None:
+    message = "the database is not answering; nothing was stored, retry later"
+    content = error_content(scope, message, retry_after=RETRY_AFTER_SECONDS)
+    await send_json(send, 503, content, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

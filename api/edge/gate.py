@@ -16,17 +16,15 @@ on its routes, `{"error", "errors"}` everywhere else.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.edge.answer import error_content, send_json
 from api.edge.json_body import MalformedBody, parse_json
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-MODELSLAB_PREFIXES = ("/api/v6/", "/api/v1/enterprise/inpaint", "/api/v1/enterprise/image_editing/")
-MODELSLAB_FETCH = "/api/v1/enterprise/fetch"
 PARSE_IN_THREAD_BYTES = 256 * 1024
 """Bodies larger than this are parsed off the event loop (a 20 MB body takes tens of milliseconds)."""
 
@@ -121,17 +119,6 @@ def as_json(scope: Scope) -> Scope:
     return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
 
 
-def speaks_modelslab(path: str) -> bool:
-    return path.startswith(MODELSLAB_PREFIXES) or path.startswith(MODELSLAB_FETCH)
-
-
 async def refuse(scope: Scope, send: Send, exc: MalformedBody) -> None:
     entry = {"field": exc.field, "message": exc.message, "limit": None, "value": None}
-    if speaks_modelslab(scope["path"]):
-        content: dict[str, Any] = {"status": "error", "message": exc.message, "errors": [entry]}
-    else:
-        content = {"error": exc.message, "errors": [entry]}
-    body = json.dumps(content).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 400, error_content(scope, exc.message, errors=[entry]))

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,30 +45,47 @@ class Live:
     app: Any
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    settings = load_settings(
-        data_dir=tmp_path,
-        allow_loopback_urls=True,
-        max_requests_per_key=3,
-        max_image_fetches_per_key=2,
-        max_event_streams_per_key=3,
-        fetch_timeout_seconds=10,
-    )
-    upgrade(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
+@contextmanager
+def serving(tmp_path: Path, **settings: Any) -> Iterator[Live]:
+    """The app under uvicorn on a loopback port, with two user keys, "a" and "b"."""
+    config = load_settings(data_dir=tmp_path, **settings)
+    upgrade(config.resolved_database_url)
+    engine = make_engine(config.resolved_database_url)
     with session_scope(make_session_factory(engine)) as session:
         keys = {name: create_key(session, name=name, is_admin=False, now=utcnow()).secret for name in ("a", "b")}
     engine.dispose()
-    app = create_app(settings)
+    app = create_app(config)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for_port(port)
-    yield Live(f"http://127.0.0.1:{port}", keys, app)
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield Live(f"http://127.0.0.1:{port}", keys, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    with serving(
+        tmp_path,
+        allow_loopback_urls=True,
+        max_requests_per_key=3,
+        max_image_fetches_per_key=2,
+        max_event_streams_per_key=3,
+        fetch_timeout_seconds=10,
+    ) as running:
+        yield running
+
+
+def test_a_client_at_its_limit_on_keep_alive_is_never_refused(tmp_path: Path) -> None:
+    """The slot is free before the answer's last byte: a client's next request cannot find its own
+    finished one still counted."""
+    with serving(tmp_path, max_requests_per_key=1) as running, httpx.Client(base_url=running.base) as client:
+        codes = [client.get("/v2/models", headers={"x-api-key": running.keys["a"]}).status_code for _ in range(300)]
+    assert set(codes) == {200}, f"{codes.count(429)} of 300 sequential requests were refused"
 
 
 def timed_post(base: str, key: str, body: dict[str, Any]) -> tuple[float, httpx.Response]:
