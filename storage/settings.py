@@ -212,6 +212,13 @@ class Settings(BaseSettings):
         "key's other due deliveries wait, holding no worker thread, and go out as these end; a progress "
         "event that finds its key at the limit is dropped.",
     )
+    webhook_max_in_flight: int = Field(
+        6,
+        ge=0,
+        description="Most webhook deliveries attempted at once by all keys together, across all ops workers "
+        "(0: no limit). Keep it under the ops workers' threads (8 each), so that however many receivers hang, "
+        "the dispatcher and the maintenance tasks always find one.",
+    )
     webhook_retries_per_key_per_minute: int = Field(
         60,
         ge=0,

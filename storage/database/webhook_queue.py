@@ -5,8 +5,10 @@ nudge, or the task that wrote the event, asks for the row's lease (`lease_delive
 and attempts it only if it got one. A lease ends with `settle` (webhooks.py).
 
 Fairness between keys (DeliveryLimits): a key has at most `in_flight_per_key`
-deliveries leased at once, and starts at most `retries_per_minute` retries a minute.
-A lease that would pass either limit is refused (`Lease.KEY_BUSY`, `Lease.RATE_LIMITED`)
+deliveries leased at once, and starts at most `retries_per_minute` retries a minute;
+all keys together at most `in_flight_total`, so that dead receivers of a few keys never
+take every ops worker thread from the dispatcher and the maintenance tasks. A lease that
+would pass a limit is refused (`Lease.KEY_BUSY`, `Lease.ALL_BUSY`, `Lease.RATE_LIMITED`)
 before anything is sent, so a refused delivery holds no thread and no lease; `defer`
 leaves it for the dispatcher, which nudges no more of a key's deliveries than the key
 has free slots. A lost nudge holds its key's slot until `redispatch_after` passes.
@@ -36,6 +38,8 @@ class Lease(enum.StrEnum):
     """Settled, not due yet, or another attempt holds it."""
     KEY_BUSY = "key_busy"
     """The key has `in_flight_per_key` deliveries leased already."""
+    ALL_BUSY = "all_busy"
+    """All keys together have `in_flight_total` deliveries leased already."""
     RATE_LIMITED = "rate_limited"
     """A retry, and the key started `retries_per_minute` retries within RATE_WINDOW."""
 
@@ -45,6 +49,8 @@ class DeliveryLimits:
     in_flight_per_key: int
     retries_per_minute: int
     """0: no limit."""
+    in_flight_total: int = 0
+    """0: no limit. Counted without a lock: two workers may pass it by one each at the same instant."""
 
 
 def _unleased(now: datetime) -> Any:
@@ -123,6 +129,8 @@ def lease_delivery(
         return Lease.NOT_DUE
     if count_in_flight(session, api_key_id, now=now) >= limits.in_flight_per_key:
         return Lease.KEY_BUSY
+    if limits.in_flight_total and count_in_flight(session, None, now=now) >= limits.in_flight_total:
+        return Lease.ALL_BUSY
     if attempts_so_far and limits.retries_per_minute:
         if count_recent_retries(session, api_key_id, now=now) >= limits.retries_per_minute:
             return Lease.RATE_LIMITED
@@ -140,13 +148,11 @@ def lease_delivery(
     return Lease.TAKEN if result.rowcount else Lease.NOT_DUE  # type: ignore[attr-defined]
 
 
-def count_in_flight(session: Session, api_key_id: int, *, now: datetime) -> int:
-    """The key's deliveries leased now."""
-    stmt = select(func.count()).where(
-        WebhookDelivery.api_key_id == api_key_id,
-        WebhookDelivery.status == PENDING,
-        WebhookDelivery.lease_until >= now,
-    )
+def count_in_flight(session: Session, api_key_id: int | None, *, now: datetime) -> int:
+    """The key's deliveries leased now; every key's for None."""
+    stmt = select(func.count()).where(WebhookDelivery.status == PENDING, WebhookDelivery.lease_until >= now)
+    if api_key_id is not None:
+        stmt = stmt.where(WebhookDelivery.api_key_id == api_key_id)
     return int(session.execute(stmt).scalar_one())
 
 

@@ -146,6 +146,7 @@ def delivery_limits(ctx: OpsContext) -> DeliveryLimits:
     return DeliveryLimits(
         in_flight_per_key=ctx.settings.webhook_max_in_flight_per_key,
         retries_per_minute=ctx.settings.webhook_retries_per_key_per_minute,
+        in_flight_total=ctx.settings.webhook_max_in_flight,
     )
 
 
@@ -207,16 +208,20 @@ def attempt(ctx: OpsContext, delivery_id: str) -> str | None:
 
 
 def hold_back(ctx: OpsContext, session: Session, delivery_id: str, lease: Lease, *, now: datetime) -> str | None:
-    """A delivery refused its lease. Over the key's in-flight limit it stays due for the dispatcher's
+    """A delivery refused its lease. Over the key's (or everyone's) in-flight limit it stays due for the dispatcher's
     next nudge, except a progress event, which is dropped (stale by then; best effort); over the retry
     rate it is put off by one retry's share of the window. Returns the new status, None if unchanged."""
     settings = ctx.settings
     if lease == Lease.RATE_LIMITED:
         defer(session, delivery_id, now=now, until=now + RATE_WINDOW / settings.webhook_retries_per_key_per_minute)
-    elif lease == Lease.KEY_BUSY:
+    elif lease in (Lease.KEY_BUSY, Lease.ALL_BUSY):
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is not None and not delivery.terminal:
-            error = f"not sent: {settings.webhook_max_in_flight_per_key} deliveries of this key were in flight"
+            error = (
+                f"not sent: {settings.webhook_max_in_flight_per_key} deliveries of this key were in flight"
+                if lease == Lease.KEY_BUSY
+                else f"not sent: {settings.webhook_max_in_flight} deliveries were in flight"
+            )
             record_attempt(
                 session,
                 delivery_id,

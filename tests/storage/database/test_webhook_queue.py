@@ -178,3 +178,15 @@ def test_two_workers_cannot_both_take_a_keys_last_slot(backend: str, request, tm
         assert got == [Lease.KEY_BUSY]
     finally:
         engine.dispose()
+
+
+def test_all_keys_together_stop_at_the_total_and_the_rest_wait(db) -> None:
+    """A few keys' dead receivers cannot take every ops worker thread: the total caps them all."""
+    now = utcnow()
+    limits = DeliveryLimits(in_flight_per_key=2, retries_per_minute=0, in_flight_total=3)
+    first, second = deliveries(db, new_key(db, "a"), 2, now=now), deliveries(db, new_key(db, "b"), 2, now=now)
+    assert [lease(db, d, now, limits) for d in first] == [Lease.TAKEN, Lease.TAKEN]
+    assert lease(db, second[0], now, limits) is Lease.TAKEN
+    assert lease(db, second[1], now, limits) is Lease.ALL_BUSY, "the fourth in flight passes the total of 3"
+    settle(db, first[0], status=DELIVERED, now=now)
+    assert lease(db, second[1], now, limits) is Lease.TAKEN, "a slot freed: the waiting delivery goes"
