@@ -148,11 +148,12 @@ class Settings(BaseSettings):
         "with Retry-After at once, never a wait. Keep it under the request thread pool (40).",
     )
     max_requests_per_key: int = Field(
-        8,
+        16,
         ge=1,
         le=1000,
         description="Requests one API key (or, without a key header, one client address) may have in "
-        "progress at once in one API process; more get 429. One slow client cannot take every thread.",
+        "progress at once in one API process; more get 429. One slow client cannot take every thread: with "
+        "the default total of 32, no key takes more than half.",
     )
     max_event_streams: int = Field(
         2000, ge=1, description="Open event streams (GET /v2/requests/{id}/events) per API process."

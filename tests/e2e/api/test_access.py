@@ -66,7 +66,7 @@ def test_credits_pay_for_images_and_run_out_with_406(stack: Stack) -> None:
 
 def test_racing_submits_cannot_spend_more_credits_than_there_are(stack: Stack) -> None:
     key_id, key = new_key(stack, "--credits", "5")
-    racers = 8  # INPAINT_MAX_REQUESTS_PER_KEY: more at once would be refused 429 before reaching the credits
+    racers = 8  # within INPAINT_MAX_REQUESTS_PER_KEY (16): more at once would be refused 429 before the credits
     with ThreadPoolExecutor(max_workers=racers) as pool:
         codes = list(pool.map(lambda _: post(stack, key).status_code, range(racers)))
     assert sorted(codes) == [200] * 5 + [406] * 3, codes
