@@ -17,7 +17,9 @@ from storage.database.models import ApiKey
 from storage.errors import Forbidden, Unauthorized
 
 
-def get_context(request: Request) -> AppContext:
+# Dependencies that never block are `async def`: FastAPI runs a plain `def` one on the request
+# thread pool, a thread hop each, for what is a dictionary lookup here.
+async def get_context(request: Request) -> AppContext:
     return request.app.state.context  # type: ignore[no-any-return]
 
 
@@ -67,7 +69,7 @@ def get_current_key(context: ContextDep, header: HeaderSecret, bearer: BearerSec
 CurrentKey = Annotated[ApiKey, Depends(get_current_key)]
 
 
-def get_body_key(request: Request) -> str | None:
+async def get_body_key(request: Request) -> str | None:
     """`key` from a JSON object body: the Stable Diffusion API enterprise sends the key there."""
     body = gated_json(request)
     key = body.get("key") if isinstance(body, dict) else None
@@ -95,7 +97,7 @@ def get_admin_key(
 AdminKey = Annotated[ApiKey, Depends(get_admin_key)]
 
 
-def get_base_url(request: Request, context: ContextDep) -> str:
+async def get_base_url(request: Request, context: ContextDep) -> str:
     """Base of absolute URLs: INPAINT_PUBLIC_URL, else the URL this request came in on."""
     return (context.settings.public_url or str(request.base_url)).rstrip("/")
 

@@ -7,19 +7,20 @@ from typing import Annotated
 from fastapi import Depends
 
 from api.context import AppContext
-from api.deps import ContextDep, CurrentKey, ModelSlug
+from api.deps import BearerSecret, ContextDep, HeaderSecret, ModelSlug, bearer_secret, find_caller
 from api.ratelimit import rate_of
 from storage.database.keys import may_use_model
 from storage.database.models import ApiKey
 from storage.errors import Forbidden, RateLimited
 
 
-def get_submit_key(model: ModelSlug, key: CurrentKey, context: ContextDep) -> ApiKey:
-    """The caller's key, once it may use `model` and its bucket gave it a token.
+def get_submit_key(model: ModelSlug, context: ContextDep, header: HeaderSecret, bearer: BearerSecret) -> ApiKey:
+    """The caller's key (as get_current_key finds it), once it may use `model` and its bucket gave it a token.
 
     Runs before the body's fields are validated or any image is fetched, so a
-    refused key costs the service next to nothing.
+    refused key costs the service next to nothing; and on one request thread, not two.
     """
+    key = find_caller(context, header or bearer_secret(bearer))
     admit(context, key, model)
     return key
 
