@@ -45,8 +45,8 @@ class InputGate:
         if scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        body, more = await read_body(receive)
-        if more is None:
+        body = await read_body(receive)
+        if body is None:
             return  # the client left (or the body limit answered 413) before the body was complete
         if body:
             content_type = header(scope, b"content-type")
@@ -77,16 +77,16 @@ def check_url_and_headers(scope: Scope) -> None:
             raise MalformedBody(name.decode("latin-1"), "header contains a NUL character")
 
 
-async def read_body(receive: Receive) -> tuple[bytes, bool | None]:
-    """The whole body, and False; or None for `more` if the client disconnected first."""
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole body; None if the client disconnected first."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"", None
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks), False
+            return b"".join(chunks)
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

@@ -122,7 +122,8 @@ def submit_batch(
     except SQLAlchemyError:
         discard_inputs(context, prepared)  # nothing was recorded: a 503 that means it
         raise
-    discard_inputs(context, [job for job in prepared if job not in recorded])
+    kept = {job.job_id for job in recorded}
+    discard_inputs(context, [job for job in prepared if job.job_id not in kept])  # refused for credits
     for job in recorded:
         publish_or_defer(context, job.job_id, job.spec.queue)
     return {"batch_id": batch_id, "accepted": len(recorded), "rejected": len(items) - len(recorded), "items": items}

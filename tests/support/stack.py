@@ -65,6 +65,25 @@ class Stack:
             raise RuntimeError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
+    def register_missing_model(self, slug: str, where: Path) -> None:
+        """Register an SD 1.5 model whose weights are not there (a directory under `where` that does not
+        exist): its jobs are accepted and end FAILED, with credits, webhooks and 422s to check."""
+        self.cli(
+            "inpaint-admin",
+            "models",
+            "register",
+            slug,
+            str(where / "missing-weights"),
+            "--family",
+            "sd15",
+            "--default-size",
+            "64",
+            "--max-side",
+            "128",
+            "--steps",
+            "1:10:2",
+        )
+
     def start(self, name: str, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with self.lock:
             return self._start(name, argv, env)

@@ -178,21 +178,7 @@ def test_failures_have_messages_and_exit_codes(embedded: Stack, tmp_path: Path) 
         embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", "erase", "--param", "samples=9"
     )
     assert refused.returncode == 1 and "samples" in refused.stderr and "400" in refused.stderr
-    embedded.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "cli-missing",
-        str(tmp_path / "none"),
-        "--family",
-        "sd15",
-        "--default-size",
-        "64",
-        "--max-side",
-        "128",
-        "--steps",
-        "1:10:2",
-    )
+    embedded.register_missing_model("cli-missing", tmp_path)
     failed = inpaint(
         embedded, "submit", str(PHOTO), str(MASK), "--prompt", "-", "--model", "cli-missing", "--out", str(tmp_path)
     )

@@ -74,21 +74,7 @@ def test_racing_submits_cannot_spend_more_credits_than_there_are(stack: Stack) -
 
 
 def test_a_failed_job_gives_its_credits_back(stack: Stack, tmp_path) -> None:
-    stack.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "no-weights-credits",
-        str(tmp_path / "nothing"),
-        "--family",
-        "sd15",
-        "--default-size",
-        "64",
-        "--max-side",
-        "128",
-        "--steps",
-        "1:10:2",
-    )
+    stack.register_missing_model("no-weights-credits", tmp_path)
     key_id, key = new_key(stack, "--credits", "2")
     response = post(stack, key, "no-weights-credits", samples=2)
     assert response.status_code == 200, response.text

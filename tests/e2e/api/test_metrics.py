@@ -45,21 +45,7 @@ def scrape_worker(port: int) -> Samples:
 
 def test_job_counters_by_model_and_error_code(stack: Stack, tmp_path) -> None:
     missing = unique_name("obs-missing-")
-    stack.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        missing,
-        str(tmp_path / "none"),
-        "--family",
-        "sd15",
-        "--max-side",
-        "128",
-        "--default-size",
-        "64",
-        "--steps",
-        "1:50:2",
-    )
+    stack.register_missing_model(missing, tmp_path)
     before = scrape(stack)
     done = [stack.submit("erase", job_body(track_id=f"ok-{i}")) for i in range(2)]
     failed = stack.submit(missing, job_body(num_inference_steps=2))

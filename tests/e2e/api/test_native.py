@@ -253,21 +253,7 @@ def test_v1_timeout_is_504_and_the_result_can_be_collected(embedded: Stack) -> N
 
 
 def test_v1_failed_job_is_422(embedded: Stack, tmp_path) -> None:
-    embedded.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "v1-missing",
-        str(tmp_path / "none"),
-        "--family",
-        "sd15",
-        "--default-size",
-        "64",
-        "--max-side",
-        "128",
-        "--steps",
-        "1:10:2",
-    )
+    embedded.register_missing_model("v1-missing", tmp_path)
     with embedded.client() as client:
         response = client.post("/v1/v1-missing", json=job_body())
     assert response.status_code == 422 and response.json()["error_code"] == "model_unavailable"
@@ -280,21 +266,7 @@ def test_v1_failed_job_is_422(embedded: Stack, tmp_path) -> None:
 def test_segmind_sdk_sequence(embedded: Stack, tmp_path, model: str, expected: str) -> None:
     """submit; poll status_url once a second; COMPLETED and FAILED are terminal whatever the HTTP code."""
     if model == "sdk-missing":
-        embedded.cli(
-            "inpaint-admin",
-            "models",
-            "register",
-            model,
-            str(tmp_path / "none"),
-            "--family",
-            "sd15",
-            "--default-size",
-            "64",
-            "--max-side",
-            "128",
-            "--steps",
-            "1:10:2",
-        )
+        embedded.register_missing_model(model, tmp_path)
     with httpx.Client(headers={"x-api-key": embedded.user_key}, timeout=30) as sdk:
         submitted = sdk.post(f"{embedded.base_url}/v2/{model}", json=job_body())
         submitted.raise_for_status()

@@ -76,21 +76,7 @@ def test_retried_until_2xx_with_one_webhook_id_and_valid_signatures(stack: Stack
 
 def test_failed_job_sends_job_failed(embedded: Stack, http_server: ScriptedServer, tmp_path) -> None:
     http_server.routes["/hook"] = Reply(204)
-    embedded.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "no-weights",
-        str(tmp_path / "none"),
-        "--family",
-        "sd15",
-        "--default-size",
-        "64",
-        "--max-side",
-        "128",
-        "--steps",
-        "1:10:2",
-    )
+    embedded.register_missing_model("no-weights", tmp_path)
     job_id = embedded.submit("no-weights", job_body(webhook=f"{http_server.url}/hook"))
     wait_until(lambda: settled(embedded, job_id), what="delivery")
     body = json.loads(next(r for r in http_server.received if r.path == "/hook").body)

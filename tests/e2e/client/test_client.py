@@ -36,24 +36,6 @@ def assert_kept_pixels(out: np.ndarray, size: tuple[int, int] = (64, 64)) -> Non
     assert np.array_equal(out[~hole], original[~hole]), "unmasked pixels differ from the input"
 
 
-def register_missing_model(stack: Stack, slug: str, where: Path) -> None:
-    stack.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        slug,
-        str(where / "nothing-here"),
-        "--family",
-        "sd15",
-        "--default-size",
-        "64",
-        "--max-side",
-        "128",
-        "--steps",
-        "1:10:2",
-    )
-
-
 # -- run / submit / wait / download -------------------------------------------------------------
 
 
@@ -115,7 +97,7 @@ def test_refusals_are_api_errors(embedded: Stack) -> None:
 
 
 def test_failed_job_raises_inference_failed(embedded: Stack, tmp_path: Path) -> None:
-    register_missing_model(embedded, "sdk-missing", tmp_path)
+    embedded.register_missing_model("sdk-missing", tmp_path)
     with client_for(embedded) as client:
         with pytest.raises(InferenceFailed) as failed:
             client.run("sdk-missing", interval=0.1, prompt=PROMPT, image=scene(), mask=box_mask())

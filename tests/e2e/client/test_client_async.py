@@ -55,21 +55,7 @@ def test_async_submit_events_wait_download(embedded: Stack, tmp_path: Path) -> N
 
 
 def test_async_failure_timeout_cancel_batch(embedded: Stack, tmp_path: Path) -> None:
-    embedded.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "async-missing",
-        str(tmp_path / "none"),
-        "--family",
-        "sd15",
-        "--default-size",
-        "64",
-        "--max-side",
-        "128",
-        "--steps",
-        "1:10:2",
-    )
+    embedded.register_missing_model("async-missing", tmp_path)
 
     async def scenario() -> None:
         async with AsyncClient(embedded.base_url, embedded.user_key) as client:

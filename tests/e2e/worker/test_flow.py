@@ -139,21 +139,7 @@ def test_result_before_completion_is_202_with_the_status(stack: Stack) -> None:
 
 
 def test_failed_job_is_422_with_an_error(stack: Stack, tmp_path) -> None:
-    stack.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "missing-weights",
-        str(tmp_path / "nothing-here"),
-        "--family",
-        "sd15",
-        "--default-size",
-        "64",
-        "--max-side",
-        "128",
-        "--steps",
-        "1:10:2",
-    )
+    stack.register_missing_model("missing-weights", tmp_path)
     job_id = stack.submit("missing-weights", job_body())
     status = stack.wait(job_id)
     assert status["status"] == "FAILED"
