@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.edge.answer import DATABASE_UNAVAILABLE
+from api.edge.database_guard import RETRY_AFTER_SECONDS
 from storage.errors import (
     Conflict,
     Forbidden,
@@ -148,9 +150,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SQLAlchemyError)
     async def on_database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.error("database error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return _error_response(
-            503, "the database is unavailable right now; nothing was stored, try again", headers={"Retry-After": "5"}
-        )
+        return _error_response(503, DATABASE_UNAVAILABLE, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.edge.answer import error_content, send_json
+from api.edge.answer import DATABASE_UNAVAILABLE, error_content, send_json
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,5 @@ def _log_late_failure(task: asyncio.Future[Any]) -> None:
 
 
 async def unavailable(scope: Scope, send: Send) -> None:
-    message = "the database is not answering; nothing was stored, retry later"
-    content = error_content(scope, message, retry_after=RETRY_AFTER_SECONDS)
+    content = error_content(scope, DATABASE_UNAVAILABLE, retry_after=RETRY_AFTER_SECONDS)
     await send_json(send, 503, content, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
