@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 from celery import Celery
 from prometheus_client import CollectorRegistry
@@ -15,6 +16,7 @@ from api.edge.admission import Slots
 from api.edge.database_guard import DatabaseGuard, refuse_abandoned_commits
 from api.live.watcher import JobWatcher
 from api.ratelimit import DatabaseBuckets, RedisBuckets, make_rate_limiter
+from api.serving import ServingView
 from storage.blobs.store import BlobStore
 from storage.broker import make_celery
 from storage.egress.fetch import FetchPolicy
@@ -35,6 +37,7 @@ class AppContext:
     metrics: CollectorRegistry
     """What GET /metrics renders: one collector that reads the database and broker per scrape."""
     watcher: JobWatcher
+    """Follows the jobs that event streams and synchronous waits are waiting on (api.live.watcher)."""
     guard: DatabaseGuard
     """Whether the database still answers (api.edge.database_guard)."""
     requests: Slots
@@ -42,7 +45,8 @@ class AppContext:
     streams: Slots
     fetches: Slots
     """Image URLs being fetched, taken around each fetch (api.submit)."""
-    """Follows the jobs that event streams and synchronous waits are waiting on (api.live.watcher)."""
+    serving: ServingView
+    """What the online workers can serve (api.serving)."""
 
     @classmethod
     def build(cls, settings: Settings) -> AppContext:
@@ -66,6 +70,7 @@ class AppContext:
             rate_limiter=make_rate_limiter(settings, stores.sessions),
             metrics=metrics,
             watcher=JobWatcher(stores.sessions),
+            serving=ServingView(stores.sessions, stale_after=timedelta(seconds=3 * settings.worker_heartbeat_seconds)),
             guard=DatabaseGuard(settings.resolved_database_url, deadline=settings.database_timeout_seconds),
             **admission_slots(settings),
         )

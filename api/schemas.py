@@ -227,7 +227,9 @@ class Readiness(BaseModel):
 
 class ModelList(BaseModel):
     models: list[dict[str, Any]] = Field(
-        description="Each model's slug, family, sizes and parameter ranges, and its size_rule in words."
+        description="Each model's slug, family, sizes and parameter ranges, its size_rule in words, and "
+        "`serving`: whether an online worker can serve it now ({state, servable, reason, workers}; state is "
+        "loaded, present, download, unknown, failed, missing or no_worker)."
     )
 
 

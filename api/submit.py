@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from api.context import AppContext
 from api.edge.admission import Slots
+from api.serving import refuse_unservable, weights_source
 from storage.blobs.images import ImageInfo, decode_inline, inspect_image, is_url
 from storage.blobs.store import in_parallel, input_key, job_prefix, with_retries
 from storage.broker import publish_job
@@ -199,6 +200,8 @@ def prepare_job(
     if request.mask is not None:  # none (inpaint-auto): the worker repaints everything
         images["mask"] = load_image("mask", request.mask, **limits).data
     params = resolve_params(request, spec, image_size=image.info.size, rng=context.rng, catalog=catalog)
+    if context.settings.submit_unservable == "refuse":
+        refuse_unservable(context.serving, spec, weights_source(spec, params, catalog))
     return PreparedJob(job_id=str(uuid.uuid4()), spec=spec, request=request, params=params, images=images)
 
 

@@ -307,6 +307,12 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of each worker process's Prometheus /metrics server; 0: off (compose: 9101).",
     )
+    submit_unservable: Literal["refuse", "accept"] = Field(
+        "refuse",
+        description="A submit to a model that no online inference worker can serve (none consumes its queue, "
+        "or none has its weights or can fetch them): 'refuse' answers 503 naming the reason; 'accept' queues "
+        "it to wait for a worker (deployments that scale workers from zero).",
+    )
     worker_heartbeat_seconds: float = Field(
         5.0,
         gt=0,

@@ -193,7 +193,7 @@ def start_worker(settings: Settings, *, queues: list[str], started: datetime) ->
     process.metrics.serve(settings.worker_metrics_port)  # before warm-up, so loading models shows
     if runs_inference(queues):
         process.inference = start_inference(process, warm_up=QUEUE_INPAINT in queues)
-        connect_inference_signals(process.inference, started=started)
+        connect_inference_signals(process.inference, started=started, queues=queues)
     for module in {TASK_MODULES.get(queue, INFERENCE_TASKS) for queue in queues}:
         importlib.import_module(module)  # its tasks register with the app (shared_task)
     _current = process
@@ -215,13 +215,13 @@ def start_inference(process: WorkerProcess, *, warm_up: bool) -> InferenceContex
     return ctx
 
 
-def connect_inference_signals(ctx: InferenceContext, *, started: datetime) -> None:
+def connect_inference_signals(ctx: InferenceContext, *, started: datetime, queues: list[str]) -> None:
     """An inference worker joins the fleet when ready, gives a running job back when asked to stop,
     and stores its finished jobs before it leaves."""
 
     @worker_ready.connect(weak=False)
     def join_fleet(sender: Any = None, **_: Any) -> None:
-        ctx.fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=started)
+        ctx.fleet.start(str(getattr(sender, "hostname", None) or "worker"), since=started, queues=queues)
 
     @worker_shutting_down.connect(weak=False)
     def stop_running_job(**_: Any) -> None:

@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.deps import CurrentKey, SessionDep
+from api.deps import ContextDep, CurrentKey, SessionDep
 from api.schemas import ModelList, SchedulerList
+from api.serving import weights_source
 from storage.contract.schedulers import SCHEDULERS
+from storage.database.assets import load_catalog
 from storage.database.registry import list_models
 
 router = APIRouter(prefix="/v2", tags=["catalog"])
@@ -20,10 +22,15 @@ router = APIRouter(prefix="/v2", tags=["catalog"])
     response_model=None,
     responses={200: {"model": ModelList}},
 )
-def get_models(session: SessionDep, key: CurrentKey) -> dict[str, Any]:
+def get_models(session: SessionDep, key: CurrentKey, context: ContextDep) -> dict[str, Any]:
+    catalog = load_catalog(session)
     return {
         "models": [
-            spec.model_dump(mode="json", exclude={"source"}) | {"size_rule": spec.size_rule()}
+            spec.model_dump(mode="json", exclude={"source"})
+            | {
+                "size_rule": spec.size_rule(),
+                "serving": context.serving.serving(spec, weights_source(spec, None, catalog)).as_json(),
+            }
             for spec in list_models(session)
         ]
     }

@@ -11,6 +11,10 @@ from sqlalchemy import text
 from api.deps import ContextDep
 from api.openapi import RETRY_AFTER
 from api.schemas import Error, Liveness, Readiness
+from api.serving import weights_source
+from storage.database.assets import load_catalog
+from storage.database.engine import session_scope
+from storage.database.registry import find_model
 
 router = APIRouter(tags=["health"])
 
@@ -24,18 +28,19 @@ def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database, broker and storage are reachable",
+    summary="Readiness: database, broker and storage are reachable; with ?model=, an online worker can serve it",
     responses={
         200: {"model": Readiness, "description": "Ready"},
         503: {
             "model": Readiness | Error,
-            "description": "Not ready: `checks` names what is unreachable (an Error while the database "
-            "guard holds requests back)",
+            "description": "Not ready: `checks` names what is unreachable or, with ?model=, why no online "
+            "worker can serve the model (an Error while the database guard holds requests back)",
             "headers": RETRY_AFTER,
         },
+        404: {"model": Error, "description": "?model= names no registered model"},
     },
 )
-def readyz(context: ContextDep) -> JSONResponse:
+def readyz(context: ContextDep, model: str | None = None) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:
         with context.engine.connect() as conn:
@@ -54,6 +59,14 @@ def readyz(context: ContextDep) -> JSONResponse:
         checks["storage"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["storage"] = f"unreachable ({type(exc).__name__})"
+    if model is not None and checks["database"] == "ok":
+        with session_scope(context.sessions) as session:
+            spec = find_model(session, model)
+            catalog = load_catalog(session)
+        if spec is None:
+            return JSONResponse({"error": f"unknown model {model!r}; GET /v2/models lists the models"}, 404)
+        serving = context.serving.serving(spec, weights_source(spec, None, catalog))
+        checks["model"] = "ok" if serving.servable else f"cannot be served: {serving.reason or serving.state}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},

@@ -5,7 +5,8 @@ broker cannot broadcast. So workers coordinate through the database, which works
 on every deployment:
 
 - each inference worker process upserts its row in `workers` every few seconds
-  (device, free memory, resident models, busy or idle);
+  (device, free memory, resident models, busy or idle, its queues, and which registered
+  weights it can load);
 - `worker_commands` is an append-only list of requests to every worker
   (`clear_cache`, `load` a model, `evict` a source); each worker acts on the
   rows after its own cursor, between jobs, in id order.
@@ -55,6 +56,8 @@ def list_workers(session: Session, *, now: datetime, stale_after: timedelta) -> 
             "memory_total": r.memory_total,
             "memory_free": r.memory_free,
             "resident": r.resident,
+            "queues": r.queues,
+            "weights": r.weights,
             "busy": r.busy,
             "started_at": r.started_at.isoformat(),
             "last_seen": r.last_seen.isoformat(),
@@ -98,3 +101,14 @@ def queue_depths(session: Session) -> dict[str, dict[str, int]]:
     for queue, status, count in session.execute(stmt):
         depths.setdefault(queue, {"queued": 0, "processing": 0})[status.lower()] = int(count)
     return depths
+
+
+WorkerReport = tuple[list[str], dict[str, Any]]
+"""(queues, weights) of one worker."""
+
+
+def online_workers(session: Session, *, now: datetime, stale_after: timedelta) -> list[WorkerReport]:
+    """(queues, weights) of each worker whose heartbeat is within `stale_after`: what the API's
+    serving check reads (one small query, cached per process for a second)."""
+    stmt = select(WorkerRecord.queues, WorkerRecord.weights).where(WorkerRecord.last_seen >= now - stale_after)
+    return [(list(queues or []), dict(weights or {})) for queues, weights in session.execute(stmt)]

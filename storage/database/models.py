@@ -250,6 +250,12 @@ class WorkerRecord(Base):
     memory_total: Mapped[int | None] = mapped_column(BigInteger, comment="Bytes on the device.")
     memory_free: Mapped[int | None] = mapped_column(BigInteger, comment="Bytes free on the device.")
     resident: Mapped[list[Any]] = mapped_column(comment="Models held in memory: [{kind, source, bytes}].")
+    queues: Mapped[list[Any]] = mapped_column(default=list, server_default="[]", comment="The queues it consumes.")
+    weights: Mapped[dict[str, Any]] = mapped_column(
+        default=dict,
+        server_default="{}",
+        comment="Whether it can load each registered source: {source: {state, reason?}}.",
+    )
     busy: Mapped[bool] = mapped_column(Boolean, default=False)
     command_cursor: Mapped[int] = mapped_column(Integer, default=0, comment="Last worker_commands id done.")
     started_at: Mapped[datetime]

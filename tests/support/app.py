@@ -23,8 +23,10 @@ def in_process_app(tmp_path: Path, **settings: Any) -> tuple[TestClient, dict[st
 
 
 def app_with_keys(tmp_path: Path, **settings: Any) -> tuple[FastAPI, dict[str, str]]:
-    """The ASGI app (not started) on a migrated SQLite database, with an admin and a user key."""
-    config = load_settings(data_dir=tmp_path, **settings)
+    """The ASGI app (not started) on a migrated SQLite database, with an admin and a user key.
+    No worker runs beside it, so submits are queued rather than refused (api.serving) unless
+    `submit_unservable` says otherwise."""
+    config = load_settings(data_dir=tmp_path, **{"submit_unservable": "accept", **settings})
     upgrade(config.resolved_database_url)
     engine = make_engine(config.resolved_database_url)
     with session_scope(make_session_factory(engine)) as session:

@@ -66,14 +66,24 @@ class Stack:
         return result.stdout
 
     def register_missing_model(self, slug: str, where: Path) -> None:
-        """Register an SD 1.5 model whose weights are not there (a directory under `where` that does not
-        exist): its jobs are accepted and end FAILED, with credits, webhooks and 422s to check."""
+        """Register an SD 1.5 model whose folder holds a model_index.json and no weights: workers report
+        it present (api.serving lets its submits through), and its first job ends FAILED
+        `model_unavailable` when the load fails, with credits, webhooks and 422s to check. After that
+        failure the worker reports the model `failed` and further submits to it are refused with 503."""
+        folder = where / f"missing-weights-{slug}"
+        folder.mkdir(parents=True, exist_ok=True)
+        index = {
+            "_class_name": "StableDiffusionInpaintPipeline",
+            "_diffusers_version": "0.42.1",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+        }
+        (folder / "model_index.json").write_text(json.dumps(index))
         self.cli(
             "inpaint-admin",
             "models",
             "register",
             slug,
-            str(where / "missing-weights"),
+            str(folder),
             "--family",
             "sd15",
             "--default-size",
@@ -132,6 +142,8 @@ class Stack:
             "inpaint",
             env={"INPAINT_WORKER_METRICS_PORT": str(self.worker_metrics_port)},
         )
+        if "api" in self.procs:
+            self.wait_ready(model="erase")  # submits are refused until a worker has joined (api.serving)
 
     def start_ops(self) -> None:
         self.start(
@@ -191,11 +203,13 @@ class Stack:
                 lines.append(f"{record['message']}{job}")
         return "\n".join(lines)
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60, *, model: str | None = None) -> None:
+        """Until /readyz is 200; with `model`, until an online worker can serve it too."""
         deadline = time.monotonic() + timeout
+        params = {"model": model} if model else {}
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.base_url}/readyz", params=params, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -203,7 +217,8 @@ class Stack:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log(name)[-3000:]}")
             time.sleep(0.1)
-        raise TimeoutError(f"the API did not become ready:\n{self.log('api')[-3000:]}")
+        what, log = ("no worker could serve " + model, "worker") if model else ("the API did not become ready", "api")
+        raise TimeoutError(f"{what}:\n{self.log(log)[-3000:]}")
 
     # -- HTTP --------------------------------------------------------------
     def client(self, key: str | None = None) -> httpx.Client:

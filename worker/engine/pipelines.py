@@ -24,6 +24,7 @@ from typing import Any
 
 from storage.contract.specs import ModelSpec
 from storage.errors import JobFailure
+from worker.engine.availability import FailedLoads
 from worker.engine.compiling import CompileOptions
 from worker.engine.devices import memory_budget
 from worker.engine.erase import EraseInpainter
@@ -130,6 +131,8 @@ class PipelineCache:
         self._entries: OrderedDict[tuple[str, str], Resident] = OrderedDict()
         self._loading = threading.Lock()
         self._table = threading.Lock()
+        self.failed = FailedLoads()
+        """Sources whose last load failed: the heartbeat reports them (worker.engine.availability)."""
 
     def get(self, spec: ModelSpec) -> Inpainter:
         """The inpainter for this spec's family and weights, loaded on first use."""
@@ -152,7 +155,13 @@ class PipelineCache:
                     self._entries.move_to_end(key)
                     return entry.value
             started = time.perf_counter()
-            value = load()
+            try:
+                value = load()
+            except JobFailure as failure:
+                if failure.code == "model_unavailable":
+                    self.failed.record(source, failure.message)
+                raise
+            self.failed.forget(source)
             entry = Resident(value=value, nbytes=measure_bytes(value), loaded_at=time.time())
             with self._table:
                 self._entries[key] = entry

@@ -1,7 +1,8 @@
 """An inference worker's part in the fleet: its heartbeat, and the admin commands it carries out.
 
 A background thread writes the worker's row in `workers` every
-`worker_heartbeat_seconds` (device, free memory, resident models, busy or idle),
+`worker_heartbeat_seconds` (device, free memory, resident models, busy or idle, its
+queues, and whether it can load each registered model's weights: worker.engine.availability),
 and, when no job is running, carries out the `worker_commands` issued since the
 last one it did: `clear_cache` drops every resident model, `evict` the ones
 loaded from a source, `load` warms a model up. The job runner also carries them
@@ -21,12 +22,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.database.assets import list_assets
 from storage.database.engine import session_scope
 from storage.database.fleet import commands_after, latest_command_id, record_heartbeat, remove_worker
 from storage.database.jobs import utcnow
 from storage.database.models import WorkerCommand
-from storage.database.registry import find_model
+from storage.database.registry import find_model, list_models
 from storage.settings import Settings
+from worker.engine.availability import HubProbe, weights_state
 from worker.engine.devices import device_memory
 from worker.engine.pipelines import PipelineCache
 from worker.jobs.sources import weights_of
@@ -50,17 +53,19 @@ class FleetMember:
     ) -> None:
         self.settings, self.sessions, self.pipelines, self.busy = settings, sessions, pipelines, busy
         self.name: str | None = None
+        self.queues: list[str] = []
+        self.hub = HubProbe()
         self.cursor = 0
         self.reported: frozenset[tuple[str, str]] | None = None  # the resident models in the last report
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, name: str, *, since: datetime) -> None:
-        """Join the fleet as `name` (the Celery node name). Commands issued before `since` (when this
-        process started) are not replayed; those issued while it was starting up are."""
+    def start(self, name: str, *, since: datetime, queues: list[str]) -> None:
+        """Join the fleet as `name` (the Celery node name), consuming `queues`. Commands issued before
+        `since` (when this process started) are not replayed; those issued while it was starting up are."""
         with session_scope(self.sessions) as session:
             self.cursor = latest_command_id(session, before=since)
-        self.name = name
+        self.name, self.queues = name, queues
         self.report(busy=False)  # commands wait for the heartbeat thread: start-up is not held up
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
         self._thread.start()
@@ -98,6 +103,7 @@ class FleetMember:
             return
         resident = self.pipelines.resident()
         memory = device_memory(self.settings.device)
+        weights = self.weights({entry["source"] for entry in resident})
         with session_scope(self.sessions) as session:
             record_heartbeat(
                 session,
@@ -111,13 +117,25 @@ class FleetMember:
                 resident=resident,
                 busy=busy,
                 command_cursor=self.cursor,
+                queues=self.queues,
+                weights=weights,
             )
         self.reported = resident_set(resident)
 
+    def weights(self, resident: set[str]) -> dict[str, dict[str, str]]:
+        """{source: {state, reason?}} for the weights of every registered model and base model."""
+        with session_scope(self.sessions) as session:
+            sources = {spec.source for spec in list_models(session) if spec.source}
+            sources |= {asset.source for asset in list_assets(session, "base_model")}
+        loaded, failed = frozenset(resident), self.pipelines.failed
+        return {s: weights_state(s, resident=loaded, failed=failed, hub=self.hub).as_json() for s in sources}
+
     def report_if_changed(self) -> None:
-        """After a job: report at once when it loaded or evicted a model, so that verify_model and
-        system_details show it without waiting for the next beat."""
-        if self.name is None or self.reported == resident_set(self.pipelines.resident()):
+        """After a job: report at once when it loaded or evicted a model, or a load failed, so that
+        verify_model, system_details and the API's serving check see it without waiting for the next beat."""
+        if self.name is None or (
+            self.reported == resident_set(self.pipelines.resident()) and not self.pipelines.failed.changed()
+        ):
             return
         try:
             self.report(busy=False)
@@ -140,17 +158,20 @@ class FleetMember:
             self.report(busy=True)
 
     def warm_up(self, command: WorkerCommand) -> None:
-        """Load a model's pipeline (with its default base model's weights) into the cache."""
+        """Load a model's pipeline (with its default base model's weights) into the cache; a failed
+        load of the same source before is tried again."""
         with session_scope(self.sessions) as session:
             spec = find_model(session, command.target or "")
             if spec is None:
                 return
             spec = weights_of(session, spec, spec.base_model)
+        self.pipelines.failed.forget(spec.source)
         self.pipelines.get(spec)
         log.info("warmed up model %s", spec.slug)
 
 
 def clear_cache(member: FleetMember, command: WorkerCommand) -> None:
+    member.pipelines.failed.forget()
     log.info("clear_cache: dropped %d resident models", member.pipelines.clear())
 
 

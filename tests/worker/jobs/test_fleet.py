@@ -32,7 +32,7 @@ def test_worker_acts_on_commands_between_jobs_only(bench, tmp_path) -> None:
     since = utcnow()
     load = command(bench, "load", "tiny-sd15")  # while it was starting up: replayed
     member = FleetMember(settings, bench.sessions, cache, busy)
-    member.start("test@fleet", since=since)  # its thread beats once now, then every 300 s
+    member.start("test@fleet", since=since, queues=["inpaint"])  # its thread beats once now, then every 300 s
     try:
         deadline = time.monotonic() + 120
         while member.cursor != load and time.monotonic() < deadline:
@@ -45,6 +45,8 @@ def test_worker_acts_on_commands_between_jobs_only(bench, tmp_path) -> None:
         (row,) = [w for w in workers(bench) if w["name"] == "test@fleet"]
         assert row["online"] and not row["busy"] and row["resident"][0]["kind"] == "sd15"
         assert row["device"] == "cpu" and row["memory_total"] > 0
+        source = row["resident"][0]["source"]
+        assert row["queues"] == ["inpaint"] and row["weights"][source] == {"state": "loaded"}
 
         with busy:  # a job is running: the command waits
             command(bench, "clear_cache")
@@ -53,6 +55,8 @@ def test_worker_acts_on_commands_between_jobs_only(bench, tmp_path) -> None:
             assert [w for w in workers(bench) if w["name"] == "test@fleet"][0]["busy"]
         member.beat()
         assert cache.resident() == []
+        (row,) = [w for w in workers(bench) if w["name"] == "test@fleet"]
+        assert row["weights"][source] == {"state": "present"}, "dropped from memory, still on disk"
     finally:
         member.stop()
     assert not [w for w in workers(bench) if w["name"] == "test@fleet"], "a stopped worker leaves the fleet"
