@@ -174,7 +174,8 @@ def _text_encoder(config: dict[str, Any], *, projection: bool = False) -> Any:
 
 
 def build_pipeline(family: str, *, tiny: bool, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Any:
-    """A StableDiffusion(XL)InpaintPipeline with random weights, made on `device` in `dtype`."""
+    """A StableDiffusion(XL)InpaintPipeline with random weights, made on `device` (initialised there, not
+    on the CPU and moved), then cast to `dtype`."""
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp, torch.device(device):
         tokenizer = build_tokenizer(Path(tmp))
@@ -206,6 +207,10 @@ def build_pipeline(family: str, *, tiny: bool, device: torch.device, dtype: torc
                 force_zeros_for_empty_prompt=True,
                 add_watermarker=False,
             )
+    modules = [c for c in pipe.components.values() if isinstance(c, torch.nn.Module)]
+    made_on = {p.device.type for module in modules for p in module.parameters()}
+    if made_on != {device.type}:  # initialising SDXL's 3.5 B parameters on a CPU takes minutes
+        raise RuntimeError(f"the random weights were made on {sorted(made_on)}, not on {device.type}")
     return pipe.to(device=device, dtype=dtype)
 
 

@@ -9,11 +9,16 @@ seen - first submit sent). Pairing the rounds keeps a change in the machine's
 load from landing on one side only; each round prints its own ratio.
 Every job and every raw call uses the same pipeline directory, size, steps,
 guidance (7.5), strength (1.0) and scheduler (DDIM). `--env` variables go to both
-the worker and the raw loop.
+the worker and the raw loop. `--batch-sizes 1,8` runs the whole measurement once per
+`INPAINT_MAX_BATCH_SIZE`, each with a worker of its own, and compares them at the end.
+The API's admission limits are raised to ADMISSION, so that `--inflight` clients of one
+key measure the service's images/s, not its 429s.
 
     .venv/bin/python -m benchmarks.service_vs_raw                        # tiny pipeline, a few minutes
     .venv/bin/python -m benchmarks.service_vs_raw --env OMP_WAIT_POLICY=PASSIVE
     .venv/bin/python -m benchmarks.service_vs_raw --model sd15-random --images 2   # SD1.5 shapes, 128 px
+    .venv/bin/python -m benchmarks.service_vs_raw --model sd15-random --size 512 --steps 25 \
+        --images 64 --inflight 64 --raw-images 16 --rounds 1 --batch-sizes 1,8   # on a GPU
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from benchmarks.jobs import JobTiming, drive_jobs, job_body
 from benchmarks.report import CpuMeter, ms, print_header, print_table
@@ -43,6 +52,7 @@ from tests.support.stack import BIN
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZE = {"tiny": 64, "sd15-random": 128}
+ADMISSION = {"INPAINT_MAX_REQUESTS": "128", "INPAINT_MAX_REQUESTS_PER_KEY": "128"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -51,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--model", choices=sorted(DEFAULT_SIZE), default="tiny")
     parser.add_argument("--topology", choices=TOPOLOGIES, default="embedded")
-    parser.add_argument("--images", type=int, default=6, help="images per side and round (default: 6)")
+    parser.add_argument("--images", type=int, default=6, help="service images per round (default: 6)")
+    parser.add_argument("--raw-images", type=int, help="raw loop images per round (default: --images)")
     parser.add_argument("--rounds", type=int, default=3, help="paired raw/service rounds (default: 3)")
     parser.add_argument("--inflight", type=int, default=4, help="service jobs in flight (default: 4)")
     parser.add_argument("--steps", type=int, default=4, help="denoising steps (default: 4)")
@@ -63,18 +74,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="environment of the worker and the raw loop, e.g. OMP_WAIT_POLICY=PASSIVE",
     )
+    parser.add_argument(
+        "--batch-sizes",
+        default="",
+        help="INPAINT_MAX_BATCH_SIZE values, one worker each, e.g. 1,8 (default: as --env or the product says)",
+    )
     parser.add_argument("--poll", type=float, default=0.02, help="client poll interval (default: 0.02)")
+    parser.add_argument(
+        "--slow-poll", type=float, default=0.25, help="poll interval while other jobs are ahead (default: 0.25)"
+    )
     return parser.parse_args(argv)
 
 
 def write_sd15_random(directory: Path) -> Path:
-    """A random-weight pipeline with SD 1.5 inpainting's shapes (benchmarks.architectures), saved in fp16."""
+    """A random-weight pipeline with SD 1.5 inpainting's shapes (benchmarks.architectures), saved in fp16.
+    Its weights are made on the GPU when there is one (seconds, against a minute on a CPU)."""
     import torch
 
     from benchmarks.architectures import build_pipeline
 
-    pipe = build_pipeline("sd15", tiny=False, device=torch.device("cpu"), dtype=torch.float16)
-    pipe.save_pretrained(directory)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    build_pipeline("sd15", tiny=False, device=device, dtype=torch.float16).save_pretrained(directory)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the worker and the raw loop get the memory this process cached
     return directory
 
 
@@ -86,7 +108,7 @@ def run_raw(directory: Path, args: argparse.Namespace, env: dict[str, str]) -> t
         "benchmarks.raw_loop",
         str(directory),
         "--images",
-        str(args.images),
+        str(args.raw_images),
         "--steps",
         str(args.steps),
         "--size",
@@ -97,8 +119,11 @@ def run_raw(directory: Path, args: argparse.Namespace, env: dict[str, str]) -> t
     return list(report["seconds"]), float(report["cpu_seconds"])
 
 
-def run_rounds(directory: Path, args: argparse.Namespace, env: dict[str, str]) -> list[Round]:
-    """Start the service once; then, per round, the raw loop (service idle) and the service (no raw loop)."""
+def measure(
+    directory: Path, args: argparse.Namespace, env: dict[str, str], batch_sizes: list[int | None]
+) -> Iterator[tuple[int | None, list[Round]]]:
+    """Start the service once; then, per batch size (None: as configured), a worker with that
+    INPAINT_MAX_BATCH_SIZE and, per round, the raw loop (service idle) and the service (no raw loop)."""
     body = job_body(
         {
             "num_inference_steps": args.steps,
@@ -129,7 +154,7 @@ def run_rounds(directory: Path, args: argparse.Namespace, env: dict[str, str]) -
                     total=total,
                     inflight=inflight,
                     fast=args.poll,
-                    slow=0.25,
+                    slow=args.slow_poll,
                 )
             )
 
@@ -141,8 +166,14 @@ def run_rounds(directory: Path, args: argparse.Namespace, env: dict[str, str]) -
             cores = meter.stop(now := time.perf_counter())
             return jobs, sum(v for k, v in cores.items() if k != "others") * (now - started)
 
-        drive(1, 1)  # warm-up: the worker loads the pipeline on its first job
-        return [Round(*run_raw(directory, args, env), *measured_drive()) for _ in range(args.rounds)]
+        for number, batch in enumerate(batch_sizes):
+            if batch is not None:
+                stack.env["INPAINT_MAX_BATCH_SIZE"] = str(batch)
+            if number:  # the next setting: a new worker, the same API, database and broker
+                stack.stop("worker")
+                stack.start_worker()
+            drive(1, 1)  # warm-up: the worker loads the pipeline on its first job
+            yield batch, [Round(*run_raw(directory, args, env), *measured_drive()) for _ in range(args.rounds)]
 
 
 @dataclass
@@ -170,7 +201,8 @@ class Round:
         return sum(t.inference for t in self.jobs) / span
 
 
-def summarize(rounds: list[Round]) -> None:
+def summarize(rounds: list[Round]) -> tuple[float, float]:
+    """Print the rounds and their totals; (raw images/s, service images/s) of all rounds."""
     rows = []
     for number, r in enumerate(rounds, 1):
         inference = statistics.median(t.inference for t in r.jobs)
@@ -180,6 +212,7 @@ def summarize(rounds: list[Round]) -> None:
                 len(r.raw),
                 f"{r.raw_rate:.3f}",
                 ms(statistics.median(r.raw)),
+                len(r.jobs),
                 f"{r.service_rate:.3f}",
                 ms(inference),
                 f"{100 * r.busy:.0f}%",
@@ -191,9 +224,10 @@ def summarize(rounds: list[Round]) -> None:
     print_table(
         [
             "round",
-            "images",
+            "raw images",
             "raw images/s",
             "raw ms/image (median)",
+            "jobs",
             "service images/s",
             "worker inference ms (median)",
             "worker inferring",
@@ -218,29 +252,46 @@ def summarize(rounds: list[Round]) -> None:
         f"{raw_cpu:.2f} s, service {service_cpu:.2f} s, ratio {service_cpu / raw_cpu:.2f}. Other users'\n"
         "load stretches the wall-clock figures above; it changes the CPU seconds much less."
     )
+    return raw_rate, service_rate
+
+
+def stop_on_term(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM (a timeout's) unwinds like Ctrl-C: the stack's processes, in sessions of their own, are
+    stopped by the with-blocks instead of outliving this one."""
+    sys.exit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.size = args.size or DEFAULT_SIZE[args.model]
+    args.raw_images = args.raw_images or args.images
+    signal.signal(signal.SIGTERM, stop_on_term)
     print_header("Service vs raw diffusers loop", "benchmarks.service_vs_raw", argv)
     env = dict(item.split("=", 1) for item in args.env)
     print(
         f"model: {args.model}, {args.size}x{args.size} px, {args.steps} steps, DDIM, guidance 7.5, 1 image "
-        f"per call/job; topology {args.topology}, {args.inflight} jobs in flight; env {env or 'none'}"
+        f"per call/job; topology {args.topology}, {args.images} jobs per round with {args.inflight} in flight, "
+        f"{args.raw_images} raw images per round; env {env or 'none'}"
     )
     print(
         "the raw loop runs while the service idles (its worker polls the broker); the service's API,\n"
         "worker and this client share the machine's cores\n"
     )
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b] or [None]
+    totals = []
     with tempfile.TemporaryDirectory(prefix="iq-svr-model-") as root:
         directory = Path(root) / args.model
-        if args.model == "tiny":
-            write_tiny_model(directory)
-        else:
-            write_sd15_random(directory)
-        rounds = run_rounds(directory, args, env)
-    summarize(rounds)
+        started = time.perf_counter()
+        (write_tiny_model if args.model == "tiny" else write_sd15_random)(directory)
+        print(f"model written in {time.perf_counter() - started:.1f} s\n", flush=True)
+        for batch, rounds in measure(directory, args, {**ADMISSION, **env}, batch_sizes):
+            print(f"## worker with INPAINT_MAX_BATCH_SIZE={batch or 'as configured'}\n")
+            totals.append([batch or "-", *(f"{rate:.3f}" for rate in summarize(rounds))])
+            print(flush=True)
+    if len(totals) > 1:
+        for row in totals:
+            row.append(f"{float(row[2]) / float(row[1]):.3f}")
+        print_table(["INPAINT_MAX_BATCH_SIZE", "raw images/s", "service images/s", "service / raw"], totals)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,8 @@ def running_stack(
                 "1:50:2",
             )
         stack.user_key = create_key(stack, "bench")
+        if not worker:  # submits are measured without a worker: queue them (api.serving)
+            stack.env["INPAINT_SUBMIT_UNSERVABLE"] = "accept"
         stack.start_api()
         if worker:
             stack.start_worker()
