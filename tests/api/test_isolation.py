@@ -48,7 +48,7 @@ class Live:
 @contextmanager
 def serving(tmp_path: Path, **settings: Any) -> Iterator[Live]:
     """The app under uvicorn on a loopback port, with two user keys, "a" and "b"."""
-    config = load_settings(data_dir=tmp_path, **settings)
+    config = load_settings(data_dir=tmp_path, **{"submit_unservable": "accept", **settings})  # no worker runs
     upgrade(config.resolved_database_url)
     engine = make_engine(config.resolved_database_url)
     with session_scope(make_session_factory(engine)) as session:

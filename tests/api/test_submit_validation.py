@@ -47,7 +47,7 @@ class App:
 def running_app(data_dir: Path) -> Iterator[App]:
     """The app on a migrated database in `data_dir`, the tiny model registered, with a user key."""
     # As the stacks run: tests submit in bursts with one key.
-    settings = load_settings(data_dir=data_dir, rate_limit_per_minute=0)
+    settings = load_settings(data_dir=data_dir, rate_limit_per_minute=0, submit_unservable="accept")  # no worker
     upgrade(settings.resolved_database_url)
     source = str(data_dir / "tiny-sd")
     run_command(settings, build_parser().parse_args(["models", "register", TINY_SLUG, source, *TINY_REGISTRATION]))

@@ -6,6 +6,7 @@ A Stack is either "embedded" (SQLite, local images, SQLite broker: what
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,22 @@ class Stack:
             "8",
             env={"INPAINT_WORKER_METRICS_PORT": str(self.ops_metrics_port)},
         )
+
+    @contextlib.contextmanager
+    def worker_stopped(self) -> Iterator[None]:
+        """The inference worker stopped, and the API restarted to queue what no worker can serve now
+        (INPAINT_SUBMIT_UNSERVABLE=accept, as a deployment that scales workers from zero): submits wait
+        in the queue. Both are back as they were afterwards."""
+        self.stop("worker")
+        self.stop("api")
+        self.start("api", "inpaint-api", env={"INPAINT_SUBMIT_UNSERVABLE": "accept"})
+        self.wait_ready()
+        try:
+            yield
+        finally:
+            self.stop("api")
+            self.start_api()
+            self.start_worker()
 
     def start_all(self) -> None:
         self.cli("inpaint-admin", "migrate")

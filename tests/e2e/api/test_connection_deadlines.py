@@ -34,6 +34,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "INPAINT_BODY_TIMEOUT_SECONDS": str(BODY),
         "INPAINT_MAX_BODY_BYTES": str(MAX_BODY),
         "INPAINT_BOOTSTRAP_API_KEY": KEY,
+        "INPAINT_SUBMIT_UNSERVABLE": "accept",  # no worker runs: submits are queued
     }
     stack = Stack(name="deadlines", workdir=workdir, env=env)
     stack.cli("inpaint-admin", "migrate")

@@ -65,7 +65,7 @@ def frozen_rig(tmp_path: Path) -> Iterator[tuple[str, str, PostgresServer, Any]]
         engine = make_engine(url)
         with session_scope(make_session_factory(engine)) as session:
             secret = create_key(session, name="u", is_admin=False, now=utcnow()).secret
-        settings = load_settings(data_dir=tmp_path, database_url=url)
+        settings = load_settings(data_dir=tmp_path, database_url=url, submit_unservable="accept")  # no worker runs
         port = free_port()
         uv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=uv.run, daemon=True)

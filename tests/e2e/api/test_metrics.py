@@ -75,8 +75,7 @@ def test_job_counters_by_model_and_error_code(stack: Stack, tmp_path) -> None:
 
 
 def test_queue_depth_counts_waiting_messages_while_the_worker_is_stopped(stack: Stack) -> None:
-    stack.stop("worker")
-    try:
+    with stack.worker_stopped():
         idle = scrape(stack)
         assert value(idle, "inpaint_queue_depth", queue="inpaint") == 0
         jobs = [stack.submit("erase", job_body()) for _ in range(3)]
@@ -84,8 +83,6 @@ def test_queue_depth_counts_waiting_messages_while_the_worker_is_stopped(stack: 
         assert value(waiting, "inpaint_queue_depth", queue="inpaint") == 3
         assert value(waiting, "inpaint_queue_waiting_jobs", queue="inpaint") == 3
         assert ("inpaint_queue_depth", (("queue", "webhooks"),)) in waiting
-    finally:
-        stack.start_worker()
     assert all(stack.wait(job_id)["status"] == "COMPLETED" for job_id in jobs)
     assert value(scrape(stack), "inpaint_queue_depth", queue="inpaint") == 0
 

@@ -103,6 +103,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "INPAINT_ALLOW_LOOPBACK_URLS": "false",
             "INPAINT_FETCH_TIMEOUT_SECONDS": "3",
             "INPAINT_RATE_LIMIT_PER_MINUTE": "0",
+            "INPAINT_SUBMIT_UNSERVABLE": "accept",  # no worker runs: submits are queued
         },
     )
     stack.cli("inpaint-admin", "migrate")

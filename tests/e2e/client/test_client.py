@@ -112,8 +112,7 @@ def test_failed_job_raises_inference_failed(embedded: Stack, tmp_path: Path) -> 
 
 
 def test_timeout_raises_inference_timeout_and_the_job_is_collected_later(embedded: Stack) -> None:
-    embedded.stop("worker")
-    try:
+    with embedded.worker_stopped():
         with client_for(embedded) as client:
             job = client.submit("erase", prompt=PROMPT, image=scene(), mask=box_mask())
             with pytest.raises(InferenceTimeout) as polled:
@@ -125,8 +124,6 @@ def test_timeout_raises_inference_timeout_and_the_job_is_collected_later(embedde
             with pytest.raises(InferenceTimeout) as synchronous:  # POST /v1 answers 504 after its wait
                 client.run_sync("erase", prompt=PROMPT, image=scene(), mask=box_mask())
             late = synchronous.value.request_id
-    finally:
-        embedded.start_worker()
     with client_for(embedded) as client:
         for request_id in (job.request_id, late):
             assert client.job(request_id).wait(interval=0.2)["status"] == "COMPLETED"

@@ -62,6 +62,9 @@ def chaos(
     else:
         services = {}
     env = {**stack_env(request.param, workdir, services), **FAST_CLOCKS}
+    # Jobs are queued while no worker runs (workers killed, restarted): the mode of a deployment that
+    # scales its workers from zero. With the default, such submits are refused (api.serving).
+    env["INPAINT_SUBMIT_UNSERVABLE"] = "accept"
     # Supervised, as compose's restart policy supervises a deployment: a process that exits on its own
     # (a worker ending itself after Celery's unrecoverable error) is started again.
     stack = ChaosStack(name=f"chaos-{request.param}", workdir=workdir, env=env, supervised=True)
