@@ -8,9 +8,14 @@ inpaint-admin keys first-run          # creates an admin key if there is none; p
 inpaint-admin keys list | revoke ID | rotate-webhook-secret ID
 inpaint-admin models list
 inpaint-admin models register SLUG SOURCE --family sd15 [--sizes 512,768] [--steps 20:100:25]
+                             [--guidance-scale 1:25:7.5] [--sha256 HEX] [--config DIR_OR_HUB_ID]
 inpaint-admin assets list
 inpaint-admin assets register KIND NAME SOURCE [--family sdxl] [--option score_offset=0.1]
+                             [--sha256 HEX] [--config DIR_OR_HUB_ID]
 inpaint-admin assets delete KIND NAME
+
+SOURCE is a Hugging Face hub id, a local directory, or a single-file checkpoint: a local
+.safetensors file or an http(s) URL that the workers download (models and base_model).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from storage.database.migrate import upgrade
 from storage.database.models import ApiKey
 from storage.database.registry import list_models, register_model
 from storage.database.webhooks import rotate_secret
+from storage.egress.checkpoints import check_weights_source
+from storage.errors import InvalidInput
 from storage.settings import Settings, load_settings
 
 
@@ -127,16 +134,28 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parser("list")
     register = models.add_parser("register", help="register (or replace) a model slug")
     register.add_argument("slug")
-    register.add_argument("source", help="Hugging Face hub id or local directory")
+    register.add_argument("source", help="hub id, local directory, local .safetensors file or http(s) URL")
     register.add_argument("--family", required=True, choices=FAMILIES)
     register.add_argument("--sizes", help="allowed widths/heights, comma-separated (default: multiples of 8)")
     register.add_argument("--max-side", type=int, default=1024)
     register.add_argument("--default-size", type=int, default=512)
     register.add_argument("--steps", type=_range, help="MIN:MAX:DEFAULT")
+    register.add_argument("--guidance-scale", type=_range, help="MIN:MAX:DEFAULT (default 0.1:25:7.5)")
+    register.add_argument("--strength", type=_range, help="MIN:MAX:DEFAULT (default 0.1:1:1)")
     register.add_argument("--scheduler", default="DDIM", help="default scheduler")
     register.add_argument("--base-model", help="sdxl families: the default base_model name")
+    add_checkpoint_options(register)
     add_asset_commands(sub)
     return parser
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sha256", help="single-file checkpoints: their SHA-256, checked before use")
+    parser.add_argument(
+        "--config",
+        help="single-file checkpoints: a hub id or local diffusers directory (model_index.json, component "
+        "configs, tokenizers) describing them; default: diffusers infers one, from the Hugging Face hub",
+    )
 
 
 def add_asset_commands(sub: Any) -> None:
@@ -146,7 +165,7 @@ def add_asset_commands(sub: Any) -> None:
     register = actions.add_parser("register", help="register (or re-point) a named asset")
     register.add_argument("kind", choices=ASSET_KINDS)
     register.add_argument("name", help="the name requests use, e.g. 'SDXL' or 'Canny'")
-    register.add_argument("source", help="Hugging Face hub id, local directory or local file")
+    register.add_argument("source", help="Hugging Face hub id, local directory or local file (base_model: or URL)")
     register.add_argument("--family", choices=["sd15", "sdxl"], help="which models may use it")
     register.add_argument(
         "--option",
@@ -155,6 +174,7 @@ def add_asset_commands(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="kind-specific option, e.g. score_offset=0.5 (numbers are parsed)",
     )
+    add_checkpoint_options(register)
     delete = actions.add_parser("delete")
     delete.add_argument("kind", choices=ASSET_KINDS)
     delete.add_argument("name")
@@ -176,6 +196,8 @@ def run_command(settings: Settings, args: argparse.Namespace) -> None:
         with write_scope(make_session_factory(engine)) as session:
             args.settings = settings
             HANDLERS[(args.command, args.action)](session, args)
+    except InvalidInput as exc:
+        raise SystemExit(f"inpaint-admin: {exc.message}") from None
     finally:
         engine.dispose()
 
@@ -255,11 +277,14 @@ def _models_register(session: Any, args: argparse.Namespace) -> None:
     }
     if args.sizes:
         options["sizes"] = tuple(int(s) for s in args.sizes.split(","))
-    if args.steps:
-        options["steps"] = args.steps
-    if args.base_model:
-        options["base_model"] = args.base_model
-    spec = ModelSpec(slug=args.slug, family=args.family, source=args.source, **options)
+    for name in ("steps", "guidance_scale", "strength", "base_model", "sha256", "config"):
+        if getattr(args, name):
+            options[name] = getattr(args, name)
+    check_weights_source(args.source, field="SOURCE", kind=args.family, settings=args.settings)
+    try:
+        spec = ModelSpec(slug=args.slug, family=args.family, source=args.source, **options)
+    except ValueError as exc:
+        raise InvalidInput("SLUG", f"is not a valid model: {exc}", value=args.slug) from None
     register_model(session, spec, now=utcnow())
     _out(f"registered {spec.slug!r} ({spec.family}) from {spec.source}")
 
@@ -278,13 +303,19 @@ def _assets_list(session: Any, args: argparse.Namespace) -> None:
 
 
 def _assets_register(session: Any, args: argparse.Namespace) -> None:
-    asset = AssetSpec(
-        kind=args.kind,
-        name=args.name,
-        source=args.source,
-        family=args.family,
-        options=dict(_option(o) for o in args.option),
-    )
+    check_weights_source(args.source, field="SOURCE", kind=args.kind, settings=args.settings)
+    try:
+        asset = AssetSpec(
+            kind=args.kind,
+            name=args.name,
+            source=args.source,
+            family=args.family,
+            options=dict(_option(o) for o in args.option),
+            sha256=args.sha256,
+            config=args.config,
+        )
+    except ValueError as exc:
+        raise InvalidInput("NAME", f"is not a valid asset: {exc}", value=args.name) from None
     register_asset(session, asset, now=utcnow())
     _out(f"registered {asset.kind} {asset.name!r} from {asset.source}")
 

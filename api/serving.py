@@ -60,17 +60,22 @@ class ServingView:
         self._workers: list[WorkerReport] = []
         self._read_at = -REFRESH_SECONDS
 
-    def workers(self) -> list[WorkerReport]:
+    def workers(self, session: Session | None = None) -> list[WorkerReport]:
+        """The reports, read again when older than REFRESH_SECONDS: on `session` when given (a request
+        holds one connection at a time), else on a session of its own."""
         with self._lock:
             if time.monotonic() - self._read_at >= REFRESH_SECONDS:
-                with session_scope(self.sessions) as session:
+                if session is not None:
                     self._workers = online_workers(session, now=utcnow(), stale_after=self.stale_after)
+                else:
+                    with session_scope(self.sessions) as own:
+                        self._workers = online_workers(own, now=utcnow(), stale_after=self.stale_after)
                 self._read_at = time.monotonic()
             return self._workers
 
-    def serving(self, spec: ModelSpec, source: str) -> Serving:
+    def serving(self, spec: ModelSpec, source: str, session: Session | None = None) -> Serving:
         """How `spec` stands when it runs on the weights at `source` ("" for a family without weights)."""
-        reports = [weights for queues, weights in self.workers() if spec.queue in queues]
+        reports = [weights for queues, weights in self.workers(session) if spec.queue in queues]
         if not reports:
             reason = f"no inference worker consuming queue {spec.queue!r} is online"
             return Serving("no_worker", reason)

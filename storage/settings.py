@@ -354,6 +354,27 @@ class Settings(BaseSettings):
         description="Memory a worker may fill with resident models; the least recently used are "
         "evicted past it. Default: 75% of the device's memory.",
     )
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where an inference worker keeps the single-file checkpoints it downloads from http(s) URLs "
+        "(docs/models.md); default: INPAINT_DATA_DIR/model-cache.",
+    )
+    max_checkpoint_bytes: int = Field(
+        16 * 1024**3,
+        ge=1024,
+        description="Largest checkpoint a worker downloads from a URL; a larger one fails the job "
+        "(`model_unavailable`) naming both sizes. The default (16 GiB) fits an fp32 SDXL checkpoint.",
+    )
+    checkpoint_fetch_timeout_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Overall deadline for downloading one checkpoint URL, redirects included.",
+    )
+    allow_pickle_checkpoints: bool = Field(
+        False,
+        description="Accept pickled single-file checkpoints (.ckpt, .pt, .pth, .bin), which can run code when "
+        "loaded; off: only .safetensors, at registration and at load.",
+    )
 
     @field_validator("webhook_retry_schedule", "warmup_models", mode="before")
     @classmethod
@@ -422,6 +443,10 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_compile_cache_dir(self) -> Path:
         return (self.compile_cache_dir or self.data_dir / "compile-cache").resolve()
+
+    @cached_property
+    def resolved_model_cache_dir(self) -> Path:
+        return (self.model_cache_dir or self.data_dir / "model-cache").resolve()
 
     @cached_property
     def signing_key(self) -> bytes:

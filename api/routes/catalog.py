@@ -29,7 +29,7 @@ def get_models(session: SessionDep, key: CurrentKey, context: ContextDep) -> dic
             spec.model_dump(mode="json", exclude={"source"})
             | {
                 "size_rule": spec.size_rule(),
-                "serving": context.serving.serving(spec, weights_source(spec, None, catalog)).as_json(),
+                "serving": context.serving.serving(spec, weights_source(spec, None, catalog), session).as_json(),
             }
             for spec in list_models(session)
         ]

@@ -22,12 +22,14 @@ from api.fleet_views import model_status, registry_listing
 from api.openapi import error_response, error_responses
 from storage.contract.assets import ASSET_KINDS, BUILTIN_ASSETS, AssetSpec
 from storage.contract.schedulers import SCHEDULERS, SUPPORTED_NAMES
+from storage.contract.sources import SHA256_PATTERN, is_single_file
 from storage.contract.specs import BUILTIN, DIFFUSION_FAMILIES, ModelSpec, Range
 from storage.database.assets import delete_asset, register_asset
 from storage.database.engine import write_scope
 from storage.database.fleet import issue_command, list_workers, queue_depths
 from storage.database.jobs import utcnow
 from storage.database.registry import delete_model, register_model
+from storage.egress.checkpoints import check_weights_source
 from storage.errors import InvalidInput, NotFound
 
 router = APIRouter(
@@ -72,7 +74,22 @@ class AdminBody(BaseModel):
 
 class LoadModelBody(AdminBody):
     model_id: str = Field(min_length=1, max_length=100, description="The name requests will use.")
-    url: str = Field(min_length=1, max_length=2000, description="Hugging Face hub id or a local path.")
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="Hugging Face hub id, local directory, or single-file checkpoint: a local .safetensors file or "
+        "an http(s) URL, which the workers download (models and base_model assets).",
+    )
+    sha256: str | None = Field(
+        None, pattern=SHA256_PATTERN, description="Single-file checkpoints: their SHA-256, checked before use."
+    )
+    config: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="Single-file checkpoints: a hub id or local diffusers directory describing them "
+        "(model_index.json, component configs, tokenizers); unset: diffusers infers one from the hub.",
+    )
     model_type: ModelType = Field(
         "sd15",
         description="A model family (routable at POST /v2/{model_id}) "
@@ -130,7 +147,9 @@ def _pipeline_spec(body: LoadModelBody) -> ModelSpec:
     if "sizes" in given:
         given["sizes"] = tuple(given["sizes"])
     try:
-        return ModelSpec(slug=body.model_id, family=body.model_type, source=body.url, **given)
+        return ModelSpec(
+            slug=body.model_id, family=body.model_type, source=body.url, sha256=body.sha256, config=body.config, **given
+        )
     except ValueError as exc:
         raise InvalidInput("model_id", f"is not a valid model: {exc}", value=body.model_id) from None
 
@@ -145,16 +164,35 @@ def _asset_spec(body: LoadModelBody) -> AssetSpec:
             value=getattr(body, stray[0]),
         )
     fields = {"kind": body.model_type, "name": body.model_id, "source": body.url, "family": body.family}
+    fields |= {"sha256": body.sha256, "config": body.config}
     try:
         return AssetSpec(**fields, options=body.options)
     except ValueError as exc:
         raise InvalidInput("model_id", f"is not a valid name: {exc}", value=body.model_id) from None
 
 
+def check_checkpoint_fields(body: LoadModelBody) -> None:
+    """sha256 and config describe a single-file checkpoint of a model or base_model."""
+    for name in ("sha256", "config"):
+        value = getattr(body, name)
+        if value is None:
+            continue
+        if body.model_type not in (*DIFFUSION_FAMILIES, "base_model"):
+            raise InvalidInput(
+                name, f"applies to models and base_model assets, not to a {body.model_type}", value=value
+            )
+        if not is_single_file(body.url):
+            raise InvalidInput(
+                name, "describes a single-file checkpoint: `url` is neither a .safetensors path nor a URL", value=value
+            )
+
+
 @router.post(
     "/load_model", summary="Register a model or asset; workers warm pipelines up between jobs", description=KEY_NOTE
 )
 def load_model(body: LoadModelBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
+    check_checkpoint_fields(body)
+    check_weights_source(body.url, field="url", kind=body.model_type, settings=context.settings)
     now = utcnow()
     answer = {"status": "success", "model_id": body.model_id, "model_type": body.model_type}
     if body.model_type not in DIFFUSION_FAMILIES:
@@ -175,6 +213,7 @@ def load_model(body: LoadModelBody, key: AdminKey, context: ContextDep) -> dict[
 
 @router.post("/load_vae", summary="Register a VAE that requests can name in `vae`", description=KEY_NOTE)
 def load_vae(body: LoadVaeBody, key: AdminKey, context: ContextDep) -> dict[str, Any]:
+    check_weights_source(body.vae_url, field="vae_url", kind="vae", settings=context.settings)
     try:
         asset = AssetSpec(kind="vae", name=body.vae_id, source=body.vae_url, family=body.family)
     except ValueError as exc:

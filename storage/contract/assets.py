@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from storage.contract.sources import SHA256_PATTERN, is_single_file
 
 AssetKind = Literal["base_model", "controlnet", "lora", "vae", "embeddings", "depth_estimator", "safety_checker"]
 ASSET_KINDS: tuple[str, ...] = (
@@ -44,15 +46,29 @@ class AssetSpec(BaseModel):
     Options by kind: safety_checker `score_offset` (float, default 0): added to every concept
     score before the `> 0` test, like diffusers' own `adjustment`; positive flags more images,
     negative fewer. embeddings `token` (default: the name): the word that triggers it in a prompt.
+    A base_model may be a single-file checkpoint (storage.contract.sources), with `sha256` and
+    `config` as in ModelSpec.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: AssetKind
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^,]+$")
-    source: str = Field(min_length=1, description="Hub id, local directory or local file.")
+    source: str = Field(
+        min_length=1, description="Hub id, local directory or local file; a base_model may also be an http(s) URL."
+    )
     family: Literal["sd15", "sdxl"] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    sha256: str | None = Field(None, pattern=SHA256_PATTERN, description="base_model checkpoints: their SHA-256.")
+    config: str | None = Field(
+        None, min_length=1, description="base_model checkpoints: the diffusers config that describes them."
+    )
+
+    @model_validator(mode="after")
+    def _checkpoint_fields(self) -> AssetSpec:
+        if (self.sha256 or self.config) and not (self.kind == "base_model" and is_single_file(self.source)):
+            raise ValueError("sha256 and config apply to a base_model whose source is a .safetensors path or a URL")
+        return self
 
     def option(self, name: str, default: Any) -> Any:
         return self.options.get(name, default)

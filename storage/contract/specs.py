@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from storage.contract.sources import SHA256_PATTERN, is_single_file
+
 Family = Literal["sd15", "sdxl", "sdxl-controlnet", "erase"]
 FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet", "erase")
 DIFFUSION_FAMILIES: tuple[str, ...] = ("sd15", "sdxl", "sdxl-controlnet")
@@ -40,8 +42,21 @@ class ModelSpec(BaseModel):
     family: Family
     source: str = Field(
         "",
-        description="Hugging Face hub id or local directory; empty for erase, and for SDXL slugs whose "
+        description="Hugging Face hub id, local directory, or single-file checkpoint (a local .safetensors "
+        "file or an http(s) URL, storage.contract.sources); empty for erase, and for SDXL slugs whose "
         "weights come from `base_model`.",
+    )
+    sha256: str | None = Field(
+        None,
+        pattern=SHA256_PATTERN,
+        description="Single-file sources: the checkpoint's SHA-256 (hex), checked before it is used.",
+    )
+    config: str | None = Field(
+        None,
+        min_length=1,
+        description="Single-file sources: a hub id or local diffusers directory (model_index.json and the "
+        "component configs and tokenizers) that describes the checkpoint; None: diffusers infers it, "
+        "which needs the Hugging Face hub.",
     )
     base_model: str | None = Field(
         None,
@@ -66,6 +81,8 @@ class ModelSpec(BaseModel):
     def _has_weights(self) -> ModelSpec:
         if self.family in DIFFUSION_FAMILIES and not (self.source or self.base_model):
             raise ValueError(f"a {self.family} model needs a source or a base_model")
+        if (self.sha256 or self.config) and not is_single_file(self.source):
+            raise ValueError("sha256 and config describe a single-file checkpoint: a .safetensors path or a URL")
         return self
 
     @property

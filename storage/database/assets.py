@@ -13,17 +13,14 @@ from sqlalchemy.orm import Session
 from storage.contract.assets import BUILTIN_ASSETS, AssetCatalog, AssetSpec
 from storage.database.models import ModelAsset
 
+STORED_FIELDS = ("family", "sha256", "config")
+"""AssetSpec fields kept in the row's `options` JSON beside the kind's own options."""
+
 
 def _from_row(row: ModelAsset) -> AssetSpec:
     options = dict(row.options)
-    family = options.pop("family", None)
-    return AssetSpec(
-        kind=row.kind,
-        name=row.name,
-        source=row.source,
-        family=family,
-        options=options,
-    )
+    fields = {name: options.pop(name, None) for name in STORED_FIELDS}
+    return AssetSpec(kind=row.kind, name=row.name, source=row.source, options=options, **fields)
 
 
 def find_asset(session: Session, kind: str, name: str) -> AssetSpec | None:
@@ -49,7 +46,7 @@ def _same(kind: str, name: str) -> Any:
 def register_asset(session: Session, spec: AssetSpec, *, now: datetime) -> None:
     """Insert or replace the asset `(spec.kind, spec.name)`. Writes first (UPDATE, then INSERT if
     nothing was updated): the SQLite convention of storage.database.engine."""
-    options = {**spec.options, **({"family": spec.family} if spec.family else {})}
+    options = {**spec.options, **{name: getattr(spec, name) for name in STORED_FIELDS if getattr(spec, name)}}
     updated = session.execute(
         update(ModelAsset)
         .where(_same(spec.kind, spec.name))

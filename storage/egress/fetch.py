@@ -1,4 +1,4 @@
-"""The one way this service talks to a URL a user gave it (input images, webhooks).
+"""The one way this service talks to a URL a user gave it (input images, webhooks, checkpoint URLs).
 
 - http and https only, and no user name or password in the URL;
 - the host is resolved once and every address must be public (storage.egress.addresses);
@@ -6,7 +6,9 @@
   ignores the host name it is handed and dials the pinned address, while the
   request keeps the URL's own name for the `Host` header, TLS SNI and the
   certificate check;
-- redirects are never followed: a 3xx is returned to the caller as it is;
+- redirects are never followed: a 3xx is returned to the caller as it is (a checkpoint
+  download follows them itself, each hop a new request under these rules:
+  storage.egress.checkpoints);
 - one overall deadline covers resolving, connecting, TLS, sending and every read,
   so a server that drips a byte at a time cannot hold a fetch past it; an optional
   shorter `connect_timeout` bounds the TCP connect alone, so a host that never
@@ -21,7 +23,8 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +33,7 @@ import httpx
 
 from storage.egress.addresses import FetchError, IPAddress, is_public, normalize_host, resolve_public
 
-__all__ = ["FetchError", "FetchPolicy", "FetchResult", "fetch", "is_public"]
+__all__ = ["FetchError", "FetchPolicy", "FetchResult", "check_url", "exchange", "fetch", "is_public"]
 
 USER_AGENT = "inpaint-queue/0.1"
 WRITE_SLICE = 64 * 1024
@@ -186,6 +189,33 @@ def fetch(
     Raises FetchError (message safe to show: never the resolved address) for a URL
     that is refused, a host that cannot be reached, the deadline or the byte cap.
     """
+    with exchange(url, policy, method=method, content=content, headers=headers) as sent:
+        body = read_capped(sent.response, policy.max_bytes)
+    elapsed = time.monotonic() - sent.deadline.started
+    return FetchResult(sent.response.status, httpx.Headers(sent.response.headers), body, elapsed, str(sent.address))
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A request sent by `exchange`: its response (the body not read yet), the address, the deadline."""
+
+    response: httpcore.Response
+    address: IPAddress
+    deadline: Deadline
+
+
+@contextmanager
+def exchange(
+    url: str,
+    policy: FetchPolicy,
+    *,
+    method: str = "GET",
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Iterator[Exchange]:
+    """Send one request under `policy` (the module docstring's rules) and hold its response open for the
+    block, which reads the body as it likes, within the same deadline. A network failure, in the request
+    or in the block's reads, becomes a FetchError."""
     deadline = Deadline(policy.timeout)
     target = parse_url(url)
     address = resolve_public(
@@ -209,7 +239,7 @@ def fetch(
                 extensions=extensions,
             ) as response,
         ):
-            body = read_capped(response, policy.max_bytes)
+            yield Exchange(response, address, deadline)
     except httpcore.ConnectTimeout:
         if backend.connect_ran_out:
             raise FetchError(f"could not connect within {policy.connect_timeout:g} s") from None
@@ -220,8 +250,13 @@ def fetch(
         raise FetchError("could not connect to the host") from None
     except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
         raise FetchError(f"request failed: {type(exc).__name__}") from None
-    elapsed = time.monotonic() - deadline.started
-    return FetchResult(response.status, httpx.Headers(response.headers), body, elapsed, str(address))
+
+
+def check_url(url: str, *, allow_loopback: bool, timeout: float) -> None:
+    """What `fetch` checks before it connects, without connecting: the URL's form, and that its host
+    resolves (within `timeout` seconds) to public addresses only. Raises FetchError."""
+    target = parse_url(url)
+    resolve_public(target.host, target.port, allow_loopback=allow_loopback, timeout=timeout)
 
 
 def read_capped(response: httpcore.Response, max_bytes: int) -> bytes:

@@ -29,6 +29,9 @@ from pathlib import Path
 import httpx
 from huggingface_hub import try_to_load_from_cache
 
+from storage.contract.sources import is_local_path, is_single_file, is_url
+from worker.engine.checkpoints import hub_remedy
+
 log = logging.getLogger(__name__)
 
 SERVABLE = frozenset({"loaded", "present", "download"})
@@ -38,11 +41,7 @@ HUB_PROBE_SECONDS = 300.0
 HUB_PROBE_TIMEOUT = 3.0
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
-MISSING_HUB = (
-    "its weights are not on this worker and the Hugging Face hub cannot be reached: download them into "
-    "the worker's Hugging Face cache (huggingface-cli download {source}), or register a local directory "
-    "or .safetensors file with `inpaint-admin models register`"
-)
+MISSING_HUB = "its weights are not on this worker and the Hugging Face hub cannot be reached: {remedy}"
 MISSING_LOCAL = "its weights are not on this worker: the registered local path does not exist there"
 
 
@@ -57,14 +56,6 @@ class WeightsState:
 
     def as_json(self) -> dict[str, str]:
         return {"state": self.state} | ({"reason": self.reason} if self.reason else {})
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def is_local_path(source: str) -> bool:
-    return Path(source).is_absolute() or source.startswith(".")
 
 
 def hub_weights_cached(repo_id: str) -> bool:
@@ -82,7 +73,7 @@ def hub_weights_cached(repo_id: str) -> bool:
 def local_weights_present(path: Path) -> bool:
     """A diffusers folder (model_index.json or config.json) or a single weights file."""
     if path.is_file():
-        return path.name.endswith(WEIGHT_SUFFIXES + (".ckpt", ".pt"))
+        return path.name.endswith(WEIGHT_SUFFIXES)
     return (path / "model_index.json").is_file() or (path / "config.json").is_file()
 
 
@@ -163,6 +154,9 @@ def weights_state(
         return WeightsState("failed", reason)
     if is_url(source):
         return WeightsState("present" if checkpoint_present and checkpoint_present(source) else "download")
+    if is_local_path(source) and is_single_file(source) and checkpoint_present is not None:
+        present = checkpoint_present(source)  # a pickle the settings refuse is not loadable
+        return WeightsState("present") if present else WeightsState("missing", MISSING_LOCAL)
     if is_local_path(source):
         present = local_weights_present(Path(source))
         return WeightsState("present") if present else WeightsState("missing", MISSING_LOCAL)
@@ -170,4 +164,4 @@ def weights_state(
         return WeightsState("present")
     if hub.reachable():
         return WeightsState("download")
-    return WeightsState("missing", MISSING_HUB.format(source=source))
+    return WeightsState("missing", MISSING_HUB.format(remedy=hub_remedy(source)))

@@ -3,13 +3,17 @@
 `load_components` loads the models among a job's sources through the resident
 cache (ControlNets, VAEs and the depth estimator stay resident like pipelines);
 LoRAs and embeddings stay files until the inpainter applies them for the job and
-removes them after it.
+removes them after it. `screen_images` runs the safety checker, resident too, over a
+job's images and replaces the flagged ones (`safety_checker_type` of the Stable
+Diffusion API enterprise).
 """
 
 from __future__ import annotations
 
+from PIL import Image
+
 from worker.engine.pipelines import PipelineCache
-from worker.engine.types import JobComponents, JobSources
+from worker.engine.types import JobComponents, JobSources, NamedSource
 
 
 def load_components(cache: PipelineCache, sources: JobSources) -> JobComponents:
@@ -37,3 +41,18 @@ def load_components(cache: PipelineCache, sources: JobSources) -> JobComponents:
             "depth", depth.source, lambda: load_depth_estimator(depth, device), label=depth.name
         )
     return components
+
+
+def screen_images(
+    cache: PipelineCache, checker: NamedSource, images: list[Image.Image], replacement: str
+) -> tuple[list[Image.Image], list[bool]]:
+    """The images with each flagged one replaced by `replacement`, and the flags, in order."""
+    # torch and diffusers, only for a job that asks for the check: an erase-only worker never loads them
+    from worker.engine.loading import load_safety_checker
+    from worker.engine.safety import replace_image
+
+    model = cache.component(
+        "safety", checker.source, lambda: load_safety_checker(checker, cache.device), label=checker.name
+    )
+    flags = model.flags(images, offset=float(checker.options.get("score_offset", 0.0)))
+    return [replace_image(i, replacement) if f else i for i, f in zip(images, flags, strict=True)], flags

@@ -11,13 +11,17 @@ from typing import Any
 import diffusers
 import torch
 import transformers
-from diffusers import StableDiffusionInpaintPipeline
+from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+from diffusers.loaders.single_file_utils import SingleFileComponentError
 from PIL import Image
+from safetensors import SafetensorError, safe_open
 
 from storage.contract.params import JobParams
+from storage.contract.sources import SAFETENSORS_SUFFIX, is_single_file, is_url
 from storage.contract.specs import ModelSpec
 from storage.errors import JobFailure
 from worker.engine.adapters import applied_adapters
+from worker.engine.checkpoints import describe_model, hub_unreachable, offline_config_message, offline_message
 from worker.engine.compiling import CompileOptions, compile_unet
 from worker.engine.schedulers import build_scheduler, scheduler_overrides
 from worker.engine.types import JobComponents, StepCallback
@@ -29,6 +33,8 @@ TILING_PIXELS = 1536 * 1536
 several GB. (The VAE tiles only pictures above its own sample size: 512 px for SD 1.5, 1024 for SDXL.)"""
 SLICING_PIXELS = 4 * 1024 * 1024
 """A call that makes more pixels than this (images x width x height) decodes its images one at a time."""
+UNET_INPUT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
+"""The UNet's first convolution in a single-file checkpoint: its second dimension is the input channels."""
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -47,18 +53,25 @@ def is_local(source: str) -> bool:
 
 
 def describe_source(source: str) -> str:
-    """The source as it may be shown to a client: hub ids yes, local paths no."""
-    return "its local directory" if is_local(source) else repr(source)
+    """The source as it may be shown to a client: hub ids yes, local paths and URLs (tokens) no."""
+    if is_url(source):
+        return "its URL"
+    if is_local(source):
+        return "its local checkpoint" if is_single_file(source) else "its local directory"
+    return repr(source)
 
 
 def from_pretrained(cls: Any, source: str, what: str, **kwargs: Any) -> Any:
-    """`cls.from_pretrained(source, **kwargs)`; a failure becomes a JobFailure naming `what`."""
+    """`cls.from_pretrained(source, **kwargs)`; a failure becomes a JobFailure naming `what` (and saying what
+    to do when the weights are neither cached nor reachable on the hub)."""
     if is_local(source) and not Path(source).exists():
         raise JobFailure("model_unavailable", f"{what} could not be loaded: its local path does not exist")
     try:
         return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         log.error("loading %s from %s failed: %s", what, source, exc)
+        if not is_local(source) and hub_unreachable(exc):
+            raise JobFailure("model_unavailable", offline_message(what, source)) from None
         raise JobFailure(
             "model_unavailable",
             f"{what} could not be loaded from {describe_source(source)}: its weights were not found or are incomplete",
@@ -73,12 +86,13 @@ def load_pretrained(
     compile_options: CompileOptions | None = None,
     **kwargs: Any,
 ) -> Any:
-    """`pipeline_cls.from_pretrained(spec.source)`, on `device`, its UNet compiled in buckets when
-    `compile_options` says so; a failure becomes a JobFailure."""
-    what = f"model {spec.slug!r}"
-    if spec.base_model:
-        what = f"base_model {spec.base_model!r} of {what}"
-    pipe = from_pretrained(pipeline_cls, spec.source, what, dtype=dtype_for(device), **kwargs)
+    """`pipeline_cls.from_pretrained(spec.source)`, or `from_single_file` for a single-file checkpoint, on
+    `device`, its UNet compiled in buckets when `compile_options` says so; a failure becomes a JobFailure."""
+    what = describe_model(spec)
+    if is_single_file(spec.source):
+        pipe = from_single_file(pipeline_cls, spec, what, dtype=dtype_for(device), **kwargs)
+    else:
+        pipe = from_pretrained(pipeline_cls, spec.source, what, dtype=dtype_for(device), **kwargs)
     pipe = pipe.to(device)
     if device.type == "cuda":
         pipe.unet.to(memory_format=torch.channels_last)
@@ -86,6 +100,46 @@ def load_pretrained(
     if compile_options is not None:
         compile_unet(pipe, compile_options, max_samples=spec.max_samples)
     return pipe
+
+
+SINGLE_FILE_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SingleFileComponentError, SafetensorError)
+
+
+def from_single_file(pipeline_cls: Any, spec: ModelSpec, what: str, **kwargs: Any) -> Any:
+    """`pipeline_cls.from_single_file(spec.source)` (a local checkpoint: worker.engine.checkpoints has
+    downloaded a URL), described by `spec.config` when given (else diffusers infers a config, from the
+    hub); a failure becomes a JobFailure naming `what`."""
+    options: dict[str, Any] = {"config": spec.config} if spec.config else {}
+    try:
+        unet = unet_of_checkpoint(spec, kwargs["dtype"])
+        return pipeline_cls.from_single_file(spec.source, **options, **({"unet": unet} if unet else {}), **kwargs)
+    except SINGLE_FILE_ERRORS as exc:
+        log.error("loading %s from the checkpoint %s failed: %s", what, spec.source, exc)
+        if hub_unreachable(exc):
+            raise JobFailure("model_unavailable", offline_config_message(what, spec.config)) from None
+        raise JobFailure(
+            "model_unavailable",
+            f"{what} could not be loaded from its checkpoint: it is not a Stable Diffusion checkpoint "
+            "diffusers can read, or its config does not describe it",
+        ) from None
+
+
+def unet_of_checkpoint(spec: ModelSpec, dtype: torch.dtype) -> Any:
+    """The UNet, when the checkpoint's input channels differ from its config's: a 9-channel inpainting
+    checkpoint described by a plain model's config, or a plain 4-channel one by an inpainting config
+    (the pipelines run both). None when they agree, or cannot be read cheaply (no config, a pickle):
+    diffusers' own inference picks an inpainting config for a 9-channel UNet."""
+    if not spec.config or not spec.source.endswith(SAFETENSORS_SUFFIX):
+        return None
+    with safe_open(spec.source, framework="pt") as checkpoint:
+        if UNET_INPUT_KEY not in checkpoint.keys():
+            return None
+        channels = checkpoint.get_slice(UNET_INPUT_KEY).get_shape()[1]
+    if channels == UNet2DConditionModel.load_config(spec.config, subfolder="unet")["in_channels"]:
+        return None
+    return UNet2DConditionModel.from_single_file(
+        spec.source, config=spec.config, subfolder="unet", in_channels=channels, dtype=dtype
+    )
 
 
 class DiffusersInpainter:

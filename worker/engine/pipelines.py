@@ -19,12 +19,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from storage.contract.specs import ModelSpec
 from storage.errors import JobFailure
 from worker.engine.availability import FailedLoads
+from worker.engine.checkpoints import CheckpointPolicy, local_weights
 from worker.engine.compiling import CompileOptions
 from worker.engine.devices import memory_budget
 from worker.engine.erase import EraseInpainter
@@ -101,17 +101,6 @@ def release_memory() -> None:
             torch.cuda.empty_cache()
 
 
-def check_local_source(spec: ModelSpec) -> None:
-    """A source that is a path must be a directory: fail fast, before importing torch for nothing."""
-    if (
-        spec.source
-        and (Path(spec.source).is_absolute() or spec.source.startswith("."))
-        and not Path(spec.source).is_dir()
-    ):
-        what = f"base_model {spec.base_model!r} of model {spec.slug!r}" if spec.base_model else f"model {spec.slug!r}"
-        raise JobFailure("model_unavailable", f"{what} could not be loaded: its local directory does not exist")
-
-
 class PipelineCache:
     """Loaded models by (kind, source), least recently used first. Thread-safe.
 
@@ -120,13 +109,21 @@ class PipelineCache:
     """
 
     def __init__(
-        self, device: str, budget_gb: float | None = None, *, compile_options: CompileOptions | None = None
+        self,
+        device: str,
+        budget_gb: float | None = None,
+        *,
+        compile_options: CompileOptions | None = None,
+        checkpoints: CheckpointPolicy | None = None,
     ) -> None:
         """budget_gb: None is BUDGET_FRACTION of the device's memory, worked out at the first load.
-        compile_options: None runs every pipeline eager (worker.engine.compiling)."""
+        compile_options: None runs every pipeline eager (worker.engine.compiling).
+        checkpoints: where checkpoint URLs are downloaded to, and whether pickles load
+        (worker.engine.checkpoints); None: no URL is downloaded and no pickle is loaded."""
         self.device = device
         self.budget_gb = budget_gb
         self.compile_options = compile_options
+        self.checkpoints = checkpoints
         self._budget: int | None = None
         self._entries: OrderedDict[tuple[str, str], Resident] = OrderedDict()
         self._loading = threading.Lock()
@@ -135,12 +132,13 @@ class PipelineCache:
         """Sources whose last load failed: the heartbeat reports them (worker.engine.availability)."""
 
     def get(self, spec: ModelSpec) -> Inpainter:
-        """The inpainter for this spec's family and weights, loaded on first use."""
+        """The inpainter for this spec's family and weights, loaded on first use. A checkpoint URL is
+        downloaded first (worker.engine.checkpoints); the entry stays keyed by the URL."""
         kind, loader = LOADERS[spec.family]
 
         def load() -> Inpainter:
-            check_local_source(spec)
-            return loader(spec, self.device, self.compile_options)
+            # Checks a local source, or downloads a URL, before torch is imported for nothing.
+            return loader(local_weights(spec, self.checkpoints), self.device, self.compile_options)
 
         inpainter: Inpainter = self.component(kind, spec.source, load, label=spec.slug)
         return inpainter

@@ -40,8 +40,8 @@ from storage.database.models import JobStatus
 from storage.database.registry import find_model
 from storage.errors import JobFailure, NotFound, Unavailable
 from storage.logs import log_context
+from worker.engine.components import screen_images
 from worker.engine.pipelines import PipelineCache
-from worker.engine.screening import screen_images
 from worker.engine.types import JobSources
 from worker.jobs.context import InferenceContext
 from worker.jobs.inputs import Inputs, read_inputs

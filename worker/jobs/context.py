@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.blobs.store import BlobStore
 from storage.settings import Settings
 from storage.stores import Stores
+from worker.engine.checkpoints import CheckpointPolicy
 from worker.engine.compiling import CompileOptions
 from worker.engine.pipelines import PipelineCache
 from worker.jobs.fleet import FleetMember
@@ -37,7 +38,10 @@ class InferenceContext:
     @classmethod
     def build(cls, settings: Settings, *, publish: Callable[..., None], stores: Stores) -> InferenceContext:
         pipelines = PipelineCache(
-            settings.device, settings.model_memory_budget_gb, compile_options=CompileOptions.from_settings(settings)
+            settings.device,
+            settings.model_memory_budget_gb,
+            compile_options=CompileOptions.from_settings(settings),
+            checkpoints=CheckpointPolicy.from_settings(settings),
         )
         busy = threading.Lock()
         return cls(

@@ -30,6 +30,7 @@ from storage.database.models import WorkerCommand
 from storage.database.registry import find_model, list_models
 from storage.settings import Settings
 from worker.engine.availability import HubProbe, weights_state
+from worker.engine.checkpoints import checkpoint_present
 from worker.engine.devices import device_memory
 from worker.engine.pipelines import PipelineCache
 from worker.jobs.sources import weights_of
@@ -128,7 +129,14 @@ class FleetMember:
             sources = {spec.source for spec in list_models(session) if spec.source}
             sources |= {asset.source for asset in list_assets(session, "base_model")}
         loaded, failed = frozenset(resident), self.pipelines.failed
-        return {s: weights_state(s, resident=loaded, failed=failed, hub=self.hub).as_json() for s in sources}
+
+        def present(source: str) -> bool:
+            return checkpoint_present(source, self.settings)
+
+        return {
+            s: weights_state(s, resident=loaded, failed=failed, hub=self.hub, checkpoint_present=present).as_json()
+            for s in sources
+        }
 
     def report_if_changed(self) -> None:
         """After a job: report at once when it loaded or evicted a model, or a load failed, so that

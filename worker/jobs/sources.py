@@ -25,11 +25,15 @@ def _named(session: Session, kind: str, name: str, label: str) -> NamedSource:
 
 
 def weights_of(session: Session, spec: ModelSpec, base_model: str | None) -> ModelSpec:
-    """`spec` with `source` set to the weights it runs on: those of `base_model` when named (SDXL)."""
+    """`spec` with `source` set to the weights it runs on: those of `base_model` when named (SDXL), with
+    that checkpoint's `sha256` and `config`."""
     if not base_model:
         return spec
-    base = _named(session, "base_model", base_model, "base_model")
-    return spec.model_copy(update={"source": base.source, "base_model": base_model})
+    base = find_asset(session, "base_model", base_model)
+    if base is None:
+        raise JobFailure("model_unavailable", f"base_model {base_model!r} is no longer registered")
+    weights = {"source": base.source, "sha256": base.sha256, "config": base.config}
+    return spec.model_copy(update={**weights, "base_model": base_model})
 
 
 def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> JobSources:

@@ -54,38 +54,51 @@ SDXL_BLOCKS: dict[str, Any] = {
 }
 
 
-def build_text_encoders(vocab_size: int) -> tuple[CLIPTextModel, CLIPTextModelWithProjection]:
-    config = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=2,
-        hidden_size=32,
-        intermediate_size=37,
-        layer_norm_eps=1e-05,
-        num_attention_heads=4,
-        num_hidden_layers=5,
-        pad_token_id=1,
-        vocab_size=vocab_size,
-        hidden_act="gelu",
-        projection_dim=32,
-    )
+def build_text_encoders(
+    vocab_size: int, *, second_width: int = 32
+) -> tuple[CLIPTextModel, CLIPTextModelWithProjection]:
+    def config(width: int) -> CLIPTextConfig:
+        return CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=width,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            pad_token_id=1,
+            vocab_size=vocab_size,
+            hidden_act="gelu",
+            projection_dim=width,
+        )
+
     torch.manual_seed(1)
-    first = CLIPTextModel(config)
+    first = CLIPTextModel(config(32))
     torch.manual_seed(2)
-    return first, CLIPTextModelWithProjection(config)
+    return first, CLIPTextModelWithProjection(config(second_width))
 
 
-def build_tiny_sdxl(*, in_channels: int = 9, seed: int = 0) -> StableDiffusionXLInpaintPipeline:
+def build_tiny_sdxl(*, in_channels: int = 9, seed: int = 0, second_width: int = 32) -> StableDiffusionXLInpaintPipeline:
+    """`second_width`: the second text encoder's width. diffusers tells SDXL's two encoders apart in a
+    single-file checkpoint by width alone (768 and 1280 in the real ones), so a tiny checkpoint needs
+    them to differ (tests.support.checkpoints)."""
     torch.manual_seed(seed)
+    # cross attention: both encoders' states side by side; added embedding: 6 time ids x 8 + the pooled text
+    blocks = {
+        **SDXL_BLOCKS,
+        "cross_attention_dim": 32 + second_width,
+        "projection_class_embeddings_input_dim": 6 * 8 + second_width,
+    }
     unet = UNet2DConditionModel(
         sample_size=32,
         in_channels=in_channels,
         out_channels=4,
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        **SDXL_BLOCKS,
+        **blocks,
     )
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer, tokenizer_2 = build_tokenizer(Path(tmp)), build_tokenizer(Path(tmp))
-    text_encoder, text_encoder_2 = build_text_encoders(len(tokenizer))
+    text_encoder, text_encoder_2 = build_text_encoders(len(tokenizer), second_width=second_width)
     return StableDiffusionXLInpaintPipeline(
         vae=build_tiny_vae(seed),
         text_encoder=text_encoder,

@@ -23,7 +23,7 @@ def test_hub_model_without_weights_is_refused_at_submit_saying_what_to_do(embedd
     ready = wait_until(
         lambda: (r := _readiness(embedded, "hub-only")).status_code == 503 and r, what="the worker to report it"
     )
-    assert "huggingface-cli download org/not-downloaded-inpainting" in ready.json()["checks"]["model"]
+    assert "hf download org/not-downloaded-inpainting" in ready.json()["checks"]["model"]
     with embedded.client() as client:
         response = client.post("/v2/hub-only", json=job_body())
         models = {m["slug"]: m["serving"] for m in client.get("/v2/models").json()["models"]}

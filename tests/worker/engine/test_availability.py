@@ -9,6 +9,7 @@ import pytest
 
 from storage.contract.specs import ModelSpec
 from storage.errors import JobFailure
+from storage.settings import load_settings
 from tests.support.http_server import ScriptedServer
 from worker.engine.availability import FailedLoads, HubProbe, weights_state
 from worker.engine.pipelines import PipelineCache
@@ -52,7 +53,7 @@ def test_hub_id_not_cached_says_what_to_do_when_the_hub_is_unreachable(monkeypat
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     missing = state("stable-diffusion-v1-5/stable-diffusion-inpainting")
     assert missing["state"] == "missing"
-    assert "huggingface-cli download stable-diffusion-v1-5/stable-diffusion-inpainting" in missing["reason"]
+    assert "hf download stable-diffusion-v1-5/stable-diffusion-inpainting" in missing["reason"]
     assert "inpaint-admin models register" in missing["reason"]
 
 
@@ -84,6 +85,17 @@ def test_hub_probe_asks_the_endpoint_and_honours_offline(monkeypatch) -> None:
     assert not HubProbe(endpoint="http://127.0.0.1:9").reachable(), "nothing listens on the discard port"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert not HubProbe(endpoint="http://127.0.0.1:9", ttl=0).reachable()
+
+
+def test_a_local_pickle_the_settings_refuse_is_missing(tmp_path: Path) -> None:
+    from worker.engine.checkpoints import checkpoint_present
+
+    pickle = tmp_path / "model.ckpt"
+    pickle.write_bytes(b"x")
+    refusing = load_settings(data_dir=tmp_path, allow_pickle_checkpoints=False)
+    allowing = load_settings(data_dir=tmp_path, allow_pickle_checkpoints=True)
+    assert state(str(pickle), checkpoint_present=lambda s: checkpoint_present(s, refusing))["state"] == "missing"
+    assert state(str(pickle), checkpoint_present=lambda s: checkpoint_present(s, allowing)) == {"state": "present"}
 
 
 def test_checkpoint_url_is_fetched_at_first_use_or_present_once_cached() -> None:
