@@ -23,12 +23,11 @@ from storage.contract.assets import AssetCatalog
 from storage.contract.params import JobParams
 from storage.contract.specs import ModelSpec
 from storage.database.engine import session_scope
-from storage.database.fleet import WorkerReport, online_workers
+from storage.database.fleet import SERVABLE_STATES, WorkerReport, online_workers
 from storage.database.jobs import utcnow
 from storage.errors import Unavailable
 
 REFRESH_SECONDS = 1.0
-SERVABLE = ("loaded", "present", "download")
 RANK = {state: rank for rank, state in enumerate(("loaded", "present", "download", "unknown", "failed", "missing"))}
 
 
@@ -44,7 +43,7 @@ class Serving:
 
     @property
     def servable(self) -> bool:
-        return self.state in SERVABLE or self.state == "unknown"
+        return self.state in SERVABLE_STATES or self.state == "unknown"
 
     def as_json(self) -> dict[str, Any]:
         return {"state": self.state, "servable": self.servable, "reason": self.reason, "workers": self.workers}

@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 from storage.database.models import Job, JobStatus, WorkerCommand, WorkerRecord
 
 COMMAND_ACTIONS = ("clear_cache", "load", "evict")
+SERVABLE_STATES = frozenset({"loaded", "present", "download"})
+"""The states of a worker's `weights` report (worker.engine.availability) in which it can serve a job."""
 
 
 def record_heartbeat(session: Session, *, name: str, now: datetime, **state: Any) -> None:

@@ -12,8 +12,8 @@ that no online worker can serve (api.serving). A state is one of:
 - `failed`: the last load from this source failed (the job's error), retried after
   `FAILED_LOAD_SECONDS` or after an admin `load` or `clear_cache`.
 
-Only the first three can serve a job. Nothing here imports torch: it runs on the heartbeat
-thread, also while a job holds the device.
+Only the first three can serve a job (storage.database.fleet.SERVABLE_STATES). Nothing here
+imports torch: it runs on the heartbeat thread, also while a job holds the device.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from worker.engine.checkpoints import hub_remedy
 
 log = logging.getLogger(__name__)
 
-SERVABLE = frozenset({"loaded", "present", "download"})
 FAILED_LOAD_SECONDS = 300.0
 HUB_PROBE_SECONDS = 300.0
 """How long an answer of the hub (reachable or not) is trusted."""
@@ -49,10 +48,6 @@ MISSING_LOCAL = "its weights are not on this worker: the registered local path d
 class WeightsState:
     state: str
     reason: str | None = None
-
-    @property
-    def servable(self) -> bool:
-        return self.state in SERVABLE
 
     def as_json(self) -> dict[str, str]:
         return {"state": self.state} | ({"reason": self.reason} if self.reason else {})
