@@ -95,8 +95,12 @@ def weights_source(spec: ModelSpec, params: JobParams | None, catalog: AssetCata
     return spec.source
 
 
-def refuse_unservable(view: ServingView, spec: ModelSpec, source: str) -> None:
-    """A 503 naming the reason when no online worker can serve `spec` on `source`."""
+def refuse_unservable(view: ServingView, spec: ModelSpec, source: str, *, base_model: str | None = None) -> None:
+    """A 503 naming the reason when no online worker can serve `spec` on `source`; `base_model` is
+    the base model the request chose, named first when it is the one that cannot be served."""
     serving = view.serving(spec, source)
     if not serving.servable:
-        raise Unavailable(f"model {spec.slug!r} cannot be served right now: {serving.reason or serving.state}")
+        what = f"model {spec.slug!r}"
+        if base_model and serving.state != "no_worker":
+            what = f"base_model {base_model!r} of {what}"
+        raise Unavailable(f"{what} cannot be served right now: {serving.reason or serving.state}")

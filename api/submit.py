@@ -201,7 +201,8 @@ def prepare_job(
         images["mask"] = load_image("mask", request.mask, **limits).data
     params = resolve_params(request, spec, image_size=image.info.size, rng=context.rng, catalog=catalog)
     if context.settings.submit_unservable == "refuse":
-        refuse_unservable(context.serving, spec, weights_source(spec, params, catalog))
+        source = weights_source(spec, params, catalog)
+        refuse_unservable(context.serving, spec, source, base_model=params.base_model)
     return PreparedJob(job_id=str(uuid.uuid4()), spec=spec, request=request, params=params, images=images)
 
 

@@ -135,11 +135,36 @@ def test_one_worker_that_can_serve_is_enough(app, state: str) -> None:
 
 def test_a_failed_load_is_refused_and_a_just_registered_model_is_let_through(app) -> None:
     client, keys, fleet = app
-    fleet.beat("w1", {SOURCE: {"state": "failed", "reason": "model 'some-model' could not be loaded"}})
+    fleet.beat(
+        "w1",
+        {SOURCE: {"state": "failed", "reason": "it could not be loaded: its weights were not found or are incomplete"}},
+    )
     fleet.register("new-model", "org/registered-a-moment-ago")
     with client:
         assert "could not be loaded" in submit(client, keys).json()["error"]
         assert submit(client, keys, "new-model").status_code == 200, "not reported yet: the worker will say"
+
+
+def test_a_base_model_without_weights_is_refused_naming_it(app) -> None:
+    client, keys, fleet = app
+    fleet.beat(
+        "w1",
+        {
+            "RunDiffusion/Juggernaut-XL-v9": {"state": "missing", "reason": MISSING_REASON},
+            "diffusers/stable-diffusion-xl-1.0-inpainting-0.1": {"state": "present"},
+        },
+    )
+    with client:
+        refused = client.post(
+            "/v2/sdxl-inpaint", json=job_body(base_model="Juggernaut XL"), headers={"x-api-key": keys["user"]}
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == (
+            f"base_model 'Juggernaut XL' of model 'sdxl-inpaint' cannot be served right now: {MISSING_REASON}"
+        )
+        other = client.post("/v2/sdxl-inpaint", json=job_body(base_model="SDXL"), headers={"x-api-key": keys["user"]})
+        assert other.status_code == 200, other.text
+    assert fleet.jobs() == 1, "only the servable base model's job is stored"
 
 
 def test_only_workers_of_the_models_queue_count(app) -> None:

@@ -106,6 +106,12 @@ class FailedLoads:
         self._changed = False
 
     def record(self, source: str, reason: str) -> None:
+        """Remember a load of `source` that failed with the job error `reason`. The error names the
+        model whose job tried ("base_model 'X' of model 'y' could not be loaded: ..."); the state is
+        the weights', which other models may share, so that name is dropped ("it could not be ...")."""
+        named, found, rest = reason.partition(" could not be loaded")
+        if found and named:
+            reason = f"it could not be loaded{rest}"
         with self._lock:
             self._failed[source] = (reason, time.monotonic())
             self._changed = True

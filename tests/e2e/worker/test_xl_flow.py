@@ -17,6 +17,7 @@ from tests.support.db import stack_session
 from tests.support.images import b64, box_mask, job_body, scene
 from tests.support.stack import Stack
 from tests.support.tiny_models import register_tiny_assets
+from tests.support.waiting import wait_until
 
 _ready: set[str] = set()
 
@@ -117,7 +118,9 @@ def test_a_field_the_model_cannot_honour_is_400(
         assert word in answer["error"], answer["error"]
 
 
-def test_missing_base_model_weights_fail_the_job_naming_them(xl_embedded: Stack, tmp_path) -> None:
+def test_missing_base_model_weights_are_refused_or_fail_the_job_naming_them(xl_embedded: Stack, tmp_path) -> None:
+    """Queued while no worker could say (scale-from-zero), the job fails naming the base model; once a
+    worker has reported its weights missing, a submit naming it is refused at once."""
     from datetime import UTC, datetime
 
     from storage.contract.assets import AssetSpec
@@ -129,11 +132,23 @@ def test_missing_base_model_weights_fail_the_job_naming_them(xl_embedded: Stack,
             AssetSpec(kind="base_model", name="Gone XL", source=str(tmp_path / "gone"), family="sdxl"),
             now=datetime.now(UTC),
         )
-    job_id = xl_embedded.submit("sdxl-inpaint", job_body(base_model="Gone XL"))
+    with xl_embedded.worker_stopped():
+        job_id = xl_embedded.submit("sdxl-inpaint", job_body(base_model="Gone XL"))
     status = xl_embedded.wait(job_id)
-    assert status["status"] == "FAILED" and status["error_code"] == "model_unavailable"
+    assert status["status"] == "FAILED" and status["error_code"] == "model_unavailable", status
     assert "'Gone XL'" in status["error"] and "sdxl-inpaint" in status["error"]
     assert str(tmp_path) not in status["error"]
+
+    def refused() -> dict | None:
+        code, answer = post(xl_embedded, "sdxl-inpaint", job_body(base_model="Gone XL"))
+        return answer if code == 503 else None
+
+    answer = wait_until(refused, timeout=60, interval=0.5, what="the worker to report the base model missing")
+    assert answer["error"] == (
+        "base_model 'Gone XL' of model 'sdxl-inpaint' cannot be served right now: "
+        "it could not be loaded: its local path does not exist"
+    ), "the worker's last load failed; that state holds for 5 minutes"
+    assert str(tmp_path) not in answer["error"], "a worker's path is not shown to clients"
 
 
 def test_image_larger_than_the_model_is_inpainted_only_masked(xl_embedded: Stack) -> None:

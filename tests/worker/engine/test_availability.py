@@ -108,7 +108,9 @@ def test_a_failed_load_is_reported_until_it_expires_or_is_forgotten(monkeypatch,
     failed = FailedLoads(ttl=60)
     failed.record("org/model", "model 'm' could not be loaded: broken")
     assert failed.changed() and not failed.changed()
-    assert state("org/model", failed=failed) == {"state": "failed", "reason": "model 'm' could not be loaded: broken"}
+    assert state("org/model", failed=failed) == {"state": "failed", "reason": "it could not be loaded: broken"}, (
+        "the weights' state, not the name of the model whose job tried them (several may share them)"
+    )
     failed.forget("org/model")
     assert state("org/model", failed=failed)["state"] == "missing"
     expiring = FailedLoads(ttl=0)
