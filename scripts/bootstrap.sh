@@ -3,8 +3,10 @@
 # torch is pinned to 2.13.0 *before* anything that depends on it is installed:
 # an unpinned torch pulls the registry's newest CUDA build and gigabytes of
 # packages. On a CPU machine the pin takes the CPU build, on a GPU machine the
-# CUDA one. The client distribution (client/: the SDK and the `inpaint` CLI) is
-# installed too, editable. Installs are skipped when neither pyproject.toml has changed.
+# CUDA one. Every install is constrained by constraints.txt, the lock (scripts/lock
+# writes it), so every machine gets the versions the suite was run with. The client
+# distribution (client/: the SDK and the `inpaint` CLI) is installed too, editable.
+# Installs are skipped when neither pyproject.toml nor the lock has changed.
 
 VENV="${INPAINT_VENV:-.venv}"
 TORCH_VERSION="2.13.0"
@@ -27,15 +29,15 @@ ensure_venv() {
     echo "creating the virtual environment in $VENV"
     "$python" -m venv "$VENV"
   fi
-  stamp="$VENV/.installed-$(cat pyproject.toml client/pyproject.toml | sha256sum | cut -c1-12)-${extras//,/-}"
+  stamp="$VENV/.installed-$(cat pyproject.toml client/pyproject.toml constraints.txt | sha256sum | cut -c1-12)-${extras//,/-}"
   if [ -f "$stamp" ]; then return 0; fi
   local log="$VENV/install.log"
   echo "installing into $VENV (torch $TORCH_VERSION first; log: $log)"
   {
     "$VENV/bin/python" -m pip install --upgrade pip &&
-    "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" &&
-    "$VENV/bin/python" -m pip install -e ".[$extras]" &&
-    "$VENV/bin/python" -m pip install -e ./client
+    "$VENV/bin/python" -m pip install -c constraints.txt "torch==$TORCH_VERSION" &&
+    "$VENV/bin/python" -m pip install -c constraints.txt -e ".[$extras]" &&
+    "$VENV/bin/python" -m pip install -c constraints.txt -e ./client
   } >"$log" 2>&1 || { tail -n 30 "$log" >&2; echo "error: the install failed; see $log" >&2; return 1; }
   "$VENV/bin/python" -c "import torch, diffusers, api, worker, storage, inpaint_client" ||
     { echo "error: the install is incomplete; see $log" >&2; return 1; }
