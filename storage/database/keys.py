@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.database.models import ApiKey, Job
@@ -85,11 +86,16 @@ def find_key(session: Session, key: str) -> ApiKey | None:
 def ensure_key(
     session: Session, *, key: str, name: str, is_admin: bool, now: datetime, webhook_secret: str | None = None
 ) -> bool:
-    """Create this exact key unless it exists. True when it was created."""
+    """Create this exact key unless it exists. True when it was created. Safe to race: every API
+    process ensures the bootstrap key at start, and the loser of two inserts finds the key made."""
     exists = session.execute(select(ApiKey.id).where(ApiKey.key_hash == hash_key(key))).first()
     if exists:
         return False
-    create_key(session, name=name, is_admin=is_admin, now=now, key=key, webhook_secret=webhook_secret)
+    try:
+        with session.begin_nested():
+            create_key(session, name=name, is_admin=is_admin, now=now, key=key, webhook_secret=webhook_secret)
+    except IntegrityError:  # another process inserted the same key_hash between the read and the insert
+        return False
     return True
 
 
