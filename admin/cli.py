@@ -13,6 +13,7 @@ inpaint-admin assets list
 inpaint-admin assets register KIND NAME SOURCE [--family sdxl] [--option score_offset=0.1]
                              [--sha256 HEX] [--config DIR_OR_HUB_ID]
 inpaint-admin assets delete KIND NAME
+inpaint-admin storage init           # S3 backend: the bucket and its 1-day expiration rule (idempotent)
 
 SOURCE is a Hugging Face hub id, a local directory, or a single-file checkpoint: a local
 .safetensors file or an http(s) URL that the workers download (models and base_model).
@@ -38,7 +39,7 @@ from storage.database.models import ApiKey
 from storage.database.registry import list_models, register_model
 from storage.database.webhooks import rotate_secret
 from storage.egress.checkpoints import check_weights_source
-from storage.errors import InvalidInput
+from storage.errors import InpaintError, InvalidInput
 from storage.settings import Settings, load_settings
 
 
@@ -146,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--base-model", help="sdxl families: the default base_model name")
     add_checkpoint_options(register)
     add_asset_commands(sub)
+    storage = sub.add_parser("storage", help="the object store").add_subparsers(dest="action", required=True)
+    storage.add_parser("init", help="S3 backend: create the bucket if missing and set its 1-day expiration rule")
     return parser
 
 
@@ -187,7 +190,29 @@ def main(argv: list[str] | None = None) -> None:
         upgrade(settings.resolved_database_url)
         _out("database is at the latest migration")
         return
+    if args.command == "storage":
+        init_storage_command(settings)
+        return
     run_command(settings, args)
+
+
+def init_storage_command(settings: Settings) -> None:
+    """`storage init`: exits 0 when the bucket is there, even if the server has no lifecycle API."""
+    # boto3 and botocore take a few hundred milliseconds to import: only this command needs them.
+    from storage.blobs.bucket import init_storage
+
+    try:
+        report = init_storage(settings)
+    except InpaintError as exc:
+        raise SystemExit(f"inpaint-admin: {exc.message}") from None
+    if report is None:
+        _out("storage backend is 'local': there is no bucket to create, nothing to do")
+        return
+    for line in report.lines():
+        _out(line)
+    warning = report.warning()
+    if warning:
+        sys.stderr.write(warning + "\n")
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> None:
