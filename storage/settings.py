@@ -4,21 +4,36 @@ Nothing here runs at import time: each entry point calls `load_settings()` and
 passes the result down. Every variable is `INPAINT_<FIELD>` (upper case), except
 `PORT`. The embedded default needs no variables at all: SQLite, a local image
 directory and a SQLite-backed Celery broker, all under `INPAINT_DATA_DIR`.
+
+A secret (a `SecretStr` field) may instead be read from a file named by
+`INPAINT_<FIELD>_FILE`, the Docker and Kubernetes secrets convention: `SecretFiles`
+is that settings source. Errors never quote a secret (`hide_input_in_errors`).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import typing
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
+FILE_SUFFIX = "_FILE"
+"""INPAINT_<FIELD>_FILE names a file holding the secret INPAINT_<FIELD> (SecretFiles)."""
 MAX_COMPILE_SIDE = 4096
 """The largest side of any built-in model (erase); the diffusion models stop at 1024."""
 
@@ -31,8 +46,68 @@ def parse_size(entry: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def is_secret(field: FieldInfo) -> bool:
+    return field.annotation is SecretStr or SecretStr in typing.get_args(field.annotation)
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The file's text with one trailing newline stripped; an error names the variable and the path,
+    never the content."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{variable}: cannot read {path!r}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{variable}: {path!r} is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """Secrets from the files named by INPAINT_<FIELD>_FILE (Docker and Kubernetes secrets).
+
+    Setting both INPAINT_<FIELD> and INPAINT_<FIELD>_FILE is an error naming both: which one
+    wins would otherwise be a guess.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: dict[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.environ = {name.upper(): value for name, value in environ.items()}
+        self.prefix = str(settings_cls.model_config.get("env_prefix", "")).upper()
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"{self.prefix}{field_name}".upper()
+        path = self.environ.get(variable + FILE_SUFFIX)
+        if path is None:
+            return None, field_name, False
+        if variable in self.environ:
+            raise SettingsError(f"{variable} and {variable}{FILE_SUFFIX} are both set; set only one of them")
+        return read_secret_file(variable + FILE_SUFFIX, path), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if is_secret(field):
+                value, key, _ = self.get_field_value(field, name)
+                if value is not None:
+                    found[key] = value
+        return found
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="INPAINT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="INPAINT_", extra="ignore", hide_input_in_errors=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit overrides, then the environment, then the INPAINT_<FIELD>_FILE secrets."""
+        secret_files = SecretFiles(settings_cls, dict(os.environ))
+        return init_settings, env_settings, secret_files, dotenv_settings, file_secret_settings
 
     environment: Literal["development", "production"] = Field(
         "development",
@@ -49,6 +124,11 @@ class Settings(BaseSettings):
         None,
         description="SQLAlchemy URL of the job database, e.g. `postgresql+psycopg://user:pw@host/db`; "
         "default: SQLite, INPAINT_DATA_DIR/inpaint.db.",
+    )
+    database_password: SecretStr | None = Field(
+        None,
+        description="Password of the job database, put into INPAINT_DATABASE_URL, which then carries none "
+        "(so the URL can sit in plain configuration); an error with the embedded SQLite default.",
     )
     broker_url: str | None = Field(
         None,
@@ -412,13 +492,56 @@ class Settings(BaseSettings):
             raise ValueError("INPAINT_ALLOW_LOOPBACK_URLS must be off in production")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, data: Any) -> Any:
+        """An empty secret (`INPAINT_BOOTSTRAP_API_KEY=` in an env file) is no secret: unset, so
+        that no empty key, token or password is ever accepted or created."""
+        if isinstance(data, dict):
+            secrets_ = {name for name, field in cls.model_fields.items() if is_secret(field)}
+            data = {k: v for k, v in data.items() if not (k in secrets_ and v == "")}
+        return data
+
+    @model_validator(mode="after")
+    def _check_database_password(self) -> Settings:
+        if self.database_password is None:
+            return self
+        if self.database_url is None or self.database_url.startswith("sqlite"):
+            raise ValueError(
+                "INPAINT_DATABASE_PASSWORD is set, but the database is SQLite "
+                f"({'INPAINT_DATABASE_URL unset' if self.database_url is None else 'INPAINT_DATABASE_URL'}), "
+                "which takes no password"
+            )
+        parts = urlsplit(self.database_url)
+        if parts.password is not None:
+            raise ValueError(
+                "INPAINT_DATABASE_PASSWORD is set, and INPAINT_DATABASE_URL carries a password too; "
+                "keep it in one place"
+            )
+        if not parts.username:
+            raise ValueError("INPAINT_DATABASE_PASSWORD is set, but INPAINT_DATABASE_URL names no user (user@host)")
+        return self
+
     @property
     def result_ttl(self) -> timedelta:
         return timedelta(seconds=self.result_ttl_seconds)
 
     @cached_property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'inpaint.db').resolve()}"
+        """The URL to connect with, INPAINT_DATABASE_PASSWORD included: never log it (log
+        SQLAlchemy's `make_url(url)`, whose repr hides the password).
+
+        The password goes in percent-encoded after the user, as SQLAlchemy's URL.set(password=...)
+        renders it; it is built here with urllib because this module must not import SQLAlchemy
+        (the engine's import contract forbids it, and the engine reads these settings)."""
+        if self.database_url is None:
+            return f"sqlite:///{(self.data_dir / 'inpaint.db').resolve()}"
+        if self.database_password is None:
+            return self.database_url
+        parts = urlsplit(self.database_url)
+        user, _, host = parts.netloc.rpartition("@")
+        password = quote(self.database_password.get_secret_value(), safe="")
+        return parts._replace(netloc=f"{user}:{password}@{host}").geturl()
 
     @cached_property
     def resolved_broker_url(self) -> str:

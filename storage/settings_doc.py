@@ -16,10 +16,10 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, SecretStr
+from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 
-from storage.settings import Settings
+from storage.settings import Settings, is_secret
 
 COMMAND = ".venv/bin/python -m storage.settings_doc > docs/configuration.md"
 
@@ -30,6 +30,12 @@ names. With no variable set you get the embedded default: SQLite for jobs, a loc
 directory and a SQLite-backed Celery broker, all under `{prefix}DATA_DIR`. The defaults
 below are written as you would write them in the variable; lists are comma-separated.
 Secrets are marked as such, and this page shows none of their values.
+
+Each secret may instead be read from a file: `{prefix}<NAME>_FILE` holds the file's path
+(the Docker and Kubernetes secrets convention, e.g. `{prefix}SECRET_KEY_FILE=/run/secrets/secret_key`),
+and the file's content, one trailing newline stripped, is the value. Setting both
+`{prefix}<NAME>` and `{prefix}<NAME>_FILE`, or naming a file that cannot be read, stops the
+process at start-up with an error that names the variables (and the path), never the value.
 
 `{prefix}ENVIRONMENT=production` refuses to start with a missing or placeholder
 `{prefix}SECRET_KEY` or with `{prefix}ALLOW_LOOPBACK_URLS` on. `docker-compose.yml`
@@ -48,10 +54,6 @@ def env_names(name: str, field: FieldInfo) -> list[str]:
     if isinstance(alias, str):
         return [alias]
     return [f"{Settings.model_config.get('env_prefix', '')}{name}".upper()]
-
-
-def is_secret(field: FieldInfo) -> bool:
-    return field.annotation is SecretStr or SecretStr in typing.get_args(field.annotation)
 
 
 def written(value: Any) -> str:
