@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.broker import QUEUE_INPAINT, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS, queue_sizes
 from storage.database.engine import session_scope
+from storage.database.fleet import list_workers
 from storage.database.jobs import utcnow
 from storage.database.models import JobStatus
 from storage.database.stats import (
@@ -40,13 +42,25 @@ BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 SAMPLE_LIMIT = 10_000
 QUEUES = (QUEUE_INPAINT, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)
 WEBHOOK_OUTCOMES = ("delivered", "failed", "disabled")
+WORKER_STATES = ("idle", "busy", "offline")
+OFFLINE_AFTER = timedelta(seconds=15)
+"""Three heartbeats at the default INPAINT_WORKER_HEARTBEAT_SECONDS (storage.database.fleet's rule);
+the app passes three of the configured ones."""
 
 
 class ServiceCollector(Collector):
     """Collects from the database and broker of one API process."""
 
-    def __init__(self, sessions: sessionmaker[Session], celery: Celery, *, window_seconds: int) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        celery: Celery,
+        *,
+        window_seconds: int,
+        offline_after: timedelta = OFFLINE_AFTER,
+    ) -> None:
         self.sessions, self.celery, self.window = sessions, celery, timedelta(seconds=window_seconds)
+        self.offline_after = offline_after
 
     def describe(self) -> list[Metric]:
         return []  # no collect() at registration: that would query the database at start-up
@@ -58,11 +72,13 @@ class ServiceCollector(Collector):
             deliveries = count_deliveries(session)
             counters = read_counts(session)
             finished = recent_finished(session, since=utcnow() - self.window, limit=SAMPLE_LIMIT)
+            workers = list_workers(session, now=utcnow(), stale_after=self.offline_after)
         yield from job_metrics(jobs)
         yield from queue_metrics(waiting, queue_sizes(self.celery, QUEUES))
         yield from webhook_metrics(deliveries)
         yield from action_metrics(counters)
         yield from duration_metrics(finished, window=self.window)
+        yield worker_metric(workers)
 
 
 def job_metrics(jobs: Iterable[JobCount]) -> Iterator[Metric]:
@@ -100,6 +116,26 @@ def queue_metrics(waiting: dict[str, int], depths: dict[str, int | None]) -> Ite
     up = GaugeMetricFamily("inpaint_broker_up", "1 if the broker answered this scrape, else 0.")
     up.add_metric([], int(all(n is not None for n in depths.values())))
     return iter((depth, jobs, up))
+
+
+def worker_metric(workers: Iterable[dict[str, Any]]) -> Metric:
+    """Inference workers (their fleet rows) by queue and state: idle, busy, or offline (a row whose
+    heartbeat is stale). Every state of every queue named by a row, and of `inpaint` always, has a
+    sample, 0 included, so that an alert can fire on absence."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    queues = {QUEUE_INPAINT}
+    for worker in workers:
+        state = ("busy" if worker["busy"] else "idle") if worker["online"] else "offline"
+        for queue in worker["queues"] or []:
+            queues.add(queue)
+            counts[(queue, state)] += 1
+    family = GaugeMetricFamily(
+        "inpaint_workers", "Inference workers by queue and state (idle, busy, offline).", labels=["queue", "state"]
+    )
+    for queue in sorted(queues):
+        for state in WORKER_STATES:
+            family.add_metric([queue, state], counts[(queue, state)])
+    return family
 
 
 def webhook_metrics(deliveries: dict[tuple[str, bool], int]) -> Iterator[Metric]:

@@ -54,7 +54,14 @@ class AppContext:
         refuse_abandoned_commits(stores.sessions)
         celery = make_celery(settings, main="inpaint-api")
         metrics = CollectorRegistry(auto_describe=False)
-        metrics.register(ServiceCollector(stores.sessions, celery, window_seconds=settings.metrics_window_seconds))
+        metrics.register(
+            ServiceCollector(
+                stores.sessions,
+                celery,
+                window_seconds=settings.metrics_window_seconds,
+                offline_after=timedelta(seconds=3 * settings.worker_heartbeat_seconds),
+            )
+        )
         return cls(
             settings=settings,
             engine=stores.engine,
