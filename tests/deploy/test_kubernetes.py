@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from storage.broker import QUEUE_INPAINT
@@ -86,8 +85,7 @@ def bytes_of(size: str) -> int:
 
 
 def validate(*paths: Path) -> subprocess.CompletedProcess[str]:
-    if not VALIDATE.exists():
-        pytest.skip("kubernetes-validate is not installed (the test extra installs it)")
+    assert VALIDATE.exists(), "kubernetes-validate is missing: the test extra (pyproject.toml) installs it"
     return subprocess.run(
         [str(VALIDATE), "--strict", "--quiet", *map(str, paths)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
