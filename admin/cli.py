@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import select
 
 from storage.contract.assets import ASSET_KINDS, AssetSpec
+from storage.contract.content import NSFW_ACTIONS
 from storage.contract.specs import FAMILIES, ModelSpec, Range
 from storage.database.assets import delete_asset, list_assets, register_asset
 from storage.database.engine import make_engine, make_session_factory, write_scope
@@ -94,6 +95,13 @@ def add_limit_options(parser: argparse.ArgumentParser, *, update: bool) -> None:
         default=keep,
         help="submits at once (bucket size); 'default': INPAINT_RATE_LIMIT_BURST",
     )
+    parser.add_argument(
+        "--nsfw-action",
+        type=_nsfw_action,
+        default=keep,
+        help="what an image the safety checker flags does: 'block' (the job fails, content_blocked), "
+        "'replace' (replaced, reported in nsfw) or 'route' (default: the route's API decides)",
+    )
 
 
 def limits_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,8 +110,20 @@ def limits_of(args: argparse.Namespace) -> dict[str, Any]:
         "credits": "credits",
         "rate": "rate_limit_per_minute",
         "burst": "rate_limit_burst",
+        "nsfw_action": "nsfw_action",
     }
     return {field: getattr(args, option) for option, field in names.items() if hasattr(args, option)}
+
+
+def _nsfw_action(text: str) -> str | None:
+    if text == "route":
+        return None
+    if text not in NSFW_ACTIONS:
+        raise ValueError(text)
+    return text
+
+
+_nsfw_action.__name__ = "'block', 'replace' or 'route'"
 
 
 def _range(text: str) -> Range:
@@ -122,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--admin", action="store_true")
     add_limit_options(create, update=False)
-    change = keys.add_parser("update", help="change a key's models, credits or rate limit")
+    change = keys.add_parser("update", help="change a key's models, credits, rate limit or content blocks")
     change.add_argument("id", type=int)
     add_limit_options(change, update=True)
     keys.add_parser("first-run", help="create an admin key if none exists, and print it")
@@ -238,7 +258,7 @@ def _keys_create(session: Any, args: argparse.Namespace) -> None:
 def _keys_update(session: Any, args: argparse.Namespace) -> None:
     changes = limits_of(args)
     if not changes:
-        raise SystemExit("nothing to change: give --models, --credits, --rate or --burst")
+        raise SystemExit("nothing to change: give --models, --credits, --rate, --burst or --nsfw-action")
     _out(f"updated key #{args.id}" if update_key(session, args.id, **changes) else f"no key #{args.id}")
 
 
@@ -251,7 +271,8 @@ def describe_limits(key: ApiKey) -> str:
         else ("no rate limit" if key.rate_limit_per_minute == 0 else f"{key.rate_limit_per_minute}/min")
     )
     burst = "" if key.rate_limit_burst is None else f" burst {key.rate_limit_burst}"
-    return f"{models}\t{credits}\t{rate}{burst}"
+    nsfw = "" if key.nsfw_action is None else f"\tnsfw: {key.nsfw_action}"
+    return f"{models}\t{credits}\t{rate}{burst}{nsfw}"
 
 
 def _keys_first_run(session: Any, args: argparse.Namespace) -> None:

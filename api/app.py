@@ -14,6 +14,7 @@ from api.edge.admission import Admission
 from api.edge.body_limit import BodyLimitMiddleware
 from api.edge.database_guard import GuardMiddleware
 from api.edge.gate import InputGate
+from api.edge.multipart import FormLimits
 from api.errors import install_error_handlers
 from api.openapi import install_openapi
 from api.routes import (
@@ -26,6 +27,7 @@ from api.routes import (
     modelslab,
     playground,
     requests,
+    uploads,
     v1,
     v2,
     webhooks,
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(modelslab.router)
     app.include_router(enterprise.router)
     app.include_router(files.router)
+    app.include_router(uploads.router)
     app.include_router(playground.router)
     install_openapi(app)
     return app
@@ -111,7 +114,7 @@ def install_middleware(app: FastAPI, context: AppContext) -> None:
             max_age=600,
             allow_headers=["x-api-key", "authorization", "content-type"],
         )
-    app.add_middleware(InputGate)
+    app.add_middleware(InputGate, forms=FormLimits.for_images(settings.max_image_bytes))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(GuardMiddleware, guard=context.guard)
     app.add_middleware(Admission, requests=context.requests, streams=context.streams)

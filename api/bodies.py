@@ -1,5 +1,6 @@
 """The body of a submit route, as sent: the model's family decides which request class validates it
-(api.submit.parse_request), so the route itself takes the raw JSON value."""
+(api.submit.parse_request), so the route itself takes the raw JSON value. A multipart form arrives
+here as that same JSON value (api.edge.multipart)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,22 @@ def submit_body_schema() -> dict[str, Any]:
         doc = " ".join((cls.__doc__ or "").split())
         schemas.append(cls.model_json_schema() | {"description": f"Model families: {families}. {doc}"})
     body = {"schema": {"oneOf": schemas}}
-    return {"requestBody": {"required": True, "content": {"application/json": body}}}
+    form = {"schema": FORM_SCHEMA}
+    return {"requestBody": {"required": True, "content": {"application/json": body, "multipart/form-data": form}}}
+
+
+FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The JSON fields as form fields (numbers and booleans as text, as the JSON body takes them); "
+    "`image` and `mask` may be files, each at most INPAINT_MAX_IMAGE_BYTES (413 naming the field past it).",
+    "required": ["prompt", "image"],
+    "properties": {
+        "prompt": {"type": "string"},
+        "image": {"type": "string", "format": "binary"},
+        "mask": {"type": "string", "format": "binary"},
+    },
+    "additionalProperties": {"type": "string"},
+}
 
 
 JsonBody = Annotated[Any, Depends(read_json_body)]

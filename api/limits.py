@@ -30,6 +30,11 @@ def admit(context: AppContext, key: ApiKey, model: str) -> None:
     if not may_use_model(key, model):
         allowed = ", ".join(key.allowed_models or []) or "none"
         raise Forbidden(f"this key may not use model {model!r}; it may use: {allowed}")
+    take_token(context, key)
+
+
+def take_token(context: AppContext, key: ApiKey) -> None:
+    """RateLimited (429) unless the key's bucket has a token (submits and uploads share it)."""
     rate = rate_of(key, context.settings)
     if rate is not None:
         wait = context.rate_limiter.take(key.id, rate)

@@ -205,7 +205,9 @@ class ModelsLabAnswer(BaseModel):
     has eta, fetch_result and future_links; `error` (a FAILED job, HTTP 422) has message and error_code."""
 
     status: Literal["success", "processing", "error"]
-    id: str
+    id: int = Field(
+        description="The job's integer id, as the hosted APIs answer; the fetch routes take it (or the UUID)."
+    )
     output: list[str] = Field(description="URLs, or base64 when asked for; empty unless success.")
     meta: dict[str, Any] = Field(description="The parameters used, in the Stable Diffusion API's names.")
     generationTime: float | None | Omitted = omitted("success: seconds of inference.")  # noqa: N815 - their name

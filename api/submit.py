@@ -36,11 +36,13 @@ from api.edge.admission import Slots
 from api.serving import refuse_unservable, weights_source
 from storage.blobs.images import ImageInfo, decode_inline, inspect_image, is_url
 from storage.blobs.store import in_parallel, input_key, job_prefix, with_retries
+from storage.blobs.uploads import UploadReader, owner_tag, parse_upload_link
 from storage.broker import publish_job
 from storage.contract.assets import AssetCatalog
+from storage.contract.content import apply_content_policy
 from storage.contract.params import JobParams, resolve_params
 from storage.contract.requests import REQUEST_CLASSES, InpaintRequest
-from storage.contract.specs import DIFFUSION_FAMILIES, ModelSpec
+from storage.contract.specs import DIFFUSION_FAMILIES, ApiRanges, ModelSpec
 from storage.database.assets import load_catalog
 from storage.database.engine import session_scope
 from storage.database.idempotency import find_previous, request_hash, reserve
@@ -77,12 +79,24 @@ class InputImage:
 
 
 def load_image(
-    field: str, value: str, *, policy: FetchPolicy, max_bytes: int, max_pixels: int, fetches: Slots, caller: str
+    field: str,
+    value: str,
+    *,
+    policy: FetchPolicy,
+    max_bytes: int,
+    max_pixels: int,
+    fetches: Slots,
+    caller: str,
+    uploads: UploadReader | None = None,
 ) -> InputImage:
     """Fetch or base64-decode one input image and check it from its header (format, size, pixel limit);
     the worker decodes it, under the same limits. Every failure is a 400 naming the field. A fetch holds
-    one of the caller's image-fetch slots (429 when it has none left) for at most the fetch's deadline."""
-    if is_url(value):
+    one of the caller's image-fetch slots (429 when it has none left) for at most the fetch's deadline.
+    An upload link (storage.blobs.uploads) is never fetched: `uploads` reads it from storage, for its key only."""
+    link = parse_upload_link(value) if uploads is not None and is_url(value) else None
+    if uploads is not None and link is not None:
+        data = uploads.read(field, value, link, now=utcnow())
+    elif is_url(value):
         try:
             with fetches.held(caller):
                 result = fetch(value, policy)
@@ -172,14 +186,28 @@ class PreparedJob:
 
 
 def prepare_job(
-    context: AppContext, *, key: ApiKey, model: str, body: Any, defaults: dict[str, Any] | None = None
+    context: AppContext,
+    *,
+    key: ApiKey,
+    model: str,
+    body: Any,
+    defaults: dict[str, Any] | None = None,
+    ranges: ApiRanges | None = None,
+    not_applied: tuple[str, ...] = (),
+    api_format: str | None = None,
 ) -> PreparedJob:
     """Validate `body` (the JSON value as sent) for `model` and check its images; stores nothing.
 
     `defaults`: a route's own defaults for fields the body leaves out, where the model's family
     takes the field (the ModelsLab routes default `enhance_prompt` to yes, as that API does).
+    `ranges`: the route's API's documented ranges, validated instead of the model's (ApiRanges.apply).
+    `not_applied`: fields the route's adapter accepted and dropped; the job's params list them.
+    `api_format`: the wire format (None: Segmind); its API decides what a flagged image does by default
+    (storage.contract.content).
     """
     spec, catalog = lookup_model(context, model)
+    if ranges is not None:
+        spec = ranges.apply(spec)
     if defaults and isinstance(body, dict):
         fields = REQUEST_CLASSES[spec.family].model_fields
         body = {**{k: v for k, v in defaults.items() if k in fields}, **body}
@@ -194,12 +222,22 @@ def prepare_job(
         "max_pixels": context.settings.max_image_pixels,
         "fetches": context.fetches,
         "caller": f"key-id:{key.id}",
+        "uploads": UploadReader(
+            owner_tag(key.id, signing_key=context.settings.signing_key),
+            blobs=context.blobs,
+            signing_key=context.settings.signing_key,
+        ),
     }
     image = load_image("image", request.image, **limits)
     images = {"image": image.data}
     if request.mask is not None:  # none (inpaint-auto): the worker repaints everything
         images["mask"] = load_image("mask", request.mask, **limits).data
     params = resolve_params(request, spec, image_size=image.info.size, rng=context.rng, catalog=catalog)
+    params = apply_content_policy(
+        params, request, key_action=key.nsfw_action, api_format=api_format, checker=context.settings.safety_checker
+    )
+    if not_applied:
+        params = params.model_copy(update={"ignored": (*params.ignored, *not_applied)})
     if context.settings.submit_unservable == "refuse":
         source = weights_source(spec, params, catalog)
         refuse_unservable(context.serving, spec, source, base_model=params.base_model)
@@ -216,11 +254,22 @@ def accept_job(
     idempotency: Idempotency | None = None,
     api_format: str | None = None,
     defaults: dict[str, Any] | None = None,
+    ranges: ApiRanges | None = None,
+    not_applied: tuple[str, ...] = (),
 ) -> AcceptedJob:
     """Validate `body` for `model`, store its inputs, record and publish it (see prepare_job)."""
     if idempotency is not None and (previous := previous_result(context, key, idempotency)):
         return AcceptedJob(job_id=previous, replayed=True)
-    job = prepare_job(context, key=key, model=model, body=body, defaults=defaults)
+    job = prepare_job(
+        context,
+        key=key,
+        model=model,
+        body=body,
+        defaults=defaults,
+        ranges=ranges,
+        not_applied=not_applied,
+        api_format=api_format,
+    )
     with log_context(request_id=job.job_id, track_id=job.request.track_id):
         store_inputs(context, [job])
         try:
@@ -323,6 +372,9 @@ def insert_job(
         batch_id=batch_id,
         credits_charged=charged,
         api_format=api_format,
+        input_urls={
+            role: url for role, url in (("image", job.request.image), ("mask", job.request.mask)) if url and is_url(url)
+        },
     )
     return True
 

@@ -202,6 +202,13 @@ class Settings(BaseSettings):
         "and the reaper deletes its images.",
     )
     reaper_interval_seconds: float = Field(60.0, gt=0, description="How often expired results are deleted.")
+    upload_ttl_seconds: int = Field(
+        3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long an image uploaded with upload_image can be submitted; then its link is refused "
+        "and the reaper deletes it.",
+    )
     max_image_pixels: int = Field(
         4096 * 4096,
         ge=64 * 64,
@@ -335,6 +342,13 @@ class Settings(BaseSettings):
         le=600,
         description="How long the ModelsLab routes wait before answering `processing` with fetch links.",
     )
+    modelslab_unknown_fields: Literal["reject", "ignore"] = Field(
+        "ignore",
+        description="A body field that neither ModelsLab v6 inpaint nor the Stable Diffusion API enterprise "
+        "documents, on their routes: `ignore` drops it and names it in the answer's `meta.not_applied` (as the "
+        "hosted APIs take any field, so migrating clients work unchanged); `reject` answers 400. "
+        "POST /v2 always rejects one.",
+    )
     heartbeat_interval_seconds: float = Field(5.0, gt=0, description="How often a worker marks its running job alive.")
     heartbeat_timeout_seconds: float = Field(
         30.0,
@@ -386,6 +400,13 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
         description="Port of each worker process's Prometheus /metrics server; 0: off (compose: 9101).",
+    )
+    safety_checker: Literal["request", "always"] = Field(
+        "request",
+        description="'request': the NSFW safety checker runs on a job that asks for it (`safety_checker: yes`); "
+        "'always': on every job of a diffusion model, asked or not (`erase` paints nothing new and is not "
+        "checked). A job whose checker weights cannot be loaded then fails (`model_unavailable`): no image "
+        "is served unchecked.",
     )
     submit_unservable: Literal["refuse", "accept"] = Field(
         "refuse",

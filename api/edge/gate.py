@@ -8,7 +8,10 @@ Pure ASGI, inside the body limit (which has already refused oversized bodies):
   defines it, whatever its Content-Type: every route that takes a body takes JSON,
   and clients that forget the header (curl's `-d`) are served. A body that parses
   is passed on as `application/json`, and its value is left in the request's state
-  (`json_body`) so that no route parses it twice.
+  (`json_body`) so that no route parses it twice;
+- except a `multipart/form-data` body to a route that takes an image (`api.edge.multipart`):
+  it is parsed as it streams in, with a limit per file (a 413 naming the field), and its
+  fields are left in `json_body` as the JSON object the route takes.
 
 The answer speaks the route's dialect: ModelsLab's `{"status": "error", "message"}`
 on its routes, `{"error", "errors"}` everywhere else.
@@ -23,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.edge.answer import error_content, send_json
 from api.edge.json_body import MalformedBody, parse_json
+from api.edge.multipart import FormLimits, PartTooLarge, read_form, takes_form
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 PARSE_IN_THREAD_BYTES = 256 * 1024
@@ -30,8 +34,10 @@ PARSE_IN_THREAD_BYTES = 256 * 1024
 
 
 class InputGate:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, forms: FormLimits | None = None) -> None:
+        """forms: the limits of multipart submits; None refuses multipart like any non-JSON body."""
         self.app = app
+        self.forms = forms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,6 +50,9 @@ class InputGate:
             return
         if scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
+            return
+        if self.forms is not None and takes_form(scope, header(scope, b"content-type")):
+            await self.pass_form(scope, receive, send, self.forms)
             return
         body = await read_body(receive)
         if body is None:
@@ -58,6 +67,24 @@ class InputGate:
             scope = as_json(scope)
             scope.setdefault("state", {})["json_body"] = value
         await self.app(scope, replay(body, receive), send)
+
+    async def pass_form(self, scope: Scope, receive: Receive, send: Send, limits: FormLimits) -> None:
+        try:
+            value = await read_form(scope, receive, limits)
+        except MalformedBody as exc:
+            await refuse(scope, send, exc)
+            return
+        except PartTooLarge as exc:
+            entry = {"field": exc.field, "message": exc.message, "limit": exc.limit, "value": None}
+            content = error_content(scope, exc.message, errors=[entry])
+            await send_json(send, 413, content, headers={"Connection": "close"})
+            return
+        if value is None:
+            return  # the client left (or the body limit answered 413) before the form was complete
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"0")]
+        scope = {**scope, "headers": headers, "state": {**scope.get("state", {}), "json_body": value}}
+        await self.app(scope, replay(b"", receive), send)
 
 
 async def parse(body: bytes, content_type: str | None) -> Any:

@@ -310,3 +310,14 @@ def system_details(
         "queues": queue_depths(session),
         "asset_kinds": list(ASSET_KINDS),
     }
+
+
+# modelslab-py in enterprise mode sends its management calls under its image_editing base.
+for name, route in (("system_details", system_details), ("clear_cache", clear_cache)):
+    router.add_api_route(
+        f"/image_editing/{name}",
+        route,
+        methods=["POST"],
+        summary=f"The same as /api/v1/enterprise/{name} (the path modelslab-py uses)",
+        description=KEY_NOTE,
+    )

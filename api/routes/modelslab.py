@@ -23,12 +23,12 @@ from api.live.waiting import wait_for_end
 from api.openapi import modelslab_docs
 from api.routes.files import job_image_link
 from api.schemas import ModelsLabBody, ModelsLabFetchBody
-from api.submit import accept_job
+from api.submit import Idempotency, accept_job, idempotency_of
 from storage.database.engine import session_scope
-from storage.database.jobs import count_jobs_ahead, get_visible_job, mean_inference_time, utcnow
+from storage.database.jobs import count_jobs_ahead, find_job_id, get_visible_job, mean_inference_time, utcnow
 from storage.database.keys import find_key
 from storage.database.models import ApiKey, Job, JobStatus
-from storage.errors import InpaintError, NotFound, Unauthorized
+from storage.errors import InpaintError, InvalidInput, NotFound, Unauthorized
 from storage.wire import modelslab
 from storage.wire.results import output_inline, output_links
 
@@ -39,7 +39,14 @@ SUBMIT_PATHS = [
     "/api/v1/enterprise/inpaint",
     "/api/v1/enterprise/image_editing/inpaint",
 ]
-FETCH_PATHS = ["/api/v6/image_editing/fetch/{job_id}", "/api/v1/enterprise/fetch/{job_id}"]
+# The enterprise fetch paths: the Stable Diffusion API enterprise's, and the one modelslab-py uses in
+# enterprise mode (its image_editing base plus "fetch/{id}").
+FETCH_PATHS = [
+    "/api/v6/image_editing/fetch/{job_id}",
+    "/api/v1/enterprise/fetch/{job_id}",
+    "/api/v1/enterprise/image_editing/fetch/{job_id}",
+]
+MAX_IDEMPOTENCY_KEY = 255
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -83,7 +90,7 @@ def answer_for(context: AppContext, job: Job, *, base_url: str, inline: bool) ->
     with session_scope(context.sessions) as session:
         ahead = count_jobs_ahead(session, job) if job.status == JobStatus.QUEUED.value else 0
         each = mean_inference_time(session, job.model)
-    fetch_path = f"/api/v6/image_editing/fetch/{job.id}"
+    fetch_path = f"/api/v6/image_editing/fetch/{job.number}"
     valid_until = (
         job.created_at + timedelta(seconds=context.settings.job_time_limit_seconds) + context.settings.result_ttl
     )
@@ -93,7 +100,7 @@ def answer_for(context: AppContext, job: Job, *, base_url: str, inline: bool) ->
     ]
     return {
         "status": "processing",
-        "id": job.id,
+        "id": job.number,
         "eta": round(each * (ahead + 1), 1),
         "message": "the job is queued or running; POST {key} to fetch_result for the outcome",
         "fetch_result": base_url + fetch_path,
@@ -107,33 +114,71 @@ def status_of(answer: dict[str, Any]) -> int:
     return 422 if answer["status"] == "error" else 200
 
 
-def submit(context: AppContext, request: Request, body: dict[str, Any]) -> tuple[ApiKey, str, bool, bool]:
+def idempotency_for(request: Request, body: dict[str, Any]) -> Idempotency | None:
+    """The Idempotency-Key header, as on POST /v2/{model}; the body's `key` (the secret) is not hashed."""
+    header = request.headers.get("idempotency-key")
+    if header is not None and len(header) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidInput(
+            "Idempotency-Key", f"must be at most {MAX_IDEMPOTENCY_KEY} characters", limit=MAX_IDEMPOTENCY_KEY
+        )
+    return idempotency_of(header, request.url.path, {k: v for k, v in body.items() if k != "key"})
+
+
+def submit(
+    context: AppContext, request: Request, body: dict[str, Any], translated: modelslab.Translated
+) -> tuple[ApiKey, str, bool, bool]:
     """Validate and accept; returns (key, job id, inline output, answer at once)."""
     key = key_of(context, request, body)
-    model, fields = modelslab.translate(body)
-    admit(context, key, model)
+    admit(context, key, translated.model)
     accepted = accept_job(
         context,
         key=key,
-        model=model,
-        body=fields,
+        model=translated.model,
+        body=translated.fields,
         base_url=base_url_of(context, request),
+        idempotency=idempotency_for(request, body),
         api_format=modelslab.FORMAT,
         defaults=modelslab.DEFAULTS,
+        ranges=modelslab.RANGES,
+        not_applied=translated.not_applied,
     )
-    return key, accepted.job_id, fields.get("base64") is True, modelslab.is_yes(body.get("instant_response"))
+    inline = translated.fields.get("base64") is True
+    return key, accepted.job_id, inline, modelslab.is_yes(body.get("instant_response"))
+
+
+def renamed(message: str, ours: str, theirs: str) -> str:
+    """An error message that starts with our field name, starting with the client's instead."""
+    return theirs + message[len(ours) :] if ours != theirs and message.startswith(ours) else message
+
+
+def validation_error(exc: RequestValidationError, translated: modelslab.Translated) -> JSONResponse:
+    errors = []
+    for described in (describe_validation_error(e) for e in exc.errors()):
+        theirs = translated.wire_name(str(described.get("field")))
+        errors.append(
+            {**described, "field": theirs, "message": renamed(described["message"], described["field"], theirs)}
+        )
+    return error(400, "; ".join(e["message"] for e in errors), errors=errors)
+
+
+def input_error(exc: InpaintError, translated: modelslab.Translated | None) -> JSONResponse:
+    message = exc.message
+    if isinstance(exc, InvalidInput) and translated is not None:
+        message = renamed(message, exc.field, translated.wire_name(exc.field))
+    return error(next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400), message)
 
 
 async def inpaint(request: Request) -> JSONResponse:
     context: AppContext = request.app.state.context
+    translated: modelslab.Translated | None = None
     try:
         body = await read_body(request)
-        key, job_id, inline, instant = await run_in_threadpool(submit, context, request, body)
+        translated = modelslab.translate(body, unknown=context.settings.modelslab_unknown_fields)
+        key, job_id, inline, instant = await run_in_threadpool(submit, context, request, body, translated)
     except RequestValidationError as exc:  # the body, checked with the request class of the model's family
-        errors = [describe_validation_error(e) for e in exc.errors()]
-        return error(400, "; ".join(e["message"] for e in errors), errors=errors)
+        return validation_error(exc, translated) if translated else error(400, "the body is not valid")
     except InpaintError as exc:
-        return error(next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400), exc.message)
+        return input_error(exc, translated)
     waited = 0.0 if instant else context.settings.modelslab_wait_seconds
     job = await wait_for_end(context, job_id, timeout=waited) if waited else None
     if job is None:
@@ -143,8 +188,10 @@ async def inpaint(request: Request) -> JSONResponse:
 
 
 def load(context: AppContext, job_id: str, api_key_id: int) -> Job:
+    """The job by its integer id (what these routes answer) or by its UUID (what /v2 answers)."""
     with session_scope(context.sessions) as session:
-        job = get_visible_job(session, job_id, api_key_id=api_key_id, now=utcnow())
+        found = find_job_id(session, int(job_id)) if job_id.isdigit() and len(job_id) < 19 else job_id
+        job = get_visible_job(session, found, api_key_id=api_key_id, now=utcnow()) if found else None
         if job is None:
             raise NotFound(f"request {job_id!r} was not found or has expired")
         session.expunge(job)

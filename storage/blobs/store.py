@@ -51,6 +51,7 @@ class BlobStore(Protocol):
     def put(self, key: str, data: bytes, content_type: str = "image/png") -> None: ...
     def get(self, key: str) -> bytes: ...
     def delete_prefix(self, prefix: str) -> int: ...
+    def delete_older_than(self, prefix: str, before: datetime) -> int: ...
     def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str: ...
     def check(self) -> None: ...
 
@@ -121,6 +122,21 @@ class LocalBlobStore:
         shutil.rmtree(path, ignore_errors=True)
         return count
 
+    def delete_older_than(self, prefix: str, before: datetime) -> int:
+        """Delete the files under `prefix` last written before `before`; returns how many."""
+        path = self.path(prefix)
+        if not path.exists():
+            return 0
+        deleted = 0
+        for file in [p for p in path.rglob("*") if p.is_file()]:
+            try:
+                if file.stat().st_mtime < before.timestamp():
+                    file.unlink()
+                    deleted += 1
+            except FileNotFoundError:
+                continue  # deleted by another reaper meanwhile
+        return deleted
+
     def url(self, key: str, *, expires_at: datetime, now: datetime, base_url: str) -> str:
         query = signed_query(key, expires_at=expires_at, key=self.signing_key)
         return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
@@ -156,6 +172,17 @@ class S3BlobStore:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if objects:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+                deleted += len(objects)
+        return deleted
+
+    def delete_older_than(self, prefix: str, before: datetime) -> int:
+        """Delete the objects under `prefix` last written before `before`; returns how many."""
+        deleted = 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            objects = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["LastModified"] < before]
             if objects:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
                 deleted += len(objects)

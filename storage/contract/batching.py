@@ -18,7 +18,7 @@ import json
 from storage.contract.params import JobParams
 
 BATCHED_FAMILIES = ("sd15", "sdxl")
-PER_JOB_FIELDS = {"prompt", "negative_prompt", "seed", "mask", "safety", "enhance_prompt", "ignored"}
+PER_JOB_FIELDS = {"prompt", "negative_prompt", "seed", "mask", "safety", "nsfw_action", "enhance_prompt", "ignored"}
 
 
 def batch_signature(family: str, params: JobParams) -> str | None:

@@ -15,7 +15,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.contract.assets import AssetCatalog
-from storage.contract.requests import MAX_SEED, ControlNetRequest, DiffusionRequest, InpaintRequest, SDXLRequest
+from storage.contract.processors import processor_applies, resolve_processor
+from storage.contract.requests import (
+    MAX_SEED,
+    ControlNetRequest,
+    DiffusionRequest,
+    InpaintRequest,
+    NsfwAction,
+    SDXLRequest,
+)
 from storage.contract.resolve import (
     NOT_APPLIED,
     check_name,
@@ -25,7 +33,6 @@ from storage.contract.resolve import (
     resolve_algorithm,
     resolve_karras,
     resolve_loras,
-    resolve_processor,
     split_names,
 )
 from storage.contract.schedulers import SCHEDULERS, STEP_BUDGETS, SUPPORTED_NAMES, find_scheduler
@@ -71,7 +78,8 @@ class JobParams(BaseModel):
     """What the worker runs: concrete, in range, seed resolved. Stored as the job's params.
 
     `prompt` is the prompt as used (with the enhance_prompt suffix when asked for).
-    `safety` is the replacement type when the safety checker is on, else None.
+    `safety` is the replacement type when the safety checker is on, else None; `nsfw_action`
+    says whether a flagged image is replaced by it or fails the job (storage.contract.content).
     `ignored` names the accepted-but-not-applied fields the request set.
     """
 
@@ -94,6 +102,7 @@ class JobParams(BaseModel):
     adapters: AdapterParams = AdapterParams()
     mask: MaskParams = MaskParams()
     safety: str | None = None
+    nsfw_action: NsfwAction = "replace"
     enhance_prompt: bool = False
     ignored: tuple[str, ...] = ()
 
@@ -144,7 +153,12 @@ def _resolve_scheduler(name: str | None, spec: ModelSpec) -> str:
             value=name,
         )
     if found.unsupported_reason:
-        raise InvalidInput("scheduler", f"{name!r} is not supported: {found.unsupported_reason}", value=name)
+        raise InvalidInput(
+            "scheduler",
+            f"{name!r} is not supported: {found.unsupported_reason}; valid names: {', '.join(SUPPORTED_NAMES)}",
+            limit=SUPPORTED_NAMES,
+            value=name,
+        )
     return name
 
 
@@ -229,6 +243,8 @@ def _resolve_diffusion(
             model=check_name("cn_model", "controlnet", request.cn_model, catalog, family),
             processor=resolve_processor(request.cn_model, request.cn_processor),
         )
+        if not processor_applies(request.cn_processor):
+            resolved["ignored"] += ("cn_processor",)
     return resolved
 
 

@@ -21,6 +21,8 @@ TrackId = (
     Annotated[str, StringConstraints(max_length=MAX_TRACK_ID_CHARS)] | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 )
 WebhookEvent = Literal["progress", "completed", "failed"]
+NsfwAction = Literal["block", "replace"]
+"""What a flagged image does: block (the job FAILS, Segmind) or replace (Stable Diffusion API)."""
 
 
 class InpaintRequest(BaseModel):
@@ -106,6 +108,12 @@ class DiffusionRequest(InpaintRequest):
     safety_checker_type: Literal["blur", "pixelate", "black", "sensitive_content_text"] | None = Field(
         None, description="How a flagged image is replaced (default sensitive_content_text)."
     )
+    nsfw_action: NsfwAction | None = Field(
+        None,
+        description="What an image the safety checker flags does: 'block' ends the job FAILED with "
+        "error_code content_blocked (Segmind); 'replace' replaces it and reports it in `nsfw` (Stable "
+        "Diffusion API). Default: the key's setting, else the route's API's.",
+    )
     enhance_prompt: bool = Field(False, description="Append a quality suffix to the prompt.")
     tomesd: bool | None = Field(None, description="Accepted for compatibility; not applied.")
     loadbalancer: bool | None = Field(None, description="Accepted for compatibility; not applied.")
@@ -138,8 +146,10 @@ class ControlNetRequest(SDXLRequest):
     cn_processor: str | None = Field(
         None,
         max_length=100,
-        description="Builds the control image: canny, depth or none (the image as "
-        "given). Default: canny for Canny, depth for Depth, none otherwise.",
+        description="Builds the control image: canny, depth, normal_map, mlsd, scribble_xdog, "
+        "lineart_standard, binary, invert, color, shuffle or none (the image as given); docs/fields.md "
+        "lists the mapped and unavailable names. Default, and what any other name runs (listed in "
+        "meta.not_applied): canny for Canny, depth for Depth, none otherwise.",
     )
 
 

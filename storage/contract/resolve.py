@@ -19,22 +19,6 @@ from storage.contract.schedulers import (
 )
 from storage.errors import InvalidInput
 
-# Segmind inpaint-auto (SDXL ControlNet inpaint) lists these cn_processor values (the list is cut off
-# after "+46 more").
-SUPPORTED_PROCESSORS: tuple[str, ...] = ("canny", "depth", "none")
-REJECTED_PROCESSORS: tuple[str, ...] = (
-    "DPM++ 2M SDE Karras",
-    "depth_leres",
-    "depth_leres++",
-    "hed",
-    "hed_safe",
-    "mediapipe_face",
-    "mlsd",
-    "normal_map",
-)
-# cn_processor when a request names none: the processor each ControlNet was trained on, if we have it.
-DEFAULT_PROCESSOR: dict[str, str] = {"Canny": "canny", "Depth": "depth"}
-
 PROMPT_SUFFIX = ", highly detailed, sharp focus, professional photography, natural lighting, 8k"
 """What enhance_prompt appends to the prompt (the result's meta shows the prompt used)."""
 
@@ -179,21 +163,6 @@ def parse_weights(value: str | float | None, count: int) -> list[float]:
                 value=value,
             )
     return weights
-
-
-def resolve_processor(cn_model: str, cn_processor: str | None) -> str:
-    """The control-image processor: given, or the one `cn_model` was trained on, else none."""
-    processor = cn_processor if cn_processor is not None else DEFAULT_PROCESSOR.get(cn_model, "none")
-    if processor not in SUPPORTED_PROCESSORS:
-        why = "is not implemented here" if processor in REJECTED_PROCESSORS else "is unknown"
-        supported = ", ".join(SUPPORTED_PROCESSORS)
-        raise InvalidInput(
-            "cn_processor",
-            f"{processor!r} {why}; supported: {supported}",
-            limit=list(SUPPORTED_PROCESSORS),
-            value=processor,
-        )
-    return processor
 
 
 def enhance(prompt: str) -> str:

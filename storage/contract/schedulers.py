@@ -2,9 +2,11 @@
 
 This is data only (the API never imports diffusers); worker.engine.schedulers turns a
 spec into a scheduler. The names are the Segmind ones (inpaint-auto, SDXL inpaint,
-SD 1.5 inpainting) and the diffusers class names of the Stable Diffusion API
-enterprise. A few of the latter cannot drive an inpainting pipeline; they are
-listed with the reason, and a request naming one gets a 400 that says it.
+SD 1.5 inpainting), the AUTOMATIC1111 ones Segmind's lists leave out, and the
+diffusers class names of the Stable Diffusion API enterprise. A few names cannot
+drive an inpainting pipeline (three of those classes; two A1111 samplers diffusers
+lacks); they are listed with the reason, and a request naming one gets a 400 that
+says it and lists the accepted names.
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ _SEGMIND = [
     _spec("LCM", "LCMScheduler"),
 ]
 
+# AUTOMATIC1111 sampler names that Segmind's list does not show (it ends in "+19 more").
+# DPM fast is k-diffusion's DPM-Solver-fast: single-step DPM-Solver of third order with lower-order
+# final steps. diffusers' single-step solver runs that schedule; it keeps only the data-prediction
+# form (DPM-Solver++; the original form is deprecated there), and spaces steps in timesteps where
+# k-diffusion spaces them in log-SNR: the nearest, not the same sampler.
+HEUN_SDE = {**SDE, "solver_type": "heun"}
+_A1111 = [
+    _spec("PLMS", "PNDMScheduler"),
+    _spec("DPM fast", "DPMSolverSinglestepScheduler", solver_order=3),
+    _spec("DPM++ 2M SDE Heun", "DPMSolverMultistepScheduler", **HEUN_SDE),
+    _spec("DPM++ 2M SDE Heun Karras", "DPMSolverMultistepScheduler", **HEUN_SDE, **KARRAS),
+    _spec("DPM++ 2M SDE Heun Exponential", "DPMSolverMultistepScheduler", **HEUN_SDE, use_exponential_sigmas=True),
+]
+
 _DIFFUSERS_CLASSES = [
     "DDPMScheduler",
     "DDIMScheduler",
@@ -99,10 +115,24 @@ _UNSUPPORTED = [
         "ScoreSdeVeScheduler",
         unsupported_reason="it is for variance-exploding score models, not Stable Diffusion's latent models",
     ),
+    # AUTOMATIC1111 samplers that no diffusers scheduler implements. A substitute would
+    # silently run another sampler, and Segmind's answer has no field to say so.
+    SchedulerSpec(
+        "DPM adaptive",
+        "DPMSolverSinglestepScheduler",
+        unsupported_reason="it picks its own number of steps by error control, which no diffusers scheduler "
+        "does; 'DPM fast' is the same solver at num_inference_steps",
+    ),
+    SchedulerSpec(
+        "Restart",
+        "HeunDiscreteScheduler",
+        unsupported_reason="it re-noises and re-solves intervals of the schedule, which no diffusers scheduler "
+        "does; 'Heun Karras' runs its inner solver",
+    ),
 ]
 
 SCHEDULERS: dict[str, SchedulerSpec] = {
-    spec.name: spec for spec in [*_SEGMIND, *(_spec(c, c) for c in _DIFFUSERS_CLASSES), *_UNSUPPORTED]
+    spec.name: spec for spec in [*_SEGMIND, *_A1111, *(_spec(c, c) for c in _DIFFUSERS_CLASSES), *_UNSUPPORTED]
 }
 
 # Stable Diffusion's schedules have 1000 training steps; with the "leading" spacing and

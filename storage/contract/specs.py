@@ -100,6 +100,40 @@ class ModelSpec(BaseModel):
         return f"a multiple of 8 from 8 to {self.max_side}"
 
 
+class ApiRanges(BaseModel):
+    """The ranges a hosted API documents for its own routes, applied there instead of the model's.
+
+    A model's `steps`, size and strength ranges follow the API that documents the model (Segmind);
+    another API's routes promise their own. `apply` gives the spec those routes validate against:
+    the API's limits wherever the pipeline can run the value (diffusers runs any step count and any
+    multiple of 8), the model's own limit where it is narrower than the API's (its max_side), and
+    the model's defaults, clamped into the API's range.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    api: str = Field(description="The API whose documents give these ranges, for messages.")
+    steps: tuple[int, int]
+    guidance_scale: tuple[float, float]
+    strength: tuple[float, float]
+    max_side: int = Field(description="Width and height: any multiple of 8 from 8 up to this.")
+
+    def apply(self, spec: ModelSpec) -> ModelSpec:
+        def within(limits: tuple[float, float], own: Range) -> Range:
+            low, high = limits
+            return Range(min=low, max=high, default=min(max(own.default, low), high))
+
+        return spec.model_copy(
+            update={
+                "steps": within(self.steps, spec.steps),
+                "guidance_scale": within(self.guidance_scale, spec.guidance_scale),
+                "strength": within(self.strength, spec.strength),
+                "sizes": None,
+                "max_side": min(self.max_side, spec.max_side),
+            }
+        )
+
+
 def segmind_sdxl(slug: str, family: Family, *, base_model: str, scheduler: str) -> ModelSpec:
     """The ranges of Segmind's SDXL pages (Segmind inpaint-auto, Segmind SDXL inpaint). Their documented
     strength default (7.5) is a copy of guidance_scale's; the examples' 0.9 is used instead."""

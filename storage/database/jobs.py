@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.database.keys import refund_job_credits
-from storage.database.models import Job, JobStatus
+from storage.database.models import Job, JobNumber, JobStatus
 from storage.errors import IllegalTransition
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
@@ -71,9 +71,14 @@ def create_job(
     batch_id: str | None = None,
     credits_charged: int = 0,
     api_format: str | None = None,
+    input_urls: dict[str, str] | None = None,
 ) -> Job:
+    number = JobNumber(job_id=job_id)
+    session.add(number)
+    session.flush()
     job = Job(
         id=job_id,
+        number=number.number,
         api_key_id=api_key_id,
         model=model,
         queue=queue,
@@ -94,6 +99,7 @@ def create_job(
         batch_id=batch_id,
         credits_charged=credits_charged,
         api_format=api_format,
+        input_urls=input_urls or None,
     )
     session.add(job)
     session.flush()
@@ -296,6 +302,11 @@ def get_visible_job(session: Session, job_id: str, *, api_key_id: int, now: date
     if job.expired_at is not None or (job.expires_at is not None and job.expires_at <= now):
         return None
     return job
+
+
+def find_job_id(session: Session, number: int) -> str | None:
+    """The id of the job with this integer id (`Job.number`), or None."""
+    return session.execute(select(Job.id).where(Job.number == number)).scalar_one_or_none()
 
 
 def count_jobs_ahead(session: Session, job: Job) -> int:

@@ -43,12 +43,14 @@ def generate_key() -> str:
 
 @dataclass(frozen=True)
 class KeyLimits:
-    """What a key may do; None: all models, unlimited credits, the configured rate."""
+    """What a key may do; None: all models, unlimited credits, the configured rate, the route's content blocks."""
 
     allowed_models: list[str] | None = None
     credits: int | None = None
     rate_limit_per_minute: int | None = None
     rate_limit_burst: int | None = None
+    nsfw_action: str | None = None
+    """What a flagged image does for this key's jobs (storage.contract.content); None: the route's API's."""
 
 
 def create_key(

@@ -6,7 +6,19 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -65,6 +77,11 @@ class ApiKey(Base):
         Integer, comment="Submits per minute; NULL: the configured default; 0: no limit."
     )
     rate_limit_burst: Mapped[int | None] = mapped_column(Integer, comment="Bucket size; NULL: the default.")
+    nsfw_action: Mapped[str | None] = mapped_column(
+        String(16),
+        comment="What an image the safety checker flags does: block (the job fails) or replace; "
+        "NULL: the route's API's semantics.",
+    )
     bucket_tokens: Mapped[float | None] = mapped_column(
         Float, comment="Token bucket when it is kept in the database: tokens at bucket_updated_at."
     )
@@ -93,6 +110,7 @@ class Job(Base):
         Index("ix_jobs_batch", "batch_id"),
         Index("ix_jobs_model_status_error", "model", "status", "error_code"),
         Index("ix_jobs_finished_at", "finished_at"),
+        UniqueConstraint("number", name="uq_jobs_number"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -144,6 +162,23 @@ class Job(Base):
     api_format: Mapped[str | None] = mapped_column(
         String(16), comment="The wire format it was submitted in (None: Segmind v2; modelslab); shapes its webhooks."
     )
+    number: Mapped[int] = mapped_column(
+        Integer,
+        comment="Integer id shown on the ModelsLab and Stable Diffusion API routes (from job_numbers).",
+    )
+    input_urls: Mapped[dict[str, Any] | None] = mapped_column(
+        comment="The input images' URLs as sent, by role; inline (base64) inputs are not kept."
+    )
+
+
+class JobNumber(Base):
+    """Hands out the jobs' integer ids: inserting a row draws the next `number` (never reused)."""
+
+    __tablename__ = "job_numbers"
+    __table_args__ = (UniqueConstraint("job_id", name="uq_job_numbers_job_id"), {"sqlite_autoincrement": True})
+
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36), comment="The job given this number.")
 
 
 class Batch(Base):

@@ -39,6 +39,8 @@ HOSTILE_BODIES: list[tuple[str, bytes, str | None]] = [
     ("plain text", b"hello there", "text/plain"),
     ("form", b"prompt=a+cat&model=erase", "application/x-www-form-urlencoded"),
     (
+        # On /v2/{model} and /v1/{model} a form is parsed (tests/api/edge/test_multipart.py): this one lacks
+        # the required fields, a 400 naming `prompt`. Every other route refuses multipart as not JSON.
         "multipart",
         b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n--x--\r\n',
         "multipart/form-data; boundary=x",

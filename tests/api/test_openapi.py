@@ -17,7 +17,8 @@ ERROR_REF = "#/components/schemas/Error"
 MODELSLAB_ROUTES = (
     "/api/v6/",
     "/api/v1/enterprise/inpaint",
-    "/api/v1/enterprise/image_editing/",
+    "/api/v1/enterprise/image_editing/inpaint",
+    "/api/v1/enterprise/image_editing/fetch",
     "/api/v1/enterprise/fetch",
 )
 NO_KEY = {("get", "/healthz"), ("get", "/readyz")}

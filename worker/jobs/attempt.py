@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from storage.blobs.images import encode_png
 from storage.blobs.store import in_parallel, output_key, with_retries
 from storage.broker import TASK_RUN_JOB, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK_PROGRESS
+from storage.contract.content import CONTENT_BLOCKED
 from storage.contract.params import JobParams
 from storage.contract.specs import ModelSpec
 from storage.database.engine import session_scope
@@ -168,10 +169,19 @@ def load_inputs(ctx: InferenceContext, job: ClaimedJob) -> Inputs:
 def screen(
     pipelines: PipelineCache, sources: JobSources, params: JobParams, images: list[Image.Image]
 ) -> tuple[list[Image.Image], list[bool] | None]:
-    """The safety check when the job asked for it: the images (replaced where flagged) and the flags."""
+    """The safety check when the job asked for it: the images (replaced where flagged) and the flags.
+
+    Under `nsfw_action: block` a flagged image raises JobFailure(content_blocked): the job ends FAILED,
+    stores nothing and its credits go back (storage.contract.content)."""
     if not (params.safety and sources.safety):
         return images, None
-    return screen_images(pipelines, sources.safety, images, params.safety)
+    screened, flags = screen_images(pipelines, sources.safety, images, params.safety)
+    if params.nsfw_action == "block" and any(flags):
+        raise JobFailure(
+            CONTENT_BLOCKED,
+            f"the safety checker flagged {sum(flags)} of {len(flags)} images as NSFW; nothing was stored",
+        )
+    return screened, flags
 
 
 def stopped(ctx: InferenceContext, job: ClaimedJob, exc: Exception) -> str | None:

@@ -12,6 +12,7 @@ from storage.contract.batching import batch_signature
 from storage.database.companions import claim_companions
 from storage.database.engine import session_scope, write_scope
 from storage.database.jobs import utcnow
+from storage.errors import JobFailure
 from worker.engine.components import load_components
 from worker.engine.inference import inpaint_batch
 from worker.jobs.attempt import (
@@ -32,6 +33,9 @@ from worker.jobs.context import InferenceContext
 from worker.jobs.sources import resolve_sources
 
 log = logging.getLogger(__name__)
+
+Screened = tuple[list[Image.Image], list[bool] | None] | JobFailure
+"""A job's images and NSFW flags after the safety check, or why it failed (content_blocked)."""
 
 
 def run_batch(ctx: InferenceContext, jobs: list[ClaimedJob]) -> dict[str, str]:
@@ -78,9 +82,14 @@ def run_batch(ctx: InferenceContext, jobs: list[ClaimedJob]) -> dict[str, str]:
             "job was taken away (cancelled, timed out or requeued); its image is dropped", extra={"request_id": job_id}
         )
     for job in running:
-        if job.job_id in results:
-            images, nsfw = results[job.job_id]
-            outcomes[job.job_id] = finish(ctx, job, beating.pop(job.job_id), images, nsfw, seconds)
+        if job.job_id not in results:
+            continue
+        result = results[job.job_id]
+        if isinstance(result, JobFailure):
+            beating.pop(job.job_id).stop()
+            outcomes[job.job_id] = record_failure(ctx, job.job_id, result.code, result.message, attempt=job.attempt)
+        else:
+            outcomes[job.job_id] = finish(ctx, job, beating.pop(job.job_id), *result, seconds)
     for heartbeat in beating.values():
         heartbeat.stop()
     return settled(outcomes)
@@ -136,9 +145,10 @@ def claim_companions_for(ctx: InferenceContext, leader: ClaimedJob) -> list[Clai
 
 def infer_batch(
     ctx: InferenceContext, jobs: list[ClaimedJob], inputs: dict[str, tuple[Image.Image, Image.Image]]
-) -> tuple[dict[str, tuple[list[Image.Image], list[bool] | None]], set[str], float]:
+) -> tuple[dict[str, Screened], set[str], float]:
     """One pipeline call for the jobs, then each job's safety check. Returns each remaining job's
-    images and NSFW flags, the ids of the jobs taken away during the run, and the seconds taken."""
+    images and NSFW flags (or the JobFailure of a blocked one), the ids of the jobs taken away
+    during the run, and the seconds taken."""
     with session_scope(ctx.sessions) as session:
         sources = {job.job_id: resolve_sources(session, job.spec, job.params) for job in jobs}
     shared = sources[jobs[0].job_id]  # equal signatures: the same weights and components
@@ -150,9 +160,11 @@ def infer_batch(
     components = load_components(ctx.pipelines, shared)
     batch = [(job.params, *inputs[job.job_id]) for job in jobs]
     generated = inpaint_batch(inpainter, batch, on_step=progress, components=components)
-    results = {
-        job.job_id: screen(ctx.pipelines, sources[job.job_id], job.params, images)
-        for job, images in zip(jobs, generated, strict=True)
-        if job.job_id not in progress.gone
-    }
+    results: dict[str, Screened] = {}
+    for job, images in zip(jobs, generated, strict=True):
+        if job.job_id not in progress.gone:
+            try:
+                results[job.job_id] = screen(ctx.pipelines, sources[job.job_id], job.params, images)
+            except JobFailure as exc:  # content_blocked: this job alone fails
+                results[job.job_id] = exc
     return results, progress.gone, round(time.perf_counter() - started, 4)

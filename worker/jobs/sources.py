@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from storage.contract.assets import DEFAULT_SAFETY_CHECKER, DEPTH_ESTIMATOR, AssetSpec
 from storage.contract.params import JobParams
+from storage.contract.processors import NEEDS_DEPTH
 from storage.contract.specs import ModelSpec
 from storage.database.assets import find_asset
 from storage.errors import JobFailure
@@ -51,7 +52,7 @@ def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> Job
         embeddings=tuple(_named(session, "embeddings", name, "embedding") for name in adapters.embeddings),
         controlnet=_named(session, "controlnet", control.model, "cn_model") if control else None,
         depth=_named(session, "depth_estimator", DEPTH_ESTIMATOR, "depth estimator")
-        if control and control.processor == "depth"
+        if control and control.processor in NEEDS_DEPTH
         else None,
         safety=_named(session, "safety_checker", DEFAULT_SAFETY_CHECKER, "safety checker") if params.safety else None,
     )

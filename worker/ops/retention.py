@@ -1,13 +1,15 @@
-"""Result retention: a job's images live until its `expires_at`, then the reaper deletes them."""
+"""Retention: a job's images live until its `expires_at`, uploaded inputs (upload_image) as long as
+their link, INPAINT_UPLOAD_TTL_SECONDS; then the reaper deletes them."""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.blobs.store import BlobStore, job_prefix
+from storage.blobs.uploads import UPLOAD_PREFIX
 from storage.database.engine import session_scope
 from storage.database.jobs import list_expired, mark_expired
 from storage.database.stats import REAPER_EXPIRED, add_counts
@@ -32,3 +34,11 @@ def reap_expired(sessions: sessionmaker[Session], blobs: BlobStore, *, now: date
         with session_scope(sessions) as session:
             add_counts(session, {REAPER_EXPIRED: len(ids)})
     return len(ids)
+
+
+def reap_uploads(blobs: BlobStore, *, now: datetime, ttl: timedelta) -> int:
+    """Delete uploads older than their link's lifetime (no link to them is valid any more). Returns how many."""
+    deleted = blobs.delete_older_than(UPLOAD_PREFIX, now - ttl)
+    if deleted:
+        log.info("deleted expired uploads", extra={"objects_deleted": deleted})
+    return deleted

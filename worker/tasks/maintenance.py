@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from celery import shared_task
 
 from storage.broker import TASK_REAP_EXPIRED, TASK_SWEEP, publish_job, queue_depth
 from storage.database.jobs import utcnow
 from worker.app import current
-from worker.ops.retention import reap_expired
+from worker.ops.retention import reap_expired, reap_uploads
 from worker.ops.sweeper import sweep
 
 
 @shared_task(name=TASK_REAP_EXPIRED, ignore_result=True)
 def reap() -> int:
     ops = current().ops
-    return reap_expired(ops.sessions, ops.blobs, now=utcnow())
+    now = utcnow()
+    reap_uploads(ops.blobs, now=now, ttl=timedelta(seconds=ops.settings.upload_ttl_seconds))
+    return reap_expired(ops.sessions, ops.blobs, now=now)
 
 
 @shared_task(name=TASK_SWEEP, ignore_result=True)

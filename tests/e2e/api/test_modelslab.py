@@ -168,7 +168,7 @@ def test_seed_004_body_succeeds_with_real_images_and_meta(ml: Stack, images: Scr
     assert first.json()["status"] in ("success", "processing")
     answer = outcome(ml, first)
     assert answer["status"] == "success", answer
-    assert isinstance(answer["id"], str) and answer["id"] == first.json()["id"]
+    assert isinstance(answer["id"], int) and answer["id"] == first.json()["id"]  # an integer, as theirs
     assert isinstance(answer["generationTime"], float)
     (picture,) = download_pngs(answer["output"])
     assert_kept_outside_the_mask(picture)
@@ -177,7 +177,8 @@ def test_seed_004_body_succeeds_with_real_images_and_meta(ml: Stack, images: Scr
     assert meta["enhance_prompt"] == "yes" and meta["safetychecker"] == "no"
     assert (meta["W"], meta["H"], meta["steps"], meta["n_samples"]) == (*SIZE, 30, 1)
     assert (meta["guidance_scale"], meta["strength"], meta["model_id"]) == (5, 0.7, MODEL)
-    assert isinstance(meta["seed"], int) and meta["file_prefix"] == answer["id"]
+    assert isinstance(meta["seed"], int) and len(meta["file_prefix"]) == 36  # the job's UUID
+    assert (meta["init_image"], meta["mask_image"]) == (f"{images.url}/in.png", f"{images.url}/mask.png")
 
 
 def test_seed_002_body_runs_as_printed(ml_embedded: Stack, images: ScriptedServer) -> None:
@@ -241,8 +242,8 @@ def test_instant_response_answers_processing_then_fetch_routes_answer(
         ({"key": None}, 401, "key"),
         ({"key": "iq_unknown"}, 401, "API key"),
         ({"samples": "9"}, 400, "samples"),
-        ({"width": "60"}, 400, "img_width"),
-        ({"height": "1024"}, 400, "img_height"),
+        ({"width": "1032"}, 400, "width: must be a multiple of 8 from 8 to 128"),  # named as sent
+        ({"height": "1024"}, 400, "height: must be a multiple of 8 from 8 to 128"),  # the model's max_side
         ({"guidance_scale": "loud"}, 400, "guidance_scale"),
         ({"cn_model": "Canny"}, 400, "cn_model"),
         ({"safety_checker_type": "blur"}, 400, "safety_checker_type"),

@@ -105,3 +105,15 @@ def test_in_parallel_overlaps_the_calls_keeps_their_order_and_raises_after_all_e
         in_parallel([missing, slow])
     assert finished.is_set(), "the error was raised before the other call ended"
     assert in_parallel([lambda: 1]) == [1]
+
+
+def test_delete_older_than_goes_by_the_time_written(store) -> None:
+    store.put("uploads/a/1", b"one")
+    store.put("uploads/b/2", b"two")
+    store.put("jobs/c/input/image", b"job")
+    assert store.delete_older_than("uploads/", utcnow() - timedelta(minutes=5)) == 0
+    assert store.get("uploads/a/1") == b"one"
+    assert store.delete_older_than("uploads/", utcnow() + timedelta(minutes=5)) == 2
+    with pytest.raises(NotFound):
+        store.get("uploads/b/2")
+    assert store.get("jobs/c/input/image") == b"job"

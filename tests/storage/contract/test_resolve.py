@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from storage.contract.assets import BUILTIN_ASSETS, AssetCatalog, AssetSpec
 from storage.contract.params import JobParams, resolve_params
+from storage.contract.processors import IMPLEMENTED, MAPPED, UNAVAILABLE
 from storage.contract.requests import REQUEST_CLASSES, ControlNetRequest, InpaintRequest
-from storage.contract.resolve import PROMPT_SUFFIX, REJECTED_PROCESSORS, SUPPORTED_PROCESSORS
+from storage.contract.resolve import PROMPT_SUFFIX
 from storage.contract.schedulers import ALGORITHM_CLASSES, KARRAS_CLASSES, SCHEDULERS, SUPPORTED_NAMES
 from storage.contract.specs import BUILTIN
 from storage.errors import InvalidInput
@@ -101,9 +102,6 @@ def test_adapters_resolve_with_weights() -> None:
     [
         (SDXL, {"base_model": "Turbo XL"}, "base_model", ["Turbo XL", "SDXL", "Juggernaut XL"]),
         (AUTO, {"cn_model": "Scribble"}, "cn_model", ["Scribble", "Canny", "Openpose"]),
-        (AUTO, {"cn_processor": "hed"}, "cn_processor", ["not implemented", "canny, depth, none"]),
-        (AUTO, {"cn_processor": "DPM++ 2M SDE Karras"}, "cn_processor", ["canny, depth, none"]),
-        (AUTO, {"cn_processor": "sobel"}, "cn_processor", ["unknown", "canny, depth, none"]),
         (SD15, {"lora_model": "nope"}, "lora_model", ["nope", "detail", "style"]),
         (SDXL, {"lora_model": "style"}, "lora_model", ["sd15", "sdxl"]),
         (SD15, {"vae": "fixed-vae"}, "vae", ["sdxl", "sd15"]),
@@ -163,9 +161,43 @@ def test_field_that_cannot_be_honoured_is_rejected(spec, fields: dict, field: st
 
 
 def test_processor_lists_are_disjoint_and_documented_defaults() -> None:
-    assert not set(SUPPORTED_PROCESSORS) & set(REJECTED_PROCESSORS)
+    assert not set(IMPLEMENTED) & set(MAPPED) and not (set(IMPLEMENTED) | set(MAPPED)) & set(UNAVAILABLE)
+    assert set(MAPPED.values()) <= set(IMPLEMENTED)
     for model, processor in (("Depth", "depth"), ("SoftEdge", "none"), ("Openpose", "none")):
         assert resolve(AUTO, cn_model=model).control.processor == processor  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "cn_model,cn_processor,runs",
+    [
+        ("Depth", "DPM++ 2M SDE Karras", "depth"),  # Segmind inpaint-auto's own example body
+        ("Canny", "hed", "canny"),
+        ("Canny", "sobel", "canny"),
+        ("Openpose", "openpose_full", "none"),
+        ("SoftEdge", "softedge_pidinet", "none"),
+    ],
+)
+def test_a_processor_that_cannot_run_falls_back_to_the_default_and_is_said_not_applied(
+    cn_model: str, cn_processor: str, runs: str
+) -> None:
+    params = resolve(AUTO, cn_model=cn_model, cn_processor=cn_processor)
+    assert params.control is not None and params.control.processor == runs
+    assert params.ignored == ("cn_processor",)
+
+
+@pytest.mark.parametrize(
+    "cn_processor,runs",
+    [
+        *((name, name) for name in IMPLEMENTED),
+        ("depth_leres", "depth"),
+        ("depth_leres++", "depth"),
+        ("scribble", "scribble_xdog"),
+    ],
+)
+def test_an_implemented_or_mapped_processor_runs_and_is_applied(cn_processor: str, runs: str) -> None:
+    params = resolve(AUTO, cn_model="Canny", cn_processor=cn_processor)
+    assert params.control is not None and params.control.processor == runs
+    assert "cn_processor" not in params.ignored
 
 
 def test_scheduler_options_reach_the_params() -> None:

@@ -70,3 +70,25 @@ def test_the_checker_scores_like_diffusers(bench, tiny_assets) -> None:
     pixels = checker.processor(images, return_tensors="pt").pixel_values
     _, expected = checker.model(clip_input=pixels, images=torch.zeros(3, 8, 8, 3).numpy())
     assert checker.flags(images) == [bool(e) for e in expected]
+
+
+def test_a_flagged_image_fails_a_job_that_blocks(bench, checker_offset) -> None:
+    """nsfw_action block (Segmind's semantics): the screen raises content_blocked, so nothing is stored."""
+    from storage.database.engine import session_scope
+    from storage.errors import JobFailure
+    from worker.jobs.attempt import screen
+    from worker.jobs.sources import resolve_sources
+
+    spec, params = bench.params("tiny-sd15", {"seed": 3, "safety_checker": True})
+    blocked = params.model_copy(update={"nsfw_action": "block"})
+
+    def sources_at(offset: float):
+        checker_offset(offset)  # the job's sources carry the checker's options as registered
+        with session_scope(bench.sessions) as session:
+            return resolve_sources(session, spec, params)
+
+    with pytest.raises(JobFailure) as info:
+        screen(bench.cache, sources_at(2.0), blocked, [scene()])
+    assert info.value.code == "content_blocked" and "1 of 1" in info.value.message
+    images, flags = screen(bench.cache, sources_at(-2.0), blocked, [scene()])
+    assert flags == [False] and images == [scene()]
