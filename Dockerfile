@@ -34,15 +34,20 @@ RUN python requirements.py worker > requirements.txt \
  && pip install -c constraints.txt -r requirements.txt
 
 
-# The code, last: the project installs without touching the dependencies. Editable, as in
-# a checkout: `inpaint-admin migrate` finds alembic.ini and migrations/ beside the code.
+# The code, one list for both images, copied last: the project installs without touching the
+# dependencies. Editable, as in a checkout: `inpaint-admin migrate` finds alembic.ini and
+# migrations/ beside the code.
+FROM scratch AS source
+COPY README.md alembic.ini /app/
+COPY admin /app/admin
+COPY api /app/api
+COPY worker /app/worker
+COPY storage /app/storage
+COPY migrations /app/migrations
+
+
 FROM api-deps AS api
-COPY README.md alembic.ini ./
-COPY admin ./admin
-COPY api ./api
-COPY worker ./worker
-COPY storage ./storage
-COPY migrations ./migrations
+COPY --from=source /app ./
 RUN pip install --no-deps -e .
 USER inpaint
 EXPOSE 8000
@@ -51,12 +56,7 @@ CMD ["inpaint-api", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM worker-deps AS worker
 ENV HF_HOME=/models
-COPY README.md alembic.ini ./
-COPY admin ./admin
-COPY api ./api
-COPY worker ./worker
-COPY storage ./storage
-COPY migrations ./migrations
+COPY --from=source /app ./
 RUN pip install --no-deps -e .
 USER inpaint
 CMD ["inpaint-worker", "run", "--queues", "inpaint", "--pool", "solo"]

@@ -104,7 +104,10 @@ def test_each_image_installs_its_dependencies_before_the_code() -> None:
         lines = chain(target, all_stages)
         deps = next(i for i, line in enumerate(lines) if "pip install -c constraints.txt -r requirements.txt" in line)
         assert f"python requirements.py {extra}".strip() in lines[deps], (target, lines[deps])
-        code = next(i for i, line in enumerate(lines) if line.startswith("COPY api"))
+        code = next(i for i, line in enumerate(lines) if line.startswith("COPY --from=source"))
         assert deps < code, f"{target}: the code is copied before the dependencies install"
         assert "RUN pip install --no-deps -e ." in lines[code:], target
         assert not any(line.startswith("COPY . ") for line in lines), target
+    source = all_stages["source"]
+    for package in ("admin", "api", "worker", "storage", "migrations"):
+        assert any(line.startswith(f"COPY {package} ") for line in source), f"the images lack {package}/"
