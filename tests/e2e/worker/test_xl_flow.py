@@ -205,4 +205,6 @@ def test_every_submit_route_takes_the_family_fields(xl_embedded: Stack) -> None:
     answer = httpx.post(stack.base_url + "/api/v6/image_editing/inpaint", json=body, timeout=60)
     assert answer.status_code == 200, answer.text
     assert answer.json()["meta"]["cn_model"] == "Depth" and answer.json()["meta"]["cn_processor"] == "depth"
-    assert stack.wait(answer.json()["id"])["status"] == "COMPLETED", "no mask_image: inpaint-auto repaints all"
+    assert isinstance(answer.json()["id"], int), "ModelsLab's ids are integers"
+    job_id = answer.json()["meta"]["file_prefix"]  # the job's UUID, which the v2 routes take
+    assert stack.wait(job_id)["status"] == "COMPLETED", "no mask_image: inpaint-auto repaints all"
