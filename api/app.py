@@ -20,6 +20,7 @@ from api.openapi import install_openapi
 from api.routes import (
     batch,
     catalog,
+    checks,
     enterprise,
     files,
     health,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(enterprise.router)
     app.include_router(files.router)
     app.include_router(uploads.router)
+    app.include_router(checks.router)
     app.include_router(playground.router)
     install_openapi(app)
     return app

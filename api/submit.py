@@ -116,6 +116,22 @@ def load_image(
     return InputImage(data, inspect_image(field, data, max_pixels=max_pixels))
 
 
+def input_limits(context: AppContext, key: ApiKey) -> dict[str, Any]:
+    """load_image()'s keywords for `key`: the service's limits, the key's fetch slots and its uploads."""
+    return {
+        "policy": context.fetch_policy,
+        "max_bytes": context.settings.max_image_bytes,
+        "max_pixels": context.settings.max_image_pixels,
+        "fetches": context.fetches,
+        "caller": f"key-id:{key.id}",
+        "uploads": UploadReader(
+            owner_tag(key.id, signing_key=context.settings.signing_key),
+            blobs=context.blobs,
+            signing_key=context.settings.signing_key,
+        ),
+    }
+
+
 def check_webhook_url(url: str, *, allow_loopback: bool) -> str:
     """http(s) and well formed; an IP-literal host must be public. Names are checked again at delivery."""
     try:
@@ -216,18 +232,7 @@ def prepare_job(
         check_webhook_url(request.webhook, allow_loopback=context.settings.allow_loopback_urls)
     if key.credits is not None and key.credits < request.samples:
         raise out_of_credits(key.credits, request.samples)
-    limits: dict[str, Any] = {
-        "policy": context.fetch_policy,
-        "max_bytes": context.settings.max_image_bytes,
-        "max_pixels": context.settings.max_image_pixels,
-        "fetches": context.fetches,
-        "caller": f"key-id:{key.id}",
-        "uploads": UploadReader(
-            owner_tag(key.id, signing_key=context.settings.signing_key),
-            blobs=context.blobs,
-            signing_key=context.settings.signing_key,
-        ),
-    }
+    limits = input_limits(context, key)
     image = load_image("image", request.image, **limits)
     images = {"image": image.data}
     if request.mask is not None:  # none (inpaint-auto): the worker repaints everything

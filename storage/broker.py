@@ -25,6 +25,7 @@ QUEUE_MAINTENANCE = "maintenance"
 QUEUE_WEBHOOKS = "webhooks"
 
 TASK_RUN_JOB = "inpaint.run_job"
+TASK_CHECK_IMAGE = "inpaint.check_image"
 TASK_REAP_EXPIRED = "maintenance.reap_expired"
 TASK_SWEEP = "maintenance.sweep"
 TASK_WEBHOOK_DELIVER = "webhooks.deliver"

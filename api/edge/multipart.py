@@ -28,8 +28,8 @@ from starlette.types import Receive, Scope
 
 from api.edge.json_body import MalformedBody, check_value
 
-FORM_PATHS = re.compile(r"^/v[12]/(?!batch$)[^/]+$|^/api/v1/enterprise/upload_image$")
-"""POST /v2/{model}, /v1/{model} and the Stable Diffusion API enterprise upload_image."""
+FORM_PATHS = re.compile(r"^/v[12]/(?!batch$)[^/]+$|^/api/v1/enterprise/(upload_image|nsfw_image_check)$")
+"""POST /v2/{model}, /v1/{model} and the Stable Diffusion API enterprise upload_image and nsfw_image_check."""
 FILE_FIELDS = ("image", "mask")
 
 

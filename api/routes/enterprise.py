@@ -312,10 +312,15 @@ def system_details(
     }
 
 
-# modelslab-py in enterprise mode sends its management calls under its image_editing base.
-for name, route in (("system_details", system_details), ("clear_cache", clear_cache)):
+# modelslab-py in enterprise mode sends its management calls under the base of the API it is called
+# through: image_editing/ or images/ (its community API).
+for base, name, route in (
+    (base, name, route)
+    for base in ("image_editing", "images")
+    for name, route in (("system_details", system_details), ("clear_cache", clear_cache))
+):
     router.add_api_route(
-        f"/image_editing/{name}",
+        f"/{base}/{name}",
         route,
         methods=["POST"],
         summary=f"The same as /api/v1/enterprise/{name} (the path modelslab-py uses)",

@@ -34,17 +34,22 @@ from storage.wire.results import output_inline, output_links
 
 router = APIRouter(tags=["ModelsLab / Stable Diffusion API"])
 
+# The hosted APIs' own paths, and those modelslab-py (0.2.3) builds: its image-editing API
+# (`image_editing/`) and its community API (`images/`), each under v6 and, in enterprise mode,
+# under v1/enterprise; fetch is "fetch/{id}" under the same base.
 SUBMIT_PATHS = [
     "/api/v6/image_editing/inpaint",
+    "/api/v6/images/inpaint",
     "/api/v1/enterprise/inpaint",
     "/api/v1/enterprise/image_editing/inpaint",
+    "/api/v1/enterprise/images/inpaint",
 ]
-# The enterprise fetch paths: the Stable Diffusion API enterprise's, and the one modelslab-py uses in
-# enterprise mode (its image_editing base plus "fetch/{id}").
 FETCH_PATHS = [
     "/api/v6/image_editing/fetch/{job_id}",
+    "/api/v6/images/fetch/{job_id}",
     "/api/v1/enterprise/fetch/{job_id}",
     "/api/v1/enterprise/image_editing/fetch/{job_id}",
+    "/api/v1/enterprise/images/fetch/{job_id}",
 ]
 MAX_IDEMPOTENCY_KEY = 255
 

@@ -19,6 +19,8 @@ MODELSLAB_ROUTES = (
     "/api/v1/enterprise/inpaint",
     "/api/v1/enterprise/image_editing/inpaint",
     "/api/v1/enterprise/image_editing/fetch",
+    "/api/v1/enterprise/images/inpaint",
+    "/api/v1/enterprise/images/fetch",
     "/api/v1/enterprise/fetch",
 )
 NO_KEY = {("get", "/healthz"), ("get", "/readyz")}

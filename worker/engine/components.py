@@ -48,11 +48,18 @@ def screen_images(
 ) -> tuple[list[Image.Image], list[bool]]:
     """The images with each flagged one replaced by `replacement`, and the flags, in order."""
     # torch and diffusers, only for a job that asks for the check: an erase-only worker never loads them
-    from worker.engine.loading import load_safety_checker
     from worker.engine.safety import replace_image
+
+    flags = flag_images(cache, checker, images)
+    return [replace_image(i, replacement) if f else i for i, f in zip(images, flags, strict=True)], flags
+
+
+def flag_images(cache: PipelineCache, checker: NamedSource, images: list[Image.Image]) -> list[bool]:
+    """The safety checker's verdict on each image (True = flagged), with the checker's `score_offset`."""
+    from worker.engine.loading import load_safety_checker  # torch and diffusers, deferred (above)
 
     model = cache.component(
         "safety", checker.source, lambda: load_safety_checker(checker, cache.device), label=checker.name
     )
-    flags = model.flags(images, offset=float(checker.options.get("score_offset", 0.0)))
-    return [replace_image(i, replacement) if f else i for i, f in zip(images, flags, strict=True)], flags
+    flags: list[bool] = model.flags(images, offset=float(checker.options.get("score_offset", 0.0)))
+    return flags

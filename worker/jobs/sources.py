@@ -18,7 +18,8 @@ from storage.errors import JobFailure
 from worker.engine.types import JobSources, NamedSource
 
 
-def _named(session: Session, kind: str, name: str, label: str) -> NamedSource:
+def named_asset(session: Session, kind: str, name: str, label: str) -> NamedSource:
+    """The registered `name` of `kind`; JobFailure model_unavailable naming it (as `label`) when it is not."""
     asset: AssetSpec | None = find_asset(session, kind, name)
     if asset is None:
         raise JobFailure("model_unavailable", f"{label} {name!r} is no longer registered")
@@ -44,15 +45,17 @@ def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> Job
     control = params.control
     return JobSources(
         spec=spec,
-        vae=_named(session, "vae", adapters.vae, "vae") if adapters.vae else None,
+        vae=named_asset(session, "vae", adapters.vae, "vae") if adapters.vae else None,
         loras=tuple(
-            NamedSource(name=u.name, source=_named(session, "lora", u.name, "LoRA").source, weight=u.weight)
+            NamedSource(name=u.name, source=named_asset(session, "lora", u.name, "LoRA").source, weight=u.weight)
             for u in adapters.loras
         ),
-        embeddings=tuple(_named(session, "embeddings", name, "embedding") for name in adapters.embeddings),
-        controlnet=_named(session, "controlnet", control.model, "cn_model") if control else None,
-        depth=_named(session, "depth_estimator", DEPTH_ESTIMATOR, "depth estimator")
+        embeddings=tuple(named_asset(session, "embeddings", name, "embedding") for name in adapters.embeddings),
+        controlnet=named_asset(session, "controlnet", control.model, "cn_model") if control else None,
+        depth=named_asset(session, "depth_estimator", DEPTH_ESTIMATOR, "depth estimator")
         if control and control.processor in NEEDS_DEPTH
         else None,
-        safety=_named(session, "safety_checker", DEFAULT_SAFETY_CHECKER, "safety checker") if params.safety else None,
+        safety=named_asset(session, "safety_checker", DEFAULT_SAFETY_CHECKER, "safety checker")
+        if params.safety
+        else None,
     )

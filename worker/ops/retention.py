@@ -1,5 +1,6 @@
 """Retention: a job's images live until its `expires_at`, uploaded inputs (upload_image) as long as
-their link, INPAINT_UPLOAD_TTL_SECONDS; then the reaper deletes them."""
+their link, INPAINT_UPLOAD_TTL_SECONDS, checked images (nsfw_image_check) CHECK_TTL; then the reaper
+deletes them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.blobs.checks import CHECK_PREFIX, CHECK_TTL
 from storage.blobs.store import BlobStore, job_prefix
 from storage.blobs.uploads import UPLOAD_PREFIX
 from storage.database.engine import session_scope
@@ -41,4 +43,12 @@ def reap_uploads(blobs: BlobStore, *, now: datetime, ttl: timedelta) -> int:
     deleted = blobs.delete_older_than(UPLOAD_PREFIX, now - ttl)
     if deleted:
         log.info("deleted expired uploads", extra={"objects_deleted": deleted})
+    return deleted
+
+
+def reap_checks(blobs: BlobStore, *, now: datetime) -> int:
+    """Delete checked images and their verdicts (nsfw_image_check) older than CHECK_TTL. Returns how many."""
+    deleted = blobs.delete_older_than(CHECK_PREFIX, now - CHECK_TTL)
+    if deleted:
+        log.info("deleted old image checks", extra={"objects_deleted": deleted})
     return deleted

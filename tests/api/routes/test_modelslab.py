@@ -129,17 +129,23 @@ def test_v2_keeps_segmind_ranges(app: tuple[TestClient, dict[str, str]]) -> None
 
 def test_ids_are_integers_and_fetch_takes_either_id(app: tuple[TestClient, dict[str, str]]) -> None:
     """ModelsLab v6 inpaint answers `"id": 12384052`, an integer; its fetch route takes it back. The
-    modelslab-py SDK in enterprise mode fetches from /api/v1/enterprise/image_editing/fetch/{id}."""
+    modelslab-py SDK fetches from its API's base + fetch/{id}: image_editing/ or, through its community
+    API, images/, under v6 or (enterprise mode) v1/enterprise."""
     client, keys = app
     first = client.post(V6, json=body(keys)).json()
     second = client.post("/api/v1/enterprise/image_editing/inpaint", json=body(keys)).json()
     assert isinstance(first["id"], int) and second["id"] == first["id"] + 1
+    for path in ("/api/v6/images/inpaint", "/api/v1/enterprise/images/inpaint"):
+        community = client.post(path, json=body(keys))
+        assert community.status_code == 200 and isinstance(community.json()["id"], int), (path, community.text)
     assert first["fetch_result"].endswith(f"/api/v6/image_editing/fetch/{first['id']}")
     uuid = first["meta"]["file_prefix"]
     for path in (
         f"/api/v6/image_editing/fetch/{first['id']}",
         f"/api/v1/enterprise/fetch/{first['id']}",
         f"/api/v1/enterprise/image_editing/fetch/{first['id']}",
+        f"/api/v6/images/fetch/{first['id']}",
+        f"/api/v1/enterprise/images/fetch/{first['id']}",
         f"/api/v6/image_editing/fetch/{uuid}",
     ):
         fetched = client.post(path, json={"key": keys["user"]})
@@ -152,11 +158,15 @@ def test_ids_are_integers_and_fetch_takes_either_id(app: tuple[TestClient, dict[
 
 
 def test_the_sdk_enterprise_management_paths_answer(app: tuple[TestClient, dict[str, str]]) -> None:
-    """modelslab-py (enterprise=True) posts {key} to its image_editing base + system_details / clear_cache."""
+    """modelslab-py (enterprise=True) posts {key} to its API's base (image_editing/ or images/) +
+    system_details / clear_cache; a user key is refused there as on the plain paths."""
     client, keys = app
-    for name in ("system_details", "clear_cache"):
-        answer = client.post(f"/api/v1/enterprise/image_editing/{name}", json={"key": keys["admin"]})
-        assert answer.status_code == 200 and answer.json()["status"] == "success", answer.text
+    for base in ("image_editing", "images"):
+        for name in ("system_details", "clear_cache"):
+            answer = client.post(f"/api/v1/enterprise/{base}/{name}", json={"key": keys["admin"]})
+            assert answer.status_code == 200 and answer.json()["status"] == "success", answer.text
+        refused = client.post(f"/api/v1/enterprise/{base}/system_details", json={"key": keys["user"]})
+        assert refused.status_code == 403, refused.text
 
 
 def test_idempotency_key_makes_one_job(app: tuple[TestClient, dict[str, str]], tmp_path: Path) -> None:

@@ -8,17 +8,25 @@ routes replace; a key's setting and a request's `nsfw_action` override the route
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
+import httpx
 import numpy as np
 import pytest
 
+from storage.contract.assets import AssetSpec
+from storage.database.assets import register_asset
 from tests.e2e.api.test_access import credits_of, new_key
 from tests.e2e.worker.test_flow import fetch_outputs
 from tests.e2e.worker.test_xl_flow import with_tiny_assets
-from tests.support.images import b64, box_mask, job_body, scene
+from tests.support.db import stack_session
+from tests.support.images import b64, box_mask, job_body, png_bytes, scene
 from tests.support.stack import Stack
+
+CHECK = "/api/v1/enterprise/nsfw_image_check"
 
 
 @pytest.fixture
@@ -111,3 +119,49 @@ def test_always_checks_a_job_that_did_not_ask(flagged: Stack) -> None:
         assert result["nsfw"] == [True] and not np.array_equal(image, np.asarray(scene()))
         erased, _ = run(flagged, job_body(), model="erase")
         assert erased["status"] == "COMPLETED", "erase paints nothing new and is not checked"
+
+
+def nsfw_check(stack: Stack, files: dict | None = None, **body: object) -> httpx.Response:
+    with stack.client() as client:
+        if files is not None:
+            return client.post(CHECK, data={"key": stack.user_key, **body}, files=files)
+        return client.post(CHECK, json={"key": stack.user_key, **body})
+
+
+def set_score_offset(stack: Stack, tiny_assets, offset: float) -> None:
+    spec = AssetSpec(
+        kind="safety_checker", name="default", source=str(tiny_assets["safety"]), options={"score_offset": offset}
+    )
+    with stack_session(stack) as session:
+        register_asset(session, spec, now=datetime.now(UTC))
+
+
+def test_nsfw_image_check_answers_the_checkers_verdict(flagged: Stack, tiny_assets) -> None:
+    """The Stable Diffusion API enterprise nsfw_image_check: the registered checker runs on a worker; with
+    score_offset 2 it flags every image, with -2 none (the same model: only its registration changed)."""
+    answer = nsfw_check(flagged, init_image=b64(scene()), track_id=7)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() | {"id": None} == {
+        "status": "success",
+        "id": None,
+        "nsfw": True,
+        "has_nsfw_concept": True,
+        "checker": "default",
+        "track_id": 7,
+    }
+    set_score_offset(flagged, tiny_assets, -2.0)
+    try:
+        as_file = nsfw_check(flagged, files={"image": ("scene.png", png_bytes(scene()), "image/png")})
+    finally:
+        set_score_offset(flagged, tiny_assets, 2.0)
+    assert as_file.status_code == 200 and as_file.json()["nsfw"] is False, as_file.text
+
+
+def test_nsfw_image_check_refuses_what_it_cannot_check(flagged: Stack) -> None:
+    not_an_image = nsfw_check(flagged, init_image=base64.b64encode(b"plain text, not pixels").decode())
+    assert not_an_image.status_code == 400 and "init_image" in not_an_image.json()["error"], not_an_image.text
+    nothing = nsfw_check(flagged)
+    assert nothing.status_code == 400 and "init_image" in nothing.json()["error"], nothing.text
+    with flagged.client() as client:
+        anonymous = client.post(CHECK, json={"init_image": b64(scene())}, headers={"x-api-key": ""})
+    assert anonymous.status_code == 401, anonymous.text
