@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from storage.contract.sources import SHA256_PATTERN, is_single_file
 
-AssetKind = Literal["base_model", "controlnet", "lora", "vae", "embeddings", "depth_estimator", "safety_checker"]
+AssetKind = Literal[
+    "base_model", "controlnet", "lora", "vae", "embeddings", "depth_estimator", "safety_checker", "annotators"
+]
 ASSET_KINDS: tuple[str, ...] = (
     "base_model",
     "controlnet",
@@ -26,6 +28,7 @@ ASSET_KINDS: tuple[str, ...] = (
     "embeddings",
     "depth_estimator",
     "safety_checker",
+    "annotators",
 )
 ASSET_LABELS: dict[str, str] = {
     "base_model": "base_model",
@@ -35,9 +38,13 @@ ASSET_LABELS: dict[str, str] = {
     "embeddings": "embeddings_model",
     "depth_estimator": "depth estimator",
     "safety_checker": "safety checker",
+    "annotators": "annotators",
 }
 DEFAULT_SAFETY_CHECKER = "default"
 DEPTH_ESTIMATOR = "depth"
+ANNOTATORS = "annotators"
+"""The one `annotators` asset: a directory (or hub repository) holding the ControlNet 1.1 annotator files
+under their published names (storage.contract.processors.ANNOTATOR_FILES)."""
 
 
 class AssetSpec(BaseModel):
@@ -91,8 +98,11 @@ BUILTIN_ASSETS: dict[tuple[str, str], AssetSpec] = {
         _builtin("controlnet", "Depth", "diffusers/controlnet-depth-sdxl-1.0", "sdxl"),
         _builtin("controlnet", "SoftEdge", "SargeZT/controlnet-sd-xl-1.0-softedge-dexined", "sdxl"),
         _builtin("controlnet", "Openpose", "thibaud/controlnet-openpose-sdxl-1.0", "sdxl"),
-        # The models behind cn_processor "depth" and safety_checker "yes".
+        # The models behind the depth and annotator cn_processors, and safety_checker "yes".
         _builtin("depth_estimator", DEPTH_ESTIMATOR, "Intel/dpt-hybrid-midas"),
+        _builtin("depth_estimator", "depth_anything", "LiheYoung/depth-anything-small-hf"),
+        _builtin("depth_estimator", "depth_zoe", "Intel/zoedepth-nyu-kitti"),
+        _builtin("annotators", ANNOTATORS, "lllyasviel/Annotators"),
         _builtin("safety_checker", DEFAULT_SAFETY_CHECKER, "CompVis/stable-diffusion-safety-checker"),
     ]
 }

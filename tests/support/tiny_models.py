@@ -3,7 +3,7 @@
 `build_tiny_assets` writes each kind with worker.tiny.assets (what `inpaint-worker
 tiny-model --kind ...` runs). `register_tiny_assets` points the built-in names at
 them (base_model "SDXL" and the other names of Segmind inpaint-auto, the four cn_model names,
-the default safety checker and depth estimator) and adds a VAE, LoRAs and
+the default safety checker, the depth estimators and the annotator networks) and adds a VAE, LoRAs and
 embeddings. `Bench` then runs a request body the way the API and a worker do:
 validate with the family's request class, resolve against the registry, resolve
 the sources, load through the resident cache, `inpaint`, screen.
@@ -40,6 +40,9 @@ TINY_KINDS = {
     "embeddings_sdxl": "embeddings-sdxl",
     "safety": "safety-checker",
     "depth": "depth",
+    "depth_anything": "depth-anything",
+    "depth_zoe": "depth-zoe",
+    "annotators": "annotators",
 }
 CONTROLNETS = ("Canny", "Depth", "SoftEdge", "Openpose")
 OTHER_BASES = ("Real Vision XL", "Juggernaut XL", "DreamShaper XL")
@@ -116,6 +119,9 @@ def register_tiny_assets(session: Session, assets: TinyAssets, *, sd15_dir: Path
     asset("embeddings", "tinytoken-xl", assets["embeddings_sdxl"], "sdxl")
     asset("safety_checker", "default", assets["safety"], score_offset=score_offset)
     asset("depth_estimator", "depth", assets["depth"])
+    asset("depth_estimator", "depth_anything", assets["depth_anything"])
+    asset("depth_estimator", "depth_zoe", assets["depth_zoe"])
+    asset("annotators", "annotators", assets["annotators"])
     register_model(session, tiny_spec("sdxl-inpaint", "sdxl", base_model="SDXL"), now=now)
     register_model(session, tiny_spec("inpaint-auto", "sdxl-controlnet", base_model="Real Vision XL"), now=now)
     register_model(session, tiny_spec("tiny-sd15", "sd15", source=str(sd15_dir)), now=now)

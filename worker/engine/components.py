@@ -1,7 +1,7 @@
 """Loading what a job uses besides its pipeline (worker.jobs.sources says where each comes from).
 
 `load_components` loads the models among a job's sources through the resident
-cache (ControlNets, VAEs and the depth estimator stay resident like pipelines);
+cache (ControlNets, VAEs, depth estimators and annotator networks stay resident like pipelines);
 LoRAs and embeddings stay files until the inpainter applies them for the job and
 removes them after it. `screen_images` runs the safety checker, resident too, over a
 job's images and replaces the flagged ones (`safety_checker_type` of the Stable
@@ -17,14 +17,20 @@ from worker.engine.types import JobComponents, JobSources, NamedSource
 
 
 def load_components(cache: PipelineCache, sources: JobSources) -> JobComponents:
-    """Load (or reuse) the job's ControlNet, VAE and depth estimator; raises JobFailure naming what failed.
+    """Load (or reuse) the job's ControlNet, VAE, depth estimator and annotator network; raises
+    JobFailure naming what failed.
 
     A job with none of them (every `erase` job) imports nothing: worker.engine.loading imports torch.
     """
     components = JobComponents(loras=sources.loras, embeddings=sources.embeddings)
-    if not (sources.vae or sources.controlnet or sources.depth):
+    if not (sources.vae or sources.controlnet or sources.depth or sources.annotator):
         return components
-    from worker.engine.loading import load_controlnet, load_depth_estimator, load_vae  # torch, deferred (above)
+    from worker.engine.loading import (  # torch, deferred (above)
+        load_annotator,
+        load_controlnet,
+        load_depth_estimator,
+        load_vae,
+    )
 
     device = cache.device
     if sources.vae:
@@ -39,6 +45,14 @@ def load_components(cache: PipelineCache, sources: JobSources) -> JobComponents:
         depth = sources.depth
         components.depth = cache.component(
             "depth", depth.source, lambda: load_depth_estimator(depth, device), label=depth.name
+        )
+    if sources.annotator:
+        annotator = sources.annotator
+        components.annotator = cache.component(
+            "annotator",
+            f"{annotator.files.source}#{annotator.module}",
+            lambda: load_annotator(annotator, device),
+            label=annotator.module,
         )
     return components
 

@@ -1,4 +1,5 @@
-"""Loading the models a job uses beside its pipeline: VAEs, ControlNets, depth estimators, safety checkers.
+"""Loading the models a job uses beside its pipeline: VAEs, ControlNets, depth estimators, annotator networks
+and safety checkers.
 
 Each is loaded once through the resident cache (worker.engine.components). A name whose
 weights cannot be found fails the job with `model_unavailable`, saying which.
@@ -13,9 +14,11 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from transformers import AutoImageProcessor, AutoModelForDepthEstimation, CLIPImageProcessor
 
 from worker.engine.control import DepthEstimator
+from worker.engine.control.annotators import LoadedAnnotator
+from worker.engine.control.annotators import load_annotator as load_annotator_files
 from worker.engine.diffusion import dtype_for, from_pretrained, quiet_loaders, resolve_device
 from worker.engine.safety import SafetyChecker
-from worker.engine.types import NamedSource
+from worker.engine.types import AnnotatorSource, NamedSource
 
 
 def load_vae(named: NamedSource, device: str) -> Any:
@@ -42,6 +45,11 @@ def load_with_processor(model_cls: Any, processor_cls: Any, named: NamedSource, 
 def load_depth_estimator(named: NamedSource, device: str) -> DepthEstimator:
     loaded = load_with_processor(AutoModelForDepthEstimation, AutoImageProcessor, named, device, "depth estimator")
     return DepthEstimator(*loaded)
+
+
+def load_annotator(source: AnnotatorSource, device: str) -> LoadedAnnotator:
+    quiet_loaders()
+    return load_annotator_files(source, resolve_device(device))
 
 
 def load_safety_checker(named: NamedSource, device: str) -> SafetyChecker:

@@ -37,7 +37,10 @@ class SDXLInpainter(DiffusersInpainter):
     def extra_arguments(self, params: JobParams, image: Image.Image, components: JobComponents) -> dict[str, Any]:
         if params.control is None:
             return {}
-        return {"control_image": make_control_image(params.control.processor, image, components.depth)}
+        control = make_control_image(
+            params.control.processor, image, depth=components.depth, annotator=components.annotator
+        )
+        return {"control_image": control}
 
 
 def load_sdxl(spec: ModelSpec, device: torch.device, compile_options: CompileOptions | None = None) -> SDXLInpainter:

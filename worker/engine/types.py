@@ -30,6 +30,14 @@ class NamedSource:
 
 
 @dataclass(frozen=True)
+class AnnotatorSource:
+    """An annotator network (the module worker.engine.control.<module>) and the registered files it loads."""
+
+    module: str
+    files: NamedSource
+
+
+@dataclass(frozen=True)
 class JobSources:
     """Every named thing a job uses, resolved from the registry when the job was claimed."""
 
@@ -39,6 +47,7 @@ class JobSources:
     embeddings: tuple[NamedSource, ...] = ()
     controlnet: NamedSource | None = None
     depth: NamedSource | None = None
+    annotator: AnnotatorSource | None = None
     safety: NamedSource | None = None
 
 
@@ -49,6 +58,7 @@ class JobComponents:
     vae: Any = None
     controlnet: Any = None
     depth: Any = None
+    annotator: Any = None
     loras: tuple[NamedSource, ...] = ()
     embeddings: tuple[NamedSource, ...] = ()
 

@@ -1,7 +1,7 @@
 """Where each named thing a job uses comes from: read from the registry once, when the job is claimed.
 
 `resolve_sources` finds the base model's weights, the VAE, LoRAs, embeddings,
-ControlNet, depth estimator and safety checker the job names; a name deleted
+ControlNet, depth estimator or annotator networks and safety checker the job names; a name deleted
 since submission fails the job with a reason.
 """
 
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from storage.contract.assets import DEFAULT_SAFETY_CHECKER, DEPTH_ESTIMATOR, AssetSpec
+from storage.contract.assets import ANNOTATORS, DEFAULT_SAFETY_CHECKER, AssetSpec
 from storage.contract.params import JobParams
-from storage.contract.processors import NEEDS_DEPTH
+from storage.contract.processors import ANNOTATOR_MODULES, DEPTH_MODELS
 from storage.contract.specs import ModelSpec
 from storage.database.assets import find_asset
 from storage.errors import JobFailure
-from worker.engine.types import JobSources, NamedSource
+from worker.engine.types import AnnotatorSource, JobSources, NamedSource
 
 
 def named_asset(session: Session, kind: str, name: str, label: str) -> NamedSource:
@@ -43,6 +43,7 @@ def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> Job
     spec = weights_of(session, spec, params.base_model)
     adapters = params.adapters
     control = params.control
+    processor = control.processor if control else None
     return JobSources(
         spec=spec,
         vae=named_asset(session, "vae", adapters.vae, "vae") if adapters.vae else None,
@@ -52,8 +53,13 @@ def resolve_sources(session: Session, spec: ModelSpec, params: JobParams) -> Job
         ),
         embeddings=tuple(named_asset(session, "embeddings", name, "embedding") for name in adapters.embeddings),
         controlnet=named_asset(session, "controlnet", control.model, "cn_model") if control else None,
-        depth=named_asset(session, "depth_estimator", DEPTH_ESTIMATOR, "depth estimator")
-        if control and control.processor in NEEDS_DEPTH
+        depth=named_asset(session, "depth_estimator", DEPTH_MODELS[processor], "depth estimator")
+        if processor in DEPTH_MODELS
+        else None,
+        annotator=AnnotatorSource(
+            ANNOTATOR_MODULES[processor], named_asset(session, "annotators", ANNOTATORS, "annotators")
+        )
+        if processor in ANNOTATOR_MODULES
         else None,
         safety=named_asset(session, "safety_checker", DEFAULT_SAFETY_CHECKER, "safety checker")
         if params.safety

@@ -2,7 +2,8 @@
 
 Kinds: sd15 (the default, worker.tiny.sd15), sdxl (9-channel inpainting UNet), sdxl-plain
 (4-channel UNet), controlnet (SDXL), vae, lora-sd15, lora-sdxl, embeddings-sd15,
-embeddings-sdxl, safety-checker, depth. `--register SLUG` registers a pipeline kind
+embeddings-sdxl, safety-checker, depth, depth-anything, depth-zoe, annotators (the ControlNet
+1.1 annotator files under their published names, tiny widths). `--register SLUG` registers a pipeline kind
 as a model slug; `--asset NAME` registers any kind under the asset kind it is
 (sdxl kinds as a base_model, controlnet as a cn_model, ...), so that e.g.
 `--kind sdxl --asset SDXL` points the built-in base model "SDXL" at it.
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from storage.contract.assets import DEFAULT_SAFETY_CHECKER, DEPTH_ESTIMATOR, AssetSpec
+from storage.contract.assets import ANNOTATORS, DEFAULT_SAFETY_CHECKER, DEPTH_ESTIMATOR, AssetSpec
 from storage.contract.specs import Family
 from storage.database.assets import register_asset
 from storage.database.engine import make_engine, make_session_factory, session_scope
@@ -28,8 +29,10 @@ from worker.tiny.sd15 import build_tiny_pipeline, build_tiny_vae, tiny_spec
 from worker.tiny.sdxl import (
     build_tiny_controlnet,
     build_tiny_depth,
+    build_tiny_depth_anything,
     build_tiny_safety_checker,
     build_tiny_sdxl,
+    build_tiny_zoedepth,
     save_pair,
 )
 
@@ -58,6 +61,16 @@ def save_tiny_embedding(path: Path, *, sdxl: bool, seed: int = 0) -> Path:
     return path / EMBEDDING_FILE
 
 
+def save_tiny_annotators(path: Path, *, seed: int = 0) -> Path:
+    """Every annotator network's files, with tiny random weights, under their published names."""
+    from worker.engine.control.annotators import MODULES  # the networks: torch modules, loaded here only
+
+    for module in MODULES.values():
+        for name, state in module.tiny_states(seed).items():
+            torch.save(state, path / name)
+    return path
+
+
 def _pipeline(build: Callable[[Path], Any]) -> Callable[[Path], Path]:
     def write(path: Path) -> Path:
         build(path).save_pretrained(path)
@@ -79,8 +92,15 @@ WRITERS: dict[str, tuple[Callable[[Path], Path], str | None, str | None]] = {
     "embeddings-sdxl": (lambda p: save_tiny_embedding(p, sdxl=True), "embeddings", "sdxl"),
     "safety-checker": (lambda p: save_pair(*build_tiny_safety_checker(), p), "safety_checker", None),
     "depth": (lambda p: save_pair(*build_tiny_depth(), p), "depth_estimator", None),
+    "depth-anything": (lambda p: save_pair(*build_tiny_depth_anything(), p), "depth_estimator", None),
+    "depth-zoe": (lambda p: save_pair(*build_tiny_zoedepth(), p), "depth_estimator", None),
+    "annotators": (save_tiny_annotators, "annotators", None),
 }
-DEFAULT_ASSET_NAMES = {"safety_checker": DEFAULT_SAFETY_CHECKER, "depth_estimator": DEPTH_ESTIMATOR}
+DEFAULT_ASSET_NAMES = {
+    "safety_checker": DEFAULT_SAFETY_CHECKER,
+    "depth_estimator": DEPTH_ESTIMATOR,
+    "annotators": ANNOTATORS,
+}
 
 
 def write_tiny(path: Path, kind: str) -> Path:

@@ -178,6 +178,62 @@ def build_tiny_depth() -> tuple[Any, Any]:
     return DPTForDepthEstimation(config).eval(), processor
 
 
+def tiny_dinov2() -> Any:
+    """A 4-layer Dinov2 backbone config: what Depth Anything and ZoeDepth stand on."""
+    from transformers import Dinov2Config
+
+    return Dinov2Config(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
+    )
+
+
+def build_tiny_depth_anything() -> tuple[Any, Any]:
+    """A tiny DepthAnythingForDepthEstimation (relative inverse depth, as DPT) and its image processor."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
+
+    torch.manual_seed(1)
+    config = DepthAnythingConfig(
+        backbone_config=tiny_dinov2(),
+        reassemble_hidden_size=32,
+        patch_size=8,
+        neck_hidden_sizes=[16, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=16,
+    )
+    processor = DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False)
+    return DepthAnythingForDepthEstimation(config).eval(), processor
+
+
+def build_tiny_zoedepth() -> tuple[Any, Any]:
+    """A tiny ZoeDepthForDepthEstimation (metric depth, one bin configuration) and its image processor."""
+    from transformers import ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
+
+    torch.manual_seed(2)
+    config = ZoeDepthConfig(
+        backbone_config=tiny_dinov2(),
+        backbone_hidden_size=32,
+        hidden_size=32,
+        patch_size=8,
+        neck_hidden_sizes=[16, 16, 32, 32],
+        fusion_hidden_size=16,
+        bottleneck_features=16,
+        num_relative_features=16,
+        reassemble_factors=[4, 2, 1, 0.5],
+        bin_embedding_dim=16,
+        num_attractors=[4, 4, 2, 2],
+        bin_configurations=[{"n_bins": 8, "min_depth": 1e-3, "max_depth": 10.0, "name": "nyu"}],
+    )
+    processor = ZoeDepthImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False, ensure_multiple_of=8)
+    return ZoeDepthForDepthEstimation(config).eval(), processor
+
+
 def save_pair(model: Any, processor: Any, path: Path) -> Path:
     model.save_pretrained(path)
     processor.save_pretrained(path)

@@ -165,3 +165,21 @@ def test_nsfw_image_check_refuses_what_it_cannot_check(flagged: Stack) -> None:
     with flagged.client() as client:
         anonymous = client.post(CHECK, json={"init_image": b64(scene())}, headers={"x-api-key": ""})
     assert anonymous.status_code == 401, anonymous.text
+
+
+def test_a_batch_blocks_only_its_flagged_items_and_charges_only_the_rest(flagged: Stack) -> None:
+    """/v2/batch is Segmind's semantics per item: the item that asks for the checker (every image is
+    flagged) ends FAILED content_blocked at no cost; its neighbours complete and are charged."""
+    key_id, key = new_key(flagged, "--credits", "5")
+    items = [
+        {"model": "tiny-sd15", **job_body(seed=1)},
+        {"model": "tiny-sd15", **job_body(seed=2, safety_checker=True)},
+        {"model": "tiny-sd15", **job_body(seed=3)},
+    ]
+    with flagged.client(key) as client:
+        answer = client.post("/v2/batch", json={"requests": items}).json()
+    assert answer["accepted"] == 3, answer
+    states = [flagged.wait(item["request_id"], key=key) for item in answer["items"]]
+    assert [s["status"] for s in states] == ["COMPLETED", "FAILED", "COMPLETED"], states
+    assert states[1]["error_code"] == "content_blocked"
+    assert credits_of(flagged, key_id) == 3, "two images charged, the blocked one given back"

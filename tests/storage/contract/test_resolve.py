@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from storage.contract.assets import BUILTIN_ASSETS, AssetCatalog, AssetSpec
 from storage.contract.params import JobParams, resolve_params
-from storage.contract.processors import IMPLEMENTED, MAPPED, UNAVAILABLE
+from storage.contract.processors import IMPLEMENTED, MAPPED, UNAVAILABLE, resolve_processor
 from storage.contract.requests import REQUEST_CLASSES, ControlNetRequest, InpaintRequest
 from storage.contract.resolve import PROMPT_SUFFIX
 from storage.contract.schedulers import ALGORITHM_CLASSES, KARRAS_CLASSES, SCHEDULERS, SUPPORTED_NAMES
@@ -163,18 +163,20 @@ def test_field_that_cannot_be_honoured_is_rejected(spec, fields: dict, field: st
 def test_processor_lists_are_disjoint_and_documented_defaults() -> None:
     assert not set(IMPLEMENTED) & set(MAPPED) and not (set(IMPLEMENTED) | set(MAPPED)) & set(UNAVAILABLE)
     assert set(MAPPED.values()) <= set(IMPLEMENTED)
-    for model, processor in (("Depth", "depth"), ("SoftEdge", "none"), ("Openpose", "none")):
+    defaults = (("Canny", "canny"), ("Depth", "depth"), ("SoftEdge", "softedge_pidinet"), ("Openpose", "openpose"))
+    for model, processor in defaults:
         assert resolve(AUTO, cn_model=model).control.processor == processor  # type: ignore[union-attr]
+    assert resolve_processor("a ControlNet registered later", None) == "none"
 
 
 @pytest.mark.parametrize(
     "cn_model,cn_processor,runs",
     [
         ("Depth", "DPM++ 2M SDE Karras", "depth"),  # Segmind inpaint-auto's own example body
-        ("Canny", "hed", "canny"),
+        ("Canny", "mediapipe_face", "canny"),
         ("Canny", "sobel", "canny"),
-        ("Openpose", "openpose_full", "none"),
-        ("SoftEdge", "softedge_pidinet", "none"),
+        ("Openpose", "dwpose", "openpose"),
+        ("SoftEdge", "softedge_teed", "softedge_pidinet"),
     ],
 )
 def test_a_processor_that_cannot_run_falls_back_to_the_default_and_is_said_not_applied(

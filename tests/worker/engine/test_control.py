@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from storage.contract.processors import IMPLEMENTED
+from storage.contract.processors import ANNOTATOR_MODULES, DEPTH_MODELS, IMPLEMENTED
 from tests.support.images import scene
 from worker.engine.control import PURE, make_control_image
+from worker.engine.control.annotators import MODULES
 from worker.engine.control.colours import colour_grid, shuffle_tiles
 from worker.engine.control.depth import normals_from_depth
 from worker.engine.control.lines import binary_strokes, inverted, line_segments, lineart_standard, xdog_scribble
@@ -39,11 +40,20 @@ class FlatDepth:
 
 
 def test_every_implemented_name_makes_an_rgb_image_of_the_input_size() -> None:
+    """Each name of the contract runs: pure, on a depth estimator, or on its tiny random annotator network."""
     depth = FlatDepth(Image.new("L", (80, 48), 100))
+    annotators = {name: module.from_states(module.tiny_states()) for name, module in MODULES.items()}
     for name in IMPLEMENTED:
-        out = make_control_image(name, scene((80, 48)), depth)  # type: ignore[arg-type]
+        annotator = annotators[ANNOTATOR_MODULES[name]] if name in ANNOTATOR_MODULES else None
+        out = make_control_image(name, scene((80, 48)), depth=depth, annotator=annotator)  # type: ignore[arg-type]
         assert out.mode == "RGB" and out.size == (80, 48), name
-    assert set(PURE) | {"depth", "normal_map"} == set(IMPLEMENTED)
+    assert set(PURE) | set(DEPTH_MODELS) | set(ANNOTATOR_MODULES) == set(IMPLEMENTED)
+
+
+def test_the_contracts_annotator_names_are_the_modules_own() -> None:
+    for module_name, module in MODULES.items():
+        assert {p for p, m in ANNOTATOR_MODULES.items() if m == module_name} == set(module.PROCESSORS), module_name
+    assert set(MODULES) == set(ANNOTATOR_MODULES.values())
 
 
 @pytest.mark.parametrize("processor", [line_segments, xdog_scribble, lineart_standard, binary_strokes, inverted])
@@ -102,6 +112,9 @@ def test_normal_map_of_a_flat_and_a_sloped_depth() -> None:
 
 def test_normal_map_runs_the_depth_estimator() -> None:
     depth = FlatDepth(Image.new("L", (64, 64), 10))
-    assert (as_array(make_control_image("normal_map", scene(), depth)) == (128, 128, 255)).all()  # type: ignore[arg-type]
+    normals = make_control_image("normal_map", scene(), depth=depth)  # type: ignore[arg-type]
+    assert (as_array(normals) == (128, 128, 255)).all()
     with pytest.raises(RuntimeError, match="depth estimator"):
-        make_control_image("normal_map", scene(), None)
+        make_control_image("normal_map", scene())
+    with pytest.raises(RuntimeError, match="annotator network"):
+        make_control_image("hed", scene())

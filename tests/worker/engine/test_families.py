@@ -99,9 +99,9 @@ def test_control_images() -> None:
     edges = np.asarray(canny_edges(scene()))
     assert edges.shape == (64, 64, 3) and set(np.unique(edges)) <= {0, 255}
     assert edges[21, 21:43].max() == 255, "the yellow box's edge is an edge"
-    assert np.array_equal(np.asarray(make_control_image("none", scene(), None)), ORIGINAL)
-    with pytest.raises(ValueError):
-        make_control_image("hed", scene(), None)
+    assert np.array_equal(np.asarray(make_control_image("none", scene())), ORIGINAL)
+    with pytest.raises(ValueError, match="sobel"):
+        make_control_image("sobel", scene())
 
 
 def test_depth_estimator_from_the_registry(bench, tiny_assets) -> None:

@@ -9,16 +9,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+METRIC_MODEL_TYPES = frozenset({"zoedepth"})
+"""Model types whose output is metric depth (far = larger), not relative inverse depth (near = larger)."""
+
 
 class DepthEstimator:
     """A transformers depth-estimation model and its image processor. Not thread-safe.
 
-    Called on an image it returns an RGB depth map at the image's size, normalised to 0-255, near = bright.
+    Called on an image it returns an RGB depth map at the image's size, normalised to 0-255, near = bright:
+    relative inverse depth (DPT/MiDaS, Depth Anything) is scaled as it is, metric depth (ZoeDepth) inverted.
     """
 
     def __init__(self, model: Any, processor: Any) -> None:
         self.model = model
         self.processor = processor
+        self.metric = getattr(model.config, "model_type", None) in METRIC_MODEL_TYPES
 
     def __call__(self, image: Image.Image) -> Image.Image:
         device = next(self.model.parameters()).device
@@ -30,6 +35,8 @@ class DepthEstimator:
         )[0, 0]
         low, high = depth.min(), depth.max()
         scaled = (depth - low) / (high - low) if high > low else torch.zeros_like(depth)
+        if self.metric:
+            scaled = 1 - scaled
         pixels = (scaled * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         return Image.fromarray(np.stack([pixels] * 3, axis=-1))
 
