@@ -111,14 +111,15 @@ class JobParams(BaseModel):
         return [self.seed + i for i in range(self.samples)]
 
 
-def _in_range(field: str, value: float | None, rng: Range, *, integer: bool = False) -> float:
+def _in_range(field: str, value: float | None, rng: Range, *, of: str, integer: bool = False) -> float:
+    """`value` (None: the default) within `rng`; the 400 names `of`, whose range it is."""
     if value is None:
         return rng.default
     if not rng.min <= value <= rng.max:
         shown = (int(rng.min), int(rng.max)) if integer else (rng.min, rng.max)
         raise InvalidInput(
             field,
-            f"must be between {shown[0]} and {shown[1]} for this model, got {value}",
+            f"must be between {shown[0]} and {shown[1]} for {of}, got {value}",
             limit=list(shown),
             value=value,
         )
@@ -130,7 +131,10 @@ def _resolve_size(request: InpaintRequest, spec: ModelSpec, image_size: tuple[in
     for field, side in (("img_width", width), ("img_height", height)):
         if side is not None and not spec.accepts_size(side):
             raise InvalidInput(
-                field, f"must be {spec.size_rule()} for this model, got {side}", limit=spec.size_rule(), value=side
+                field,
+                f"must be {spec.size_rule()} for {spec.ranges_of}, got {side}",
+                limit=spec.size_rule(),
+                value=side,
             )
     if width is not None and height is not None:
         return width, height
@@ -260,13 +264,15 @@ def resolve_params(
     if request.samples > spec.max_samples:
         raise InvalidInput(
             "samples",
-            f"must be at most {spec.max_samples} for this model, got {request.samples}",
+            f"must be at most {spec.max_samples} for {spec.ranges_of}, got {request.samples}",
             limit=spec.max_samples,
             value=request.samples,
         )
     width, height = _resolve_size(request, spec, image_size)
-    steps = int(_in_range("num_inference_steps", request.num_inference_steps, spec.steps, integer=True))
-    strength = _in_range("strength", request.strength, spec.strength)
+    steps = int(
+        _in_range("num_inference_steps", request.num_inference_steps, spec.steps, of=spec.ranges_of, integer=True)
+    )
+    strength = _in_range("strength", request.strength, spec.strength, of=spec.ranges_of)
     _check_steps_run(steps, strength)
     scheduler = _resolve_scheduler(request.scheduler, spec)
     _check_step_budget(scheduler, steps, strength)
@@ -276,7 +282,7 @@ def resolve_params(
         "samples": request.samples,
         "scheduler": scheduler,
         "num_inference_steps": steps,
-        "guidance_scale": _in_range("guidance_scale", request.guidance_scale, spec.guidance_scale),
+        "guidance_scale": _in_range("guidance_scale", request.guidance_scale, spec.guidance_scale, of=spec.ranges_of),
         "strength": strength,
         "seed": request.seed if request.seed >= 0 else rng.randint(0, MAX_SEED - request.samples),
         "width": width,

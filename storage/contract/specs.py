@@ -76,6 +76,11 @@ class ModelSpec(BaseModel):
     strength: Range = Range(min=0.1, max=1, default=1)
     default_scheduler: str = "DDIM"
     max_samples: int = 4
+    ranges_of: str = Field(
+        "this model",
+        description='Whose ranges these are, for messages ("must be between 1 and 50 for <ranges_of>"): '
+        "the model's own (Segmind's for the built-in models), or a hosted API's on that API's routes.",
+    )
 
     @model_validator(mode="after")
     def _has_weights(self) -> ModelSpec:
@@ -130,6 +135,7 @@ class ApiRanges(BaseModel):
                 "strength": within(self.strength, spec.strength),
                 "sizes": None,
                 "max_side": min(self.max_side, spec.max_side),
+                "ranges_of": f"{spec.slug} on the {self.api} routes",
             }
         )
 

@@ -29,7 +29,7 @@ def spec_from_row(row: RegisteredModel) -> ModelSpec:
 def register_model(session: Session, spec: ModelSpec, *, now: datetime) -> None:
     """Insert or replace the registration of `spec.slug`. Writes first (UPDATE, then INSERT if
     nothing was updated): the SQLite convention of storage.database.engine."""
-    options = spec.model_dump(mode="json", exclude={"slug", "family", "source"})
+    options = spec.model_dump(mode="json", exclude={"slug", "family", "source", "ranges_of"})  # ranges_of: per route
     values = {"family": spec.family, "source": spec.source, "options": options}
     updated = session.execute(
         update(RegisteredModel)
