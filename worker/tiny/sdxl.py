@@ -33,9 +33,15 @@ from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
+    DepthAnythingConfig,
+    DepthAnythingForDepthEstimation,
+    Dinov2Config,
     DPTConfig,
     DPTForDepthEstimation,
     DPTImageProcessor,
+    ZoeDepthConfig,
+    ZoeDepthForDepthEstimation,
+    ZoeDepthImageProcessor,
 )
 
 from worker.tiny.sd15 import build_tiny_vae, build_tokenizer
@@ -180,8 +186,6 @@ def build_tiny_depth() -> tuple[Any, Any]:
 
 def tiny_dinov2() -> Any:
     """A 4-layer Dinov2 backbone config: what Depth Anything and ZoeDepth stand on."""
-    from transformers import Dinov2Config
-
     return Dinov2Config(
         image_size=32,
         patch_size=8,
@@ -196,8 +200,6 @@ def tiny_dinov2() -> Any:
 
 def build_tiny_depth_anything() -> tuple[Any, Any]:
     """A tiny DepthAnythingForDepthEstimation (relative inverse depth, as DPT) and its image processor."""
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
-
     torch.manual_seed(1)
     config = DepthAnythingConfig(
         backbone_config=tiny_dinov2(),
@@ -213,8 +215,6 @@ def build_tiny_depth_anything() -> tuple[Any, Any]:
 
 def build_tiny_zoedepth() -> tuple[Any, Any]:
     """A tiny ZoeDepthForDepthEstimation (metric depth, one bin configuration) and its image processor."""
-    from transformers import ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
-
     torch.manual_seed(2)
     config = ZoeDepthConfig(
         backbone_config=tiny_dinov2(),

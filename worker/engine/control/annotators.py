@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from huggingface_hub import hf_hub_download
 from PIL import Image
 
 from storage.contract.sources import is_local_path
@@ -55,8 +56,6 @@ def weights_file(files: NamedSource, name: str) -> Path:
         if not path.is_file():
             raise JobFailure("model_unavailable", f"{what} could not be loaded: its directory has no {name}")
         return path
-    from huggingface_hub import hf_hub_download
-
     try:
         return Path(hf_hub_download(files.source, name))
     except Exception as exc:  # noqa: BLE001 - every hub failure is reported as the weights being unavailable

@@ -20,7 +20,7 @@ Conventions, those of the reference annotator (controlnet_aux's HEDdetector, the
 - safe: each probability p becomes floor(3p) / 2 before the 8-bit step (the reference's safe_step, 2
   steps), so at the detection size the only levels are 0, 127 and 255. The bilinear resize back to the
   image's size blurs the steps slightly. The reference applies no other blur.
-- scribble: the map at the image's size goes through non-maximum suppression (`thin_ridges`: blur with
+- scribble: the map at the image's size goes through non-maximum suppression (`prep.nms`: blur with
   sigma 3, keep the directional maxima above 127), a Gaussian blur of sigma 3 and a threshold: 255 where
   the blur is above 4, else 0. The result is binary white strokes on black.
 Every control image is RGB (the grey map in all three channels) at the size of the image it was made from.
@@ -37,6 +37,13 @@ import torch
 from PIL import Image
 
 from worker.engine.control.lines import to_rgb
+from worker.engine.control.prep import (
+    DETECT_RESOLUTION,
+    resize_for_detection,
+    rgb_on_white,
+    safe_step,
+    scribble_strokes,
+)
 
 WEIGHTS: tuple[str, ...] = ("ControlNetHED.pth",)
 """The published file, in the Hugging Face repo lllyasviel/Annotators."""
@@ -55,23 +62,6 @@ SCRIBBLE = frozenset({"scribble_hed", "scribble_hedsafe"})
 PUBLISHED_WIDTHS = (64, 128, 256, 512, 512)
 PUBLISHED_DEPTHS = (2, 2, 3, 3, 3)
 TINY_WIDTHS = (4, 8, 8, 16, 16)
-DETECT_RESOLUTION = 512
-SAFE_STEPS = 2
-RIDGE_LEVEL = 127
-"""thin_ridges keeps the blurred map's directional maxima above this level."""
-SCRIBBLE_SIGMA = 3.0
-SCRIBBLE_LEVEL = 4
-"""scribble: after thinning and a second blur, a pixel above this is a stroke (255), the rest 0."""
-RIDGE_LINES = tuple(
-    np.array(kernel, dtype=np.uint8)
-    for kernel in (
-        [[0, 0, 0], [1, 1, 1], [0, 0, 0]],  # horizontal
-        [[0, 1, 0], [0, 1, 0], [0, 1, 0]],  # vertical
-        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],  # diagonal
-        [[0, 0, 1], [0, 1, 0], [1, 0, 0]],  # anti-diagonal
-    )
-)
-"""The 3-pixel lines through a pixel along which thin_ridges looks for a local maximum."""
 
 
 class HEDBlock(torch.nn.Module):  # type: ignore[misc]  # torch is Any to mypy here
@@ -192,48 +182,6 @@ def upsampled(sides: Sequence[torch.Tensor], size: tuple[int, int]) -> list[torc
     return [
         torch.nn.functional.interpolate(side.float(), size=size, mode="bilinear", align_corners=False) for side in sides
     ]
-
-
-def rgb_on_white(image: Image.Image) -> np.ndarray:
-    """The image as uint8 RGB (H, W, 3), transparent parts composited over white (as the reference's HWC3)."""
-    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
-    alpha = rgba[..., 3:] / 255.0
-    return np.asarray((rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8))
-
-
-def resize_for_detection(rgb: np.ndarray, resolution: int = DETECT_RESOLUTION) -> np.ndarray:
-    """`rgb` resized so that its shorter side is `resolution`, both sides rounded to multiples of 64 (at least
-    64): Lanczos when enlarging, area averaging when shrinking."""
-    height, width = rgb.shape[:2]
-    scale = resolution / min(height, width)
-    size = (max(64, round(width * scale / 64) * 64), max(64, round(height * scale / 64) * 64))
-    interpolation = cv2.INTER_LANCZOS4 if scale > 1 else cv2.INTER_AREA
-    return np.asarray(cv2.resize(rgb, size, interpolation=interpolation))
-
-
-def safe_step(probability: np.ndarray, steps: int = SAFE_STEPS) -> np.ndarray:
-    """The reference's quantisation, in float32: floor(p * (steps + 1)) / steps. With 2 steps, p below 1/3
-    becomes 0, below 2/3 0.5, else 1 (1.5 at exactly p = 1, clipped later)."""
-    levels = (probability.astype(np.float32) * np.float32(steps + 1)).astype(np.int32)
-    return np.asarray(levels.astype(np.float32) / np.float32(steps))
-
-
-def thin_ridges(edges: np.ndarray, level: int = RIDGE_LEVEL, sigma: float = SCRIBBLE_SIGMA) -> np.ndarray:
-    """Non-maximum suppression of an edge map (uint8, H x W): blurred with `sigma`, a pixel is 255 where it
-    is no lower than its two neighbours along at least one of RIDGE_LINES (outside the image counts as lower)
-    and above `level`; 0 elsewhere."""
-    blurred = cv2.GaussianBlur(edges.astype(np.float32), (0, 0), sigma)
-    ridge = np.zeros(blurred.shape, dtype=bool)
-    for line in RIDGE_LINES:
-        ridge |= cv2.dilate(blurred, kernel=line) == blurred
-    return np.where(ridge & (blurred > level), 255, 0).astype(np.uint8)
-
-
-def scribble_strokes(edges: np.ndarray) -> np.ndarray:
-    """Binary strokes from an edge map (uint8, H x W), as the reference's scribble: thin_ridges, a Gaussian
-    blur of sigma 3 (in 8 bits), then 255 where the blur is above SCRIBBLE_LEVEL, else 0."""
-    blurred = cv2.GaussianBlur(thin_ridges(edges), (0, 0), SCRIBBLE_SIGMA)
-    return np.where(blurred > SCRIBBLE_LEVEL, 255, 0).astype(np.uint8)
 
 
 class Annotator:

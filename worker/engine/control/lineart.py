@@ -27,6 +27,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from worker.engine.control.prep import DETECT_RESOLUTION, resize_for_detection, rgb_on_white
+
 __all__ = ["PROCESSORS", "WEIGHTS", "Annotator", "SketchGenerator", "UnetGenerator", "from_states", "tiny_states"]
 
 
@@ -49,10 +51,6 @@ NETWORK_OF: dict[str, str] = {
 }
 """The file whose network each processor runs."""
 
-DETECT_RESOLUTION = 512
-"""The shorter side the networks see, as in the reference annotators (their `detect_resolution`)."""
-SIDE_MULTIPLE = 64
-"""Both sides the networks see are multiples of this (rounded to the nearest)."""
 UNET_DEPTH = 8
 """netG.pth's levels: its input's sides are multiples of 2**8 (resized up to the next ones)."""
 TINY_WIDTHS = {"sk_model.pth": 4, "sk_model2.pth": 4, "netG.pth": 2}
@@ -154,32 +152,6 @@ class UnetGenerator(nn.Module):  # type: ignore[misc]  # torch is Any to mypy he
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-
-def detect_size(width: int, height: int, resolution: int = DETECT_RESOLUTION) -> tuple[int, int]:
-    """(width, height) the networks see: scaled so the shorter side is `resolution`, each side then rounded to the
-    nearest multiple of 64 (for example 80x48 -> 832x512, 1024x768 -> 704x512)."""
-    scale = resolution / min(width, height)
-    return round(width * scale / SIDE_MULTIPLE) * SIDE_MULTIPLE, round(height * scale / SIDE_MULTIPLE) * SIDE_MULTIPLE
-
-
-def rgb_on_white(image: Image.Image) -> np.ndarray:
-    """The image as uint8 RGB (H, W, 3); where it has transparency, composited on white paper."""
-    if "A" not in image.getbands() and "transparency" not in image.info:
-        return np.asarray(image.convert("RGB"))
-    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
-    alpha = rgba[..., 3:] / 255.0
-    composited: np.ndarray = (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8)
-    return composited
-
-
-def resize_for_detection(pixels: np.ndarray, resolution: int = DETECT_RESOLUTION) -> np.ndarray:
-    """`pixels` (H, W, 3) at detect_size: Lanczos when enlarging, area averaging when shrinking."""
-    height, width = pixels.shape[:2]
-    size = detect_size(width, height, resolution)
-    enlarging = resolution > min(width, height)
-    resized: np.ndarray = cv2.resize(pixels, size, interpolation=cv2.INTER_LANCZOS4 if enlarging else cv2.INTER_AREA)
-    return resized
 
 
 def to_batch(pixels: np.ndarray, device: torch.device) -> torch.Tensor:

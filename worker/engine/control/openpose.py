@@ -45,6 +45,7 @@ from worker.engine.control.openpose_draw import (
     find_hand_boxes,
     find_hand_peaks,
 )
+from worker.engine.control.prep import resize_for_detection
 
 BODY_FILE, HAND_FILE, FACE_FILE = "body_pose_model.pth", "hand_pose_model.pth", "facenet.pth"
 WEIGHTS: tuple[str, ...] = (BODY_FILE, HAND_FILE, FACE_FILE)
@@ -65,7 +66,6 @@ DRAWS: dict[str, tuple[bool, bool, bool]] = {
 }
 """Per processor: whether it draws bodies, hands, faces."""
 
-DETECT_RESOLUTION, SIDE_MULTIPLE = 512, 64
 BODY_HEIGHT = 0.5 * 368
 HAND_SIZE, HAND_BLUR, HAND_MAP_SIZE, FACE_SIZE = 368, 0.8, 128, 384
 STRIDE, PAD_VALUE = 8, 128
@@ -305,18 +305,6 @@ class Annotator:
         maps = self.face(to_input(resize_smartly(crop, FACE_SIZE, FACE_SIZE), self.face))
         maps = functional.interpolate(maps, crop.shape[:2], mode="bilinear", align_corners=True)
         return [(x + left, y + top) for x, y in find_face_peaks(maps[0].detach().float().cpu().numpy())]
-
-
-def resize_for_detection(rgb: np.ndarray) -> np.ndarray:
-    """The image with its shorter side DETECT_RESOLUTION, each side then rounded to a multiple of 64."""
-    height, width = rgb.shape[:2]
-    k = DETECT_RESOLUTION / min(height, width)
-    size = (
-        int(np.round(width * k / SIDE_MULTIPLE)) * SIDE_MULTIPLE,
-        int(np.round(height * k / SIDE_MULTIPLE)) * SIDE_MULTIPLE,
-    )
-    resized: np.ndarray = cv2.resize(rgb, size, interpolation=cv2.INTER_LANCZOS4 if k > 1 else cv2.INTER_AREA)
-    return resized
 
 
 def resize_smartly(pixels: np.ndarray, width: int, height: int) -> np.ndarray:

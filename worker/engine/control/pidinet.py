@@ -23,13 +23,14 @@ Processors (every output RGB, grey repeated in the three channels, at the input'
 - pidinet_safe, softedge_pidsafe: the same edges quantised by the reference's `safe_step` (levels 0, 127
   and 255 at the network's resolution) before the resize back.
 - scribble_pidinet (alias pidinet_scribble), scribble_pidsafe: the edges (safe-quantised for pidsafe) made
-  into strokes as the reference does: `nms` (blur sigma 3, directional maxima above 127), a blur of sigma
+  into strokes as the reference does: `prep.nms` (blur sigma 3, directional maxima above 127), a blur of sigma
   3, then every pixel above 4 becomes 255 and the rest 0; binary white strokes on black.
 
 The input (alpha composited over white, as the reference's HWC3 does) is resized so its shorter side is
-`detect_resolution` (512) and both sides are rounded to multiples of 64, fed to the network as BGR in 0-1
-(the reference's channel order), and the map is resized back to the input's size (bilinear; for scribbles
-then thresholded at 127 so they stay binary).
+`detect_resolution` (512) and both sides are rounded to multiples of 64 (prep.detect_size; Lanczos where the
+height grows, area averaging otherwise), fed to the network as BGR in 0-1 (the reference's channel order),
+and the map is resized back to the input's size (bilinear; for scribbles then thresholded at 127 so they
+stay binary).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from worker.engine.control.lines import to_rgb
+from worker.engine.control.prep import DETECT_RESOLUTION, detect_size, rgb_on_white, safe_step, scribble_strokes
 
 WEIGHTS: tuple[str, ...] = ("table5_pidinet.pth",)
 """The published file, in the Hugging Face repo lllyasviel/Annotators."""
@@ -66,11 +68,6 @@ CARV4: tuple[str, ...] = ("cd", "ad", "rd", "cv") * 4
 PUBLISHED_WIDTHS = (60, 24)
 """(base width, CDCM width) of the published network."""
 TINY_WIDTHS = (4, 4)
-DETECT_RESOLUTION = 512
-NMS_THRESHOLD = 127
-SCRIBBLE_SIGMA = 3.0
-SCRIBBLE_LEVEL = 4
-"""scribble: after the second blur, a pixel above this is a stroke (255), the rest 0."""
 
 _AD_PAIRED = (3, 0, 1, 6, 4, 2, 7, 8, 5)
 """ad: for each of the 9 positions (row-major 3x3), the position whose weight it is differenced with."""
@@ -208,49 +205,6 @@ class PiDiNet(nn.Module):  # type: ignore[misc]  # torch is Any to mypy here
         return torch.sigmoid(self.classifier(torch.cat(sides, dim=1)))
 
 
-def safe_step(edges: np.ndarray, step: int = 2) -> np.ndarray:
-    """The reference's quantisation: floor(edges * (step + 1)) / step, so 0-1 becomes 0, 0.5, 1 (and 1.5 at
-    exactly 1) for step 2."""
-    return (edges.astype(np.float32) * float(step + 1)).astype(np.int32).astype(np.float32) / float(step)
-
-
-def directional_maxima(values: np.ndarray) -> np.ndarray:
-    """`values` where a pixel has no greater neighbour along at least one of the four directions (horizontal,
-    vertical, both diagonals; outside the image counts as lower), else 0."""
-    values = values.astype(np.float32)
-    kept = np.zeros_like(values)
-    lines = (np.array(k, np.uint8) for k in ([[0] * 3, [1] * 3, [0] * 3], [[0, 1, 0]] * 3, np.eye(3), np.eye(3)[::-1]))
-    for kernel in lines:
-        np.putmask(kept, cv2.dilate(values, kernel) == values, values)
-    return kept
-
-
-def nms(edges: np.ndarray, threshold: float = NMS_THRESHOLD, sigma: float = SCRIBBLE_SIGMA) -> np.ndarray:
-    """The reference's non-maximum suppression: blur with `sigma`, keep `directional_maxima`, then 255 where
-    the kept value is above `threshold`, else 0 (uint8)."""
-    kept = directional_maxima(cv2.GaussianBlur(edges.astype(np.float32), (0, 0), sigma))
-    return np.where(kept > threshold, 255, 0).astype(np.uint8)
-
-
-def scribble_strokes(edges: np.ndarray) -> np.ndarray:
-    """Edges (uint8) to binary strokes as the reference does: `nms`, a blur of sigma 3, then 255 above 4."""
-    blurred = cv2.GaussianBlur(nms(edges), (0, 0), SCRIBBLE_SIGMA)
-    return np.where(blurred > SCRIBBLE_LEVEL, 255, 0).astype(np.uint8)
-
-
-def work_size(height: int, width: int, resolution: int) -> tuple[int, int]:
-    """(height, width) the network sees: the shorter side scaled to `resolution`, both rounded to 64."""
-    scale = resolution / min(height, width)
-    return round(height * scale / 64) * 64, round(width * scale / 64) * 64
-
-
-def rgb_on_white(image: Image.Image) -> np.ndarray:
-    """The image as uint8 RGB, any transparency composited over white (as the reference's HWC3)."""
-    rgba: np.ndarray = np.asarray(image.convert("RGBA"), dtype=np.float32)
-    alpha = rgba[..., 3:] / 255.0
-    return (rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).clip(0, 255).astype(np.uint8)
-
-
 class Annotator:
     """PiDiNet on a device; called with an image and a processor name (see the module docstring)."""
 
@@ -271,9 +225,10 @@ class Annotator:
         if processor not in PROCESSORS:
             raise ValueError(f"unknown PiDiNet processor {processor!r}; known: {', '.join(PROCESSORS)}")
         rgb = rgb_on_white(image)
-        height, width = work_size(rgb.shape[0], rgb.shape[1], self.detect_resolution)
-        scale = height / rgb.shape[0]
-        resample = cv2.INTER_LANCZOS4 if scale > 1 else cv2.INTER_AREA
+        width, height = detect_size(rgb.shape[1], rgb.shape[0], self.detect_resolution)
+        # Lanczos where the height grows. The reference (and prep.resize_for_detection) asks whether the
+        # shorter side grows: for a portrait image whose short side is near detect_resolution the two differ.
+        resample = cv2.INTER_LANCZOS4 if height > rgb.shape[0] else cv2.INTER_AREA
         edges = self.edges(cv2.resize(rgb, (width, height), interpolation=resample))
         if processor in SAFE:
             edges = safe_step(edges)

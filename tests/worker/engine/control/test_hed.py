@@ -1,6 +1,6 @@
 """HED soft edges (worker.engine.control.hed): the published layout, the input and output conventions on
-hand-built networks, the reference's post-processing on hand-made arrays, and every processor on a tiny
-random network."""
+hand-built networks, and every processor on a tiny random network (the shared pre- and post-processing is
+test_prep's)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,9 @@ from worker.engine.control.hed import (
     HEDNetwork,
     from_states,
     layout_of,
-    resize_for_detection,
-    safe_step,
-    scribble_strokes,
-    thin_ridges,
     tiny_states,
 )
+from worker.engine.control.prep import scribble_strokes
 
 NAME = "ControlNetHED.pth"
 PUBLISHED_TENSORS = 37  # norm, then weight and bias of 13 convolutions and 5 projections
@@ -133,59 +130,6 @@ def test_the_network_reads_rgb_0_to_255_minus_its_norm() -> None:
     annotator = Annotator(from_states({NAME: states}).network, detect_resolution=64)
     assert set(np.unique(grey(annotator(Image.new("RGB", (64, 64), (200, 0, 0)), "hed")))) == {140}
     assert set(np.unique(grey(annotator(Image.new("RGB", (64, 64), (0, 0, 200)), "hed")))) == {127}
-
-
-def test_safe_step_quantises_to_three_levels_as_the_reference() -> None:
-    p = np.array([0.0, 0.33, 0.34, 0.66, 0.67, 0.999, 1.0])
-    assert safe_step(p).tolist() == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0, 1.5]
-
-
-def test_thin_ridges_keeps_directional_maxima_above_127() -> None:
-    """Without blur (a tiny sigma): the 150 in the middle has a brighter neighbour on every line through it
-    (left, up and both upper diagonals are 200), so it goes; the 200s are maxima along a row; the 100s are
-    maxima but not above 127."""
-    edges = np.zeros((5, 5), np.uint8)
-    edges[1:4, 1:4] = [[200, 200, 200], [200, 150, 100], [100, 100, 100]]
-    expected = np.zeros((5, 5), np.uint8)
-    expected[1, 1:4] = 255
-    expected[2, 1] = 255
-    assert (thin_ridges(edges, sigma=0.01) == expected).all()
-    assert (thin_ridges(np.full((3, 3), 128, np.uint8), sigma=0.01) == 255).all(), "flat counts as a maximum"
-    assert (thin_ridges(np.full((3, 3), 127, np.uint8), sigma=0.01) == 0).all(), "strictly above 127"
-
-
-def test_thin_ridges_blurs_with_sigma_3_first() -> None:
-    """A 15 px square of 255, blurred with sigma 3: the middle row and column are maxima across themselves
-    (kept out to 7 px from the centre, about 109 at 8 px); a point 1 px and 3 px off the centre is about 234
-    but has a brighter neighbour on every line through it, so it goes. Unblurred, the flat square stays whole."""
-    edges = np.zeros((41, 41), np.uint8)
-    edges[13:28, 13:28] = 255
-    c = 20
-    thin = thin_ridges(edges)
-    assert np.flatnonzero(thin[c]).tolist() == list(range(c - 7, c + 8))
-    assert np.flatnonzero(thin[:, c]).tolist() == list(range(c - 7, c + 8))
-    for dr, dc in [(1, 3), (3, 1), (-1, 3), (3, -1), (1, -3), (-3, 1), (-1, -3), (-3, -1)]:
-        assert thin[c + dr, c + dc] == 0, (dr, dc)
-    assert thin_ridges(edges, sigma=0.01)[c + 1, c + 3] == 255
-    narrow = np.zeros((21, 21), np.uint8)
-    narrow[10] = 255  # one row blurs to about 34: nothing
-    assert not thin_ridges(narrow).any()
-
-
-def test_scribble_strokes_are_binary_and_cover_the_ridge() -> None:
-    edges = np.zeros((40, 40), np.uint8)
-    edges[16:23] = 255
-    strokes = scribble_strokes(edges)
-    assert set(np.unique(strokes)) == {0, 255}
-    assert (strokes[16:23] == 255).all() and not strokes[:4].any() and not strokes[-4:].any()
-    assert ((strokes == 255).sum(axis=0) >= 7).all(), "every column crosses the stroke"
-    assert not scribble_strokes(np.full((16, 16), 100, np.uint8)).any(), "nothing above 127: no strokes"
-
-
-def test_detection_size_is_512_on_the_short_side_in_multiples_of_64() -> None:
-    assert resize_for_detection(np.zeros((48, 80, 3), np.uint8)).shape == (512, 832, 3)  # 853.3 -> 832
-    assert resize_for_detection(np.zeros((1000, 3000, 3), np.uint8)).shape == (512, 1536, 3)
-    assert resize_for_detection(np.zeros((64, 64, 3), np.uint8), 64).shape == (64, 64, 3)
 
 
 def test_every_processor_on_a_tiny_network_gives_rgb_at_the_input_size_deterministically() -> None:

@@ -19,9 +19,7 @@ from worker.engine.control.lineart import (
     UnetBlock,
     UnetGenerator,
     control_from_drawing,
-    detect_size,
     from_states,
-    rgb_on_white,
     tiny_states,
 )
 
@@ -169,23 +167,8 @@ def test_the_sketch_sees_0_to_1_and_the_unet_minus_1_to_1_at_multiples_of_256() 
 
 
 def test_transparent_parts_are_white_paper() -> None:
-    clear = Image.new("RGBA", (4, 2), (0, 0, 0, 0))
-    clear.putpixel((0, 0), (0, 0, 0, 255))
-    clear.putpixel((1, 0), (0, 0, 0, 128))
-    pixels = rgb_on_white(clear)
-    assert pixels[0, 0].tolist() == [0, 0, 0]
-    assert pixels[0, 1].tolist() == [126] * 3, "255 x (1 - 128/255) in float32, truncated, as the reference does"
-    assert (pixels[1] == 255).all()
     annotator = Annotator(networks=dict.fromkeys(WEIGHTS, ChannelMean()))
     assert np.asarray(annotator(Image.new("RGBA", (64, 64), (0, 0, 0, 0)), "lineart")).max() == 0
-
-
-def test_detect_size_puts_the_shorter_side_at_512_in_multiples_of_64() -> None:
-    assert detect_size(96, 80) == (640, 512)
-    assert detect_size(80, 48) == (832, 512)
-    assert detect_size(1024, 768) == (704, 512)
-    assert detect_size(512, 2000) == (512, 2000 // 64 * 64)
-    assert detect_size(300, 200, resolution=256) == (384, 256)
 
 
 def test_control_from_drawing_inverts_and_resizes() -> None:

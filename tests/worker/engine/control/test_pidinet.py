@@ -1,5 +1,5 @@
 """PiDiNet soft edges (worker.engine.control.pidinet): the published layout, the pixel difference convolutions,
-the reference's post-processing on hand-made arrays, and every processor on a tiny random network."""
+and every processor on a tiny random network (the shared pre- and post-processing is test_prep's)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,9 @@ from worker.engine.control.pidinet import (
     Annotator,
     PiDiNet,
     PixelDifferenceConv,
-    directional_maxima,
     from_states,
-    nms,
     pdc_kernel,
-    safe_step,
-    scribble_strokes,
     tiny_states,
-    work_size,
 )
 
 PUBLISHED_TENSORS = 83
@@ -133,42 +128,6 @@ def test_difference_convolutions_give_zero_on_a_flat_image_and_match_their_kerne
     assert torch.allclose(conv(image), vanilla, atol=1e-5)
 
 
-def test_safe_step_floors_to_half_steps() -> None:
-    edges = np.array([0.0, 0.2, 0.34, 0.5, 0.67, 0.99, 1.0], dtype=np.float32)
-    assert safe_step(edges).tolist() == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0, 1.5]
-
-
-def test_directional_maxima_keep_a_pixel_that_no_neighbour_beats_along_some_line() -> None:
-    rows, cols = np.mgrid[0:4, 0:4]
-    ramp = 10 + cols + 2 * rows  # rises to the right, down and down-left: only the borders escape
-    expected = [[10, 0, 0, 13], [12, 0, 0, 15], [14, 0, 0, 17], [16, 17, 18, 19]]
-    assert directional_maxima(ramp).tolist() == expected
-
-
-def test_nms_thresholds_the_blurred_maxima_at_127() -> None:
-    peak = np.zeros((41, 41), np.uint8)
-    peak[14:27, 14:27] = 255  # a 13 px square: its blurred centre stays above 127, the rest falls off
-    thin = nms(peak)
-    assert set(np.unique(thin)) == {0, 255}
-    assert thin[20, 20] == 255 and thin[:8].max() == 0 and thin[:, :8].max() == 0
-    assert nms(peak, threshold=255).max() == 0, "nothing blurred reaches 255"
-
-
-def test_scribble_strokes_are_binary_and_cover_a_strong_line() -> None:
-    edges = np.zeros((64, 64), np.uint8)
-    edges[:, 26:38] = 230
-    strokes = scribble_strokes(edges)
-    assert set(np.unique(strokes)) == {0, 255}
-    assert (strokes[:, 28:36] == 255).all() and (strokes[:, :8] == 0).all()
-    assert scribble_strokes(np.zeros((32, 32), np.uint8)).max() == 0
-
-
-def test_work_size_scales_the_shorter_side_and_rounds_to_64() -> None:
-    assert work_size(100, 150, 512) == (512, 768)
-    assert work_size(300, 500, 512) == (512, 832)
-    assert work_size(80, 96, 128) == (128, 128)
-
-
 def test_every_processor_gives_an_rgb_image_of_the_input_size_deterministically(annotator: Annotator) -> None:
     image = drawing()
     outputs = {processor: pixels(annotator(image, processor)) for processor in PROCESSORS}
@@ -254,7 +213,7 @@ class Recorder(torch.nn.Module):
         return torch.full_like(x[:, :1], 0.5)
 
 
-def test_the_network_sees_bgr_in_0_to_1_at_the_work_size() -> None:
+def test_the_network_sees_bgr_in_0_to_1_at_the_detection_size() -> None:
     recorder = Recorder()
     out = Annotator(recorder, detect_resolution=128)(Image.new("RGB", (40, 30), (255, 0, 0)), "pidinet")  # type: ignore[arg-type]
     (seen,) = recorder.seen
