@@ -8,11 +8,15 @@ timeout and a configurable polling interval to kombu's SQLAlchemy transport.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable
+from queue import Empty
 from typing import Any
 
 from celery import Celery
 from kombu.exceptions import ChannelError
+from kombu.transport import redis as kombu_redis
 from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.json import dumps
 from sqlalchemy import create_engine, event
@@ -36,6 +40,56 @@ WEBHOOK_TASKS = (TASK_WEBHOOK_DELIVER, TASK_WEBHOOK_DISPATCH, TASK_WEBHOOK_JOB_F
 
 # Publishing fails fast: the API answers instead of hanging while the broker is down.
 PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.05, "interval_step": 0.1, "interval_max": 0.2}
+
+
+log = logging.getLogger(__name__)
+
+
+class DroppedMessages:
+    """Broker messages this process took off a queue and dropped because they could not be decoded or
+    delivered (not JSON, not kombu's envelope). Thread-safe; the worker's /metrics reports the count.
+
+    Dropping is safe: a message only carries a job id, and the job's row, not the broker, decides whether
+    the job still needs running (the sweeper republishes a queued job that has no message)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def record(self, transport: str) -> None:
+        with self._lock:
+            self.count += 1
+        log.exception("dropped a %s broker message that could not be decoded or delivered", transport)
+
+
+DROPPED = DroppedMessages()
+
+
+class RedisChannel(kombu_redis.Channel):
+    """kombu's Redis channel, except that a message it cannot decode or deliver is dropped and counted
+    (DROPPED) instead of raising out of the consumer, which Celery treats as unrecoverable: one
+    `LPUSH inpaint 'not json'` would stop the worker."""
+
+    def _brpop_read(self, **options: Any) -> Any:
+        try:
+            return super()._brpop_read(**options)  # type: ignore[no-untyped-call]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # Decoding the item (JSONDecodeError is a ValueError) or building the message from it (a missing
+            # or mistyped field of the envelope). Caught before kombu's connection errors, which list KeyError:
+            # Celery would take a bad message for a lost connection and reconnect for every one.
+            DROPPED.record("redis")
+            return True
+
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
+        try:
+            return super()._get(queue)  # type: ignore[no-untyped-call]
+        except ValueError:  # JSON that does not decode: the message is already off the list
+            DROPPED.record("redis")
+            raise Empty() from None
+
+
+class RedisTransport(kombu_redis.Transport):
+    Channel = RedisChannel
 
 
 class SQLiteChannel(kombu_sqla.Channel):
@@ -71,6 +125,20 @@ class SQLiteChannel(kombu_sqla.Channel):
         with engine.begin() as conn:
             conn.execute(self.message_cls.__table__.insert().values(**row))  # timestamp NULL, as kombu's own
 
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
+        """kombu's, except that a payload that is not a message (not JSON, or JSON without kombu's envelope)
+        is dropped and counted (DROPPED), not raised out of the consumer, which would stop the worker.
+        kombu has already marked it invisible, so it is not read again."""
+        try:
+            payload = super()._get(queue)  # type: ignore[no-untyped-call]
+            self.Message(payload, channel=self)  # type: ignore[no-untyped-call]  # as delivery does first: raises for a bad envelope
+        except Empty:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError):
+            DROPPED.record("sqlite")
+            raise Empty() from None
+        return payload
+
 
 class SQLiteTransport(kombu_sqla.Transport):
     Channel = SQLiteChannel
@@ -85,6 +153,8 @@ def make_celery(settings: Settings, *, main: str = "inpaint-queue") -> Celery:
         app.conf.broker_transport = f"{__name__}:SQLiteTransport"
         transport_options["polling_interval"] = settings.broker_polling_interval
     elif url.startswith(("redis://", "rediss://")):
+        if url.startswith("redis://"):  # rediss:// keeps kombu's own transport, which sets up TLS from the scheme
+            app.conf.broker_transport = f"{__name__}:RedisTransport"
         # Long inference must not look like a lost message; the job row, not
         # the broker, is what decides whether a job still needs running.
         transport_options["visibility_timeout"] = 6 * 3600

@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from storage.broker import DROPPED
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,18 @@ def gpu_memory() -> Iterator[Metric]:
     yield reserved
 
 
+class BrokerCollector(Collector):
+    """Broker messages this process dropped as undecodable (storage.broker.DROPPED)."""
+
+    def collect(self) -> Iterator[Metric]:
+        dropped = CounterMetricFamily(
+            "inpaint_worker_broker_messages_dropped",
+            "Broker messages this worker took off a queue and dropped: not JSON or not a task message.",
+        )
+        dropped.add_metric([], DROPPED.count)
+        yield dropped
+
+
 class WorkerMetrics:
     """The registry of one worker process and the instruments its tasks update."""
 
@@ -94,6 +108,7 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.registry.register(ResidentCollector(resident))
+        self.registry.register(BrokerCollector())
 
     def record_job(self, *, model: str, status: str, inference_seconds: float | None) -> None:
         self.jobs.labels(model, status).inc()

@@ -10,8 +10,10 @@ larger value for long runs).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.db import job_row
+from tests.support.db import job_row, stack_settings
 from tests.support.images import job_body
 from tests.support.services import MotoServer, PostgresServer, RedisServer, s3_client
 from tests.support.stack import Stack, stack_env
@@ -275,3 +277,32 @@ def _submit_ok(stack: Stack) -> str | None:
 def test_long_kill_loop(chaos: ChaosStack) -> None:
     """The same as the first test with many more rounds: INPAINT_CHAOS_ROUNDS=20 ./scripts/test -m chaos."""
     test_sigkill_the_worker_repeatedly_loses_nothing(chaos)
+
+
+def push_raw_message(chaos: ChaosStack, payload: str) -> None:
+    """Put `payload` on the inpaint queue as it is, bypassing kombu: Redis's list, or the SQLite broker's table."""
+    url = stack_settings(chaos).resolved_broker_url
+    if url.startswith("redis://"):
+        import redis as redis_client
+
+        redis_client.Redis.from_url(url).lpush("inpaint", payload)
+        return
+    with contextlib.closing(sqlite3.connect(url.split("sqlite:///", 1)[1], timeout=10)) as db, db:
+        (queue_id,) = db.execute("SELECT id FROM kombu_queue WHERE name = 'inpaint'").fetchone()
+        db.execute(
+            "INSERT INTO kombu_message (queue_id, visible, payload, version) VALUES (?, 1, ?, 1)", (queue_id, payload)
+        )
+
+
+def test_messages_the_worker_cannot_decode_are_dropped_and_counted(chaos: ChaosStack) -> None:
+    """Poison on the broker (not JSON, JSON that is no task message): each is dropped and counted in the
+    worker's /metrics, the worker lives on (same process, no restart) and the next job completes."""
+    chaos.wait_ready(model="erase")
+    worker, restarts = chaos.procs["worker"].pid, list(chaos.restarts)
+    poison = ("not json", "{}", "[1, 2]", '{"body": "eA==", "properties": {}}')
+    for payload in poison:
+        push_raw_message(chaos, payload)
+    assert chaos.wait(chaos.submit("erase", job_body()), timeout=120)["status"] == "COMPLETED"
+    assert chaos.procs["worker"].pid == worker and chaos.restarts == restarts, "the worker died"
+    metrics = httpx.get(f"http://127.0.0.1:{chaos.worker_metrics_port}/metrics", timeout=10).text
+    assert f"inpaint_worker_broker_messages_dropped_total {float(len(poison))}" in metrics, metrics[-2000:]
