@@ -27,12 +27,15 @@ from storage.database.jobs import utcnow
 from storage.database.models import JobStatus
 from storage.database.stats import (
     REAPER_EXPIRED,
+    RETENTION_PURGED_JOBS,
     SWEEPER_ACTIONS,
     FinishedJob,
     JobCount,
     count_deliveries,
     count_jobs,
     count_waiting,
+    purged_delivery_counts,
+    purged_job_counts,
     read_counts,
     recent_finished,
 )
@@ -73,15 +76,17 @@ class ServiceCollector(Collector):
             counters = read_counts(session)
             finished = recent_finished(session, since=utcnow() - self.window, limit=SAMPLE_LIMIT)
             workers = list_workers(session, now=utcnow(), stale_after=self.offline_after)
-        yield from job_metrics(jobs)
+        yield from job_metrics(jobs, purged=purged_job_counts(counters))
         yield from queue_metrics(waiting, queue_sizes(self.celery, QUEUES))
-        yield from webhook_metrics(deliveries)
+        yield from webhook_metrics(deliveries, purged=purged_delivery_counts(counters))
         yield from action_metrics(counters)
         yield from duration_metrics(finished, window=self.window)
         yield worker_metric(workers)
 
 
-def job_metrics(jobs: Iterable[JobCount]) -> Iterator[Metric]:
+def job_metrics(jobs: Iterable[JobCount], purged: Iterable[JobCount] = ()) -> Iterator[Metric]:
+    """Counters over the job rows plus the tallies of purged ones (record retention); the
+    gauge of jobs now in each status over the rows alone."""
     submitted = CounterMetricFamily("inpaint_jobs_submitted", "Jobs accepted, by model.", labels=["model"])
     completed = CounterMetricFamily("inpaint_jobs_completed", "Jobs that ended COMPLETED.", labels=["model"])
     failed = CounterMetricFamily(
@@ -90,14 +95,20 @@ def job_metrics(jobs: Iterable[JobCount]) -> Iterator[Metric]:
     by_status = GaugeMetricFamily("inpaint_jobs", "Jobs now in each status.", labels=["model", "status"])
     totals: dict[str, int] = defaultdict(int)
     statuses: dict[tuple[str, str], int] = defaultdict(int)
-    for row in jobs:
+    ever: dict[tuple[str, str], int] = defaultdict(int)
+    failures: dict[tuple[str, str], int] = defaultdict(int)
+    for row, live in [*((r, True) for r in jobs), *((r, False) for r in purged)]:
         totals[row.model] += row.count
-        statuses[(row.model, row.status)] += row.count
+        ever[(row.model, row.status)] += row.count
+        if live:
+            statuses[(row.model, row.status)] += row.count
         if row.status == JobStatus.FAILED.value:
-            failed.add_metric([row.model, row.error_code or "unknown"], row.count)
+            failures[(row.model, row.error_code or "unknown")] += row.count
+    for (model, code), n in sorted(failures.items()):
+        failed.add_metric([model, code], n)
     for model, n in sorted(totals.items()):
         submitted.add_metric([model], n)
-        completed.add_metric([model], statuses.get((model, JobStatus.COMPLETED.value), 0))
+        completed.add_metric([model], ever.get((model, JobStatus.COMPLETED.value), 0))
         for status in JobStatus:
             by_status.add_metric([model, status.value], statuses.get((model, status.value), 0))
     return iter((submitted, completed, failed, by_status))
@@ -138,12 +149,17 @@ def worker_metric(workers: Iterable[dict[str, Any]]) -> Metric:
     return family
 
 
-def webhook_metrics(deliveries: dict[tuple[str, bool], int]) -> Iterator[Metric]:
+def webhook_metrics(deliveries: dict[tuple[str, bool], int], purged: dict[str, int] | None = None) -> Iterator[Metric]:
+    """`purged`: tallies of the events record retention deleted, by status (final outcomes count on)."""
+    purged = purged or {}
     ended = CounterMetricFamily(
         "inpaint_webhook_deliveries", "Webhook events that reached a final outcome.", labels=["outcome"]
     )
     for outcome in WEBHOOK_OUTCOMES:
-        ended.add_metric([outcome], deliveries.get((outcome, False), 0) + deliveries.get((outcome, True), 0))
+        ended.add_metric(
+            [outcome],
+            deliveries.get((outcome, False), 0) + deliveries.get((outcome, True), 0) + purged.get(outcome, 0),
+        )
     pending = GaugeMetricFamily("inpaint_webhook_pending", "Webhook events not delivered yet.")
     pending.add_metric([], deliveries.get((PENDING, False), 0) + deliveries.get((PENDING, True), 0))
     retrying = GaugeMetricFamily(
@@ -159,7 +175,11 @@ def action_metrics(counters: dict[str, int]) -> Iterator[Metric]:
         sweeper.add_metric([action], counters.get(f"sweeper_{action}", 0))
     expired = CounterMetricFamily("inpaint_results_expired", "Jobs whose results the reaper deleted.")
     expired.add_metric([], counters.get(REAPER_EXPIRED, 0))
-    return iter((sweeper, expired))
+    purged = CounterMetricFamily(
+        "inpaint_jobs_purged", "Job records deleted after INPAINT_RECORD_RETENTION_DAYS (still in the job counters)."
+    )
+    purged.add_metric([], counters.get(RETENTION_PURGED_JOBS, 0))
+    return iter((sweeper, expired, purged))
 
 
 def duration_metrics(finished: list[FinishedJob], *, window: timedelta) -> Iterator[Metric]:

@@ -209,6 +209,14 @@ class Settings(BaseSettings):
         description="How long an image uploaded with upload_image can be submitted; then its link is refused "
         "and the reaper deletes it.",
     )
+    record_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Days a job's record is kept after it ends: then the reaper deletes the job row (with its "
+        "parameters), its webhook events and their delivery attempts, its idempotency key and number, and its "
+        "batch once no job of it is left. QUEUED and PROCESSING jobs are never deleted. The /metrics counters "
+        "keep counting the deleted jobs and events (aggregate tallies are kept).",
+    )
     max_image_pixels: int = Field(
         4096 * 4096,
         ge=64 * 64,

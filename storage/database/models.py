@@ -194,6 +194,7 @@ class IdempotencyKey(Base):
     """An Idempotency-Key seen on a submit route: the same key and body return the original result."""
 
     __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -256,7 +257,7 @@ class Counter(Base):
 
     __tablename__ = "counters"
 
-    name: Mapped[str] = mapped_column(String(60), primary_key=True, comment="What is counted, e.g. sweeper_requeued.")
+    name: Mapped[str] = mapped_column(String(200), primary_key=True, comment="What is counted, e.g. sweeper_requeued.")
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -2,15 +2,18 @@
 
 The API is stateless and runs many processes, so job figures are never kept in
 process memory: every scrape aggregates the rows (GROUP BY over indexed columns).
-Jobs are never deleted (expiry deletes their images and marks the row), so counts
-of jobs by final state only grow: they are Prometheus counters. Events that leave
-no row of their own (sweeper and reaper actions) are added to the `counters`
-table by whoever performs them, in its own small transaction.
+Expiry deletes a job's images and marks the row; only record retention
+(storage.database.retention) deletes rows, long after, and in the same transaction
+it adds each purged job and webhook event to a tally in `counters` named by its
+labels (`purged_tally_names`). Rows plus tallies only grow: they are Prometheus
+counters. Events that leave no row of their own (sweeper and reaper actions) are
+added to the `counters` table by whoever performs them, in its own small transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +26,14 @@ from storage.database.models import Counter, Job, JobStatus, WebhookDelivery
 SWEEPER_ACTIONS = ("requeued", "republished", "timed_out", "gave_up")
 """Counter names `sweeper_<action>`: what the sweeper did to a job (see worker.ops.sweeper)."""
 REAPER_EXPIRED = "reaper_expired"
+RETENTION_PURGED_JOBS = "retention_purged_jobs"
+"""Job rows that record retention deleted (with their dependent rows)."""
+RETENTION_PURGED_ROWS = "retention_purged_rows"
+"""Rows of every table that record retention deleted."""
+PURGED_JOB_PREFIX = "purged_jobs|"
+"""`purged_jobs|<model>|<status>|<error code or empty>`: purged jobs, still counted by /metrics."""
+PURGED_DELIVERY_PREFIX = "purged_webhooks|"
+"""`purged_webhooks|<delivery status>`: purged webhook events, still counted by /metrics."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,38 @@ def add_counts(session: Session, counts: Mapping[str, int]) -> None:
     session.execute(
         stmt.on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + stmt.excluded.value})
     )
+
+
+def purged_tally_names(
+    jobs: Iterable[tuple[str, str, str | None, int]], deliveries: Iterable[tuple[str, int]]
+) -> dict[str, int]:
+    """Counter increments that keep purged rows in the aggregates: jobs as (model, status,
+    error_code, n), webhook events as (status, n)."""
+    counts: dict[str, int] = defaultdict(int)
+    for model, status, code, n in jobs:
+        counts[f"{PURGED_JOB_PREFIX}{model}|{status}|{code or ''}"] += n
+    for status, n in deliveries:
+        counts[f"{PURGED_DELIVERY_PREFIX}{status}"] += n
+    return dict(counts)
+
+
+def purged_job_counts(counters: Mapping[str, int]) -> list[JobCount]:
+    """The tallies of purged jobs among `counters` (read_counts), as count_jobs rows."""
+    rows = []
+    for name, n in counters.items():
+        if name.startswith(PURGED_JOB_PREFIX):
+            model, status, code = name.removeprefix(PURGED_JOB_PREFIX).rsplit("|", 2)
+            rows.append(JobCount(model, status, code or None, n))
+    return rows
+
+
+def purged_delivery_counts(counters: Mapping[str, int]) -> dict[str, int]:
+    """The tallies of purged webhook events among `counters` (read_counts), by delivery status."""
+    return {
+        name.removeprefix(PURGED_DELIVERY_PREFIX): n
+        for name, n in counters.items()
+        if name.startswith(PURGED_DELIVERY_PREFIX)
+    }
 
 
 def read_counts(session: Session) -> dict[str, int]:

@@ -1,6 +1,7 @@
 """Retention: a job's images live until its `expires_at`, uploaded inputs (upload_image) as long as
 their link, INPAINT_UPLOAD_TTL_SECONDS, checked images (nsfw_image_check) CHECK_TTL; then the reaper
-deletes them."""
+deletes them. The job's record (its row, webhook events, idempotency key, ...) lives
+INPAINT_RECORD_RETENTION_DAYS after it ends; then the reaper purges it (storage.database.retention)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from storage.blobs.store import BlobStore, job_prefix
 from storage.blobs.uploads import UPLOAD_PREFIX
 from storage.database.engine import session_scope
 from storage.database.jobs import list_expired, mark_expired
+from storage.database.retention import PurgeReport, purge_old_records
 from storage.database.stats import REAPER_EXPIRED, add_counts
 
 log = logging.getLogger(__name__)
@@ -52,3 +54,15 @@ def reap_checks(blobs: BlobStore, *, now: datetime) -> int:
     if deleted:
         log.info("deleted old image checks", extra={"objects_deleted": deleted})
     return deleted
+
+
+PURGE_BATCH = 500
+"""Rows a purge transaction deletes at most: short transactions, no long locks."""
+
+
+def purge_records(sessions: sessionmaker[Session], *, now: datetime, retention_days: int) -> PurgeReport:
+    """Delete the records of jobs that ended over `retention_days` ago (and their dependents). Returns counts."""
+    report = purge_old_records(sessions, now=now, older_than=timedelta(days=retention_days), batch=PURGE_BATCH)
+    if report.rows:
+        log.info("purged old records", extra=report.counts())
+    return report

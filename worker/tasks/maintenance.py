@@ -9,7 +9,7 @@ from celery import shared_task
 from storage.broker import TASK_REAP_EXPIRED, TASK_SWEEP, publish_job, queue_depth
 from storage.database.jobs import utcnow
 from worker.app import current
-from worker.ops.retention import reap_checks, reap_expired, reap_uploads
+from worker.ops.retention import purge_records, reap_checks, reap_expired, reap_uploads
 from worker.ops.sweeper import sweep
 
 
@@ -19,7 +19,9 @@ def reap() -> int:
     now = utcnow()
     reap_uploads(ops.blobs, now=now, ttl=timedelta(seconds=ops.settings.upload_ttl_seconds))
     reap_checks(ops.blobs, now=now)
-    return reap_expired(ops.sessions, ops.blobs, now=now)
+    reaped = reap_expired(ops.sessions, ops.blobs, now=now)
+    purge_records(ops.sessions, now=now, retention_days=ops.settings.record_retention_days)
+    return reaped
 
 
 @shared_task(name=TASK_SWEEP, ignore_result=True)
