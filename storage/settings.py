@@ -379,6 +379,12 @@ class Settings(BaseSettings):
         description="How long a worker retries object storage before failing the job "
         "(`error_code: storage_unavailable`).",
     )
+    min_free_disk_mb: int = Field(
+        256,
+        ge=0,
+        description="Free space /readyz requires on the disks this process writes (the local image directory "
+        "and the SQLite database's); under it readiness fails naming the disk. 0: not checked.",
+    )
 
     warmup_models: Annotated[list[str], NoDecode] = Field(
         [], description="Model slugs an inference worker loads at start, before taking jobs (comma-separated)."

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from api.context import AppContext
 from api.deps import ContextDep
 from api.openapi import RETRY_AFTER
 from api.schemas import Error, Liveness, Readiness
 from api.serving import weights_source
+from storage.blobs.store import disk_shortfall
 from storage.database.assets import load_catalog
 from storage.database.engine import session_scope
 from storage.database.registry import find_model
+from storage.errors import Unavailable
 
 router = APIRouter(tags=["health"])
 
@@ -24,6 +28,16 @@ router = APIRouter(tags=["health"])
 )
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+def database_disk_check(context: AppContext) -> str:
+    """ "ok", or why the embedded SQLite database cannot take writes: its disk is nearly full. A server
+    database (PostgreSQL) watches its own disk."""
+    database = context.engine.url.database
+    if context.engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return "ok"
+    short = disk_shortfall(Path(database).parent, context.settings.min_free_disk_mb * 2**20)
+    return f"the database's disk is nearly full: {short}" if short else "ok"
 
 
 @router.get(
@@ -45,7 +59,7 @@ def readyz(context: ContextDep, model: str | None = None) -> JSONResponse:
     try:
         with context.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+        checks["database"] = database_disk_check(context)
     except Exception as exc:  # noqa: BLE001 - report, never raise
         checks["database"] = f"unreachable ({type(exc).__name__})"
     try:
@@ -57,6 +71,8 @@ def readyz(context: ContextDep, model: str | None = None) -> JSONResponse:
     try:
         context.blobs.check()
         checks["storage"] = "ok"
+    except Unavailable as exc:  # reachable, but not usable: say why (not writable, disk nearly full)
+        checks["storage"] = exc.message
     except Exception as exc:  # noqa: BLE001
         checks["storage"] = f"unreachable ({type(exc).__name__})"
     if model is not None and checks["database"] == "ok":

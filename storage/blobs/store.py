@@ -86,12 +86,24 @@ def with_retries(action: Callable[[], T], *, budget: float, what: str) -> T:
             delay = min(delay * 2, 5.0)
 
 
+def disk_shortfall(path: Path, min_free_bytes: int) -> str | None:
+    """Why the disk holding `path` has too little room ("12 MB free, under the 256 MB minimum"), or None."""
+    if min_free_bytes <= 0:
+        return None
+    free = shutil.disk_usage(path).free
+    if free >= min_free_bytes:
+        return None
+    return f"{free // 2**20} MB free, under the {min_free_bytes // 2**20} MB minimum (INPAINT_MIN_FREE_DISK_MB)"
+
+
 class LocalBlobStore:
     """Files under `root`; links are `/files/{key}?expires=&signature=`, served by the API."""
 
-    def __init__(self, root: Path, signing_key: bytes) -> None:
+    def __init__(self, root: Path, signing_key: bytes, *, min_free_bytes: int = 0) -> None:
         self.root = root
         self.signing_key = signing_key
+        self.min_free_bytes = min_free_bytes
+        """check() fails when the disk under `root` has less free (INPAINT_MIN_FREE_DISK_MB)."""
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
@@ -147,6 +159,9 @@ class LocalBlobStore:
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise Unavailable("the image directory is not writable")
+        short = disk_shortfall(self.root, self.min_free_bytes)
+        if short:
+            raise Unavailable(f"the image directory's disk is nearly full: {short}")
 
 
 class S3BlobStore:
@@ -206,7 +221,9 @@ class S3BlobStore:
 
 def make_blob_store(settings: Settings) -> BlobStore:
     if settings.storage_backend == "local":
-        return LocalBlobStore(settings.resolved_storage_dir, settings.signing_key)
+        return LocalBlobStore(
+            settings.resolved_storage_dir, settings.signing_key, min_free_bytes=settings.min_free_disk_mb * 2**20
+        )
     # boto3 takes a few hundred milliseconds to import: the embedded default never loads it.
     import boto3
     from botocore.config import Config
