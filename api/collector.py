@@ -21,9 +21,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.broker import QUEUE_INPAINT, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS, queue_sizes
+from storage.database.clock import database_now
 from storage.database.engine import session_scope
 from storage.database.fleet import list_workers
-from storage.database.jobs import utcnow
 from storage.database.models import JobStatus
 from storage.database.stats import (
     REAPER_EXPIRED,
@@ -74,8 +74,9 @@ class ServiceCollector(Collector):
             waiting = count_waiting(session)
             deliveries = count_deliveries(session)
             counters = read_counts(session)
-            finished = recent_finished(session, since=utcnow() - self.window, limit=SAMPLE_LIMIT)
-            workers = list_workers(session, now=utcnow(), stale_after=self.offline_after)
+            now = database_now(session)
+            finished = recent_finished(session, since=now - self.window, limit=SAMPLE_LIMIT)
+            workers = list_workers(session, now=now, stale_after=self.offline_after)
         yield from job_metrics(jobs, purged=purged_job_counts(counters))
         yield from queue_metrics(waiting, queue_sizes(self.celery, QUEUES))
         yield from webhook_metrics(deliveries, purged=purged_delivery_counts(counters))

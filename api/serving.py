@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.contract.assets import AssetCatalog
 from storage.contract.params import JobParams
 from storage.contract.specs import ModelSpec
+from storage.database.clock import database_now
 from storage.database.engine import session_scope
 from storage.database.fleet import SERVABLE_STATES, WorkerReport, online_workers
-from storage.database.jobs import utcnow
 from storage.errors import Unavailable
 
 REFRESH_SECONDS = 1.0
@@ -65,10 +65,10 @@ class ServingView:
         with self._lock:
             if time.monotonic() - self._read_at >= REFRESH_SECONDS:
                 if session is not None:
-                    self._workers = online_workers(session, now=utcnow(), stale_after=self.stale_after)
+                    self._workers = online_workers(session, now=database_now(session), stale_after=self.stale_after)
                 else:
                     with session_scope(self.sessions) as own:
-                        self._workers = online_workers(own, now=utcnow(), stale_after=self.stale_after)
+                        self._workers = online_workers(own, now=database_now(own), stale_after=self.stale_after)
                 self._read_at = time.monotonic()
             return self._workers
 

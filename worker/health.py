@@ -27,6 +27,7 @@ from celery import Celery
 from celery.beat import PersistentScheduler, Scheduler
 from celery.utils.nodenames import default_nodename, host_format
 
+from storage.database.clock import database_now
 from storage.database.engine import make_engine, make_session_factory, session_scope
 from storage.database.fleet import list_workers
 from storage.database.jobs import utcnow
@@ -59,6 +60,9 @@ class FleetBeat:
 
     last_seen: datetime
     busy: bool
+    read_at: datetime | None = None
+    """The database's time when the row was read: heartbeats are stamped on its clock (storage.database.clock),
+    so their age is measured on it too. None: measured from `now`."""
 
 
 Ping = Callable[[str], bool | None]
@@ -90,7 +94,7 @@ def judge_worker(
     row = fleet(name)
     if row is None:
         return Verdict(False, f"{silence}, and it has no row in the fleet table")
-    age = (now - row.last_seen).total_seconds()
+    age = ((row.read_at or now) - row.last_seen).total_seconds()
     if age > offline_after.total_seconds():
         return Verdict(
             False,
@@ -122,12 +126,15 @@ def read_fleet(settings: Settings) -> FleetReader:
         engine = make_engine(settings.resolved_database_url, timeout=DATABASE_SECONDS)
         try:
             with session_scope(make_session_factory(engine)) as session:
-                rows = list_workers(session, now=utcnow(), stale_after=timedelta(0))
+                read_at = database_now(session)
+                rows = list_workers(session, now=read_at, stale_after=timedelta(0))
         finally:
             engine.dispose()
         for row in rows:
             if row["name"] == name:
-                return FleetBeat(last_seen=datetime.fromisoformat(row["last_seen"]), busy=bool(row["busy"]))
+                return FleetBeat(
+                    last_seen=datetime.fromisoformat(row["last_seen"]), busy=bool(row["busy"]), read_at=read_at
+                )
         return None
 
     return read

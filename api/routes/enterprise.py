@@ -25,6 +25,7 @@ from storage.contract.schedulers import SCHEDULERS, SUPPORTED_NAMES
 from storage.contract.sources import SHA256_PATTERN, is_single_file
 from storage.contract.specs import BUILTIN, DIFFUSION_FAMILIES, ModelSpec, Range
 from storage.database.assets import delete_asset, register_asset
+from storage.database.clock import database_now
 from storage.database.engine import write_scope
 from storage.database.fleet import issue_command, list_workers, queue_depths
 from storage.database.jobs import utcnow
@@ -230,7 +231,7 @@ def load_vae(body: LoadVaeBody, key: AdminKey, context: ContextDep) -> dict[str,
     responses=error_responses(404),
 )
 def verify_model(body: ModelIdBody, key: AdminKey, session: SessionDep, context: ContextDep) -> dict[str, Any]:
-    workers = list_workers(session, now=utcnow(), stale_after=_stale_after(context))
+    workers = list_workers(session, now=database_now(session), stale_after=_stale_after(context))
     status = model_status(session, body.model_id, body.model_type, [w for w in workers if w["online"]])
     if status is None:
         raise NotFound(f"model {body.model_id!r} is not registered")
@@ -303,7 +304,7 @@ def schedulers_list(key: AdminKey, body: AdminBody | None = None) -> dict[str, A
 def system_details(
     key: AdminKey, session: SessionDep, context: ContextDep, body: AdminBody | None = None
 ) -> dict[str, Any]:
-    workers = list_workers(session, now=utcnow(), stale_after=_stale_after(context))
+    workers = list_workers(session, now=database_now(session), stale_after=_stale_after(context))
     return {
         "status": "success",
         "workers": workers,

@@ -27,6 +27,7 @@ from storage.broker import TASK_RUN_JOB, TASK_WEBHOOK_JOB_FINISHED, TASK_WEBHOOK
 from storage.contract.content import CONTENT_BLOCKED
 from storage.contract.params import JobParams
 from storage.contract.specs import ModelSpec
+from storage.database.clock import database_now
 from storage.database.engine import session_scope
 from storage.database.jobs import (
     beat_heartbeat,
@@ -35,7 +36,6 @@ from storage.database.jobs import (
     get_job,
     record_progress,
     requeue_job,
-    utcnow,
 )
 from storage.database.models import JobStatus
 from storage.database.registry import find_model
@@ -121,7 +121,7 @@ class Heartbeat:
         while not self._stop.wait(self.ctx.settings.heartbeat_interval_seconds):
             try:
                 with session_scope(self.ctx.sessions) as session:
-                    beat_heartbeat(session, self.job.job_id, attempt=self.job.attempt, now=utcnow())
+                    beat_heartbeat(session, self.job.job_id, attempt=self.job.attempt, now=database_now(session))
             except Exception:  # noqa: BLE001 - a missed beat is survivable; the next one may succeed
                 log.warning("heartbeat write failed", exc_info=True, extra={"request_id": self.job.job_id})
 
@@ -256,7 +256,7 @@ def record_completion(
             output_seeds=job.params.seeds(),
             nsfw=nsfw,
             inference_time=seconds,
-            now=utcnow(),
+            now=database_now(session),
             ttl=ctx.settings.result_ttl,
         )
     if not done:
@@ -281,7 +281,7 @@ def failure_of(exc: Exception, crash: str, job_id: str) -> tuple[str, str]:
 def give_back(ctx: InferenceContext, job: ClaimedJob) -> None:
     """On shutdown: PROCESSING → QUEUED (the attempt does not count) and publish it again."""
     with session_scope(ctx.sessions) as session:
-        requeued = requeue_job(session, job.job_id, attempt=job.attempt, now=utcnow(), refund=True)
+        requeued = requeue_job(session, job.job_id, attempt=job.attempt, now=database_now(session), refund=True)
     if requeued:
         ctx.publish(TASK_RUN_JOB, job.job_id, queue=job.queue)
         log.info("worker stopping: job given back to the queue", extra={"request_id": job.job_id})
@@ -291,7 +291,13 @@ def record_failure(ctx: InferenceContext, job_id: str, code: str, message: str, 
     """FAILED with `code`; returns "FAILED" if this call recorded it, None if the job was no longer ours."""
     with session_scope(ctx.sessions) as session:
         failed = fail_job(
-            session, job_id, code=code, message=message, now=utcnow(), ttl=ctx.settings.result_ttl, attempt=attempt
+            session,
+            job_id,
+            code=code,
+            message=message,
+            now=database_now(session),
+            ttl=ctx.settings.result_ttl,
+            attempt=attempt,
         )
     log.warning("job failed: %s: %s", code, message, extra={"request_id": job_id})
     if not failed:

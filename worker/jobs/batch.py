@@ -9,9 +9,9 @@ import time
 from PIL import Image
 
 from storage.contract.batching import batch_signature
+from storage.database.clock import database_now
 from storage.database.companions import claim_companions
 from storage.database.engine import session_scope, write_scope
-from storage.database.jobs import utcnow
 from storage.errors import JobFailure
 from worker.engine.components import load_components
 from worker.engine.inference import inpaint_batch
@@ -135,7 +135,7 @@ def claim_companions_for(ctx: InferenceContext, leader: ClaimedJob) -> list[Clai
                 family=leader.spec.family,
                 signature=signature,
                 limit=limit,
-                now=utcnow(),
+                now=database_now(session),
             )
             return [load_claimed(session, job_id, spec=leader.spec) for job_id in ids]
     except Exception:  # noqa: BLE001 - batching is an optimisation: the leader runs alone

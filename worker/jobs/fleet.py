@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.database.assets import list_assets
+from storage.database.clock import database_now
 from storage.database.engine import session_scope
 from storage.database.fleet import commands_after, latest_command_id, record_heartbeat, remove_worker
-from storage.database.jobs import utcnow
 from storage.database.models import WorkerCommand
 from storage.database.registry import find_model, list_models
 from storage.settings import Settings
@@ -109,7 +109,7 @@ class FleetMember:
             record_heartbeat(
                 session,
                 name=self.name,
-                now=utcnow(),
+                now=database_now(session),
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
                 device=memory.description,

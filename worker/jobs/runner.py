@@ -19,8 +19,9 @@ import time
 from PIL import Image
 
 from storage.contract.params import JobParams
+from storage.database.clock import database_now
 from storage.database.engine import session_scope
-from storage.database.jobs import claim_job, utcnow
+from storage.database.jobs import claim_job
 from storage.errors import JobFailure
 from storage.logs import add_log_fields
 from worker.engine.components import load_components
@@ -91,7 +92,7 @@ def claim(ctx: InferenceContext, job_id: str) -> ClaimedJob | None:
     with session_scope(ctx.sessions) as session:
         # The conditional UPDATE comes first: it is the claim, and on SQLite a
         # transaction that writes must write before it reads.
-        if not claim_job(session, job_id, now=utcnow()):
+        if not claim_job(session, job_id, now=database_now(session)):
             log.info(
                 "nothing to do: the job is not QUEUED (duplicate delivery, finished or unknown)",
                 extra={"request_id": job_id},

@@ -7,6 +7,7 @@ from datetime import timedelta
 from celery import shared_task
 
 from storage.broker import TASK_REAP_EXPIRED, TASK_SWEEP, publish_job, queue_depth
+from storage.database.clock import database_time
 from storage.database.jobs import utcnow
 from worker.app import current
 from worker.ops.retention import purge_records, reap_checks, reap_expired, reap_uploads
@@ -30,7 +31,7 @@ def sweep_jobs() -> dict[str, int]:
     report = sweep(
         process.ops.sessions,
         process.settings,
-        now=utcnow(),
+        now=database_time(process.ops.sessions),
         publish=lambda job_id, queue: publish_job(process.celery, job_id, queue=queue),
         queue_depth=lambda queue: queue_depth(process.celery, queue),
     )
