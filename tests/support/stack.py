@@ -49,6 +49,8 @@ class Stack:
     commands: dict[str, tuple[tuple[str, ...], dict[str, str] | None]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
+    told: set[str] = field(default_factory=set)
+    """Every job id a submit through `submit` was answered with: what clients were told exists."""
 
     @property
     def base_url(self) -> str:
@@ -247,7 +249,9 @@ class Stack:
         with self.client(key) as client:
             response = client.post(f"/v2/{model}", json=body)
         assert response.status_code == 200, response.text
-        return str(response.json()["request_id"])
+        job_id = str(response.json()["request_id"])
+        self.told.add(job_id)
+        return job_id
 
     def wait(
         self, job_id: str, *, timeout: float = 300, key: str | None = None, until: set[str] = TERMINAL

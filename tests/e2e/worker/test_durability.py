@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.db import job_row, stack_settings
+from tests.support.db import job_row, reconcile, stack_settings
 from tests.support.images import job_body
 from tests.support.services import MotoServer, PostgresServer, RedisServer, s3_client
 from tests.support.stack import Stack, stack_env
@@ -91,9 +91,15 @@ def chaos(
     )
     stack.start_all()
     yield stack
-    stack.stop_all()
-    for server in private.values():
-        server.stop()
+    try:  # the whole jobs table, after every test of the module: nothing stuck, lost, untold or doubled
+        counted = wait_until(
+            lambda: (r := reconcile(stack, stack.told)).stuck == [] and r, what="every job ended", interval=1
+        )
+        assert counted.clean, counted
+    finally:
+        stack.stop_all()
+        for server in private.values():
+            server.stop()
 
 
 def status(stack: Stack, job_id: str) -> dict[str, Any]:
@@ -131,15 +137,11 @@ def test_sigkill_the_worker_repeatedly_loses_nothing(chaos: ChaosStack) -> None:
         kill_mid_run(chaos, ids, killed)
     finals = [chaos.wait(job_id, timeout=400) for job_id in ids]
     assert all(f["status"] == "COMPLETED" for f in finals), [(f["status"], f.get("error")) for f in finals]
-    for job_id in ids:
-        row = job_row(chaos, job_id)
-        prefixes = {key.rsplit("/", 1)[1].split("-")[0] for key in row.output_keys}
-        assert prefixes == {str(row.attempts)}, f"the recorded result mixes attempts: {row.output_keys}"
     for job_id, attempt in killed:
         assert job_row(chaos, job_id).attempts > attempt, "a killed job was not run again"
-    completions = [line for line in chaos.log("worker").splitlines() if "job completed" in line]
-    for job_id in ids:
-        assert sum(job_id in line for line in completions) == 1, "a job completed twice"
+    counted = reconcile(chaos, chaos.told)  # from the database: every row, not only the ids we hold
+    print(f"kill loop, {ROUNDS} kills, {len(ids)} jobs: {counted}")
+    assert counted.clean, counted
 
 
 def test_a_job_whose_worker_keeps_dying_fails_saying_so(chaos: ChaosStack) -> None:
@@ -195,6 +197,7 @@ def test_broker_unreachable_at_submit_the_sweeper_publishes_later(chaos: ChaosSt
             response = client.post("/v2/erase", json=job_body())
         assert response.status_code == 200, response.text
         job_id = response.json()["request_id"]
+        chaos.told.add(job_id)
         assert job_row(chaos, job_id).published_at is None
     finally:
         redis.start()
@@ -270,7 +273,10 @@ def test_database_down_at_submit_is_503_and_writes_nothing(chaos: ChaosStack) ->
 def _submit_ok(stack: Stack) -> str | None:
     with stack.client() as client:
         response = client.post("/v2/erase", json=job_body())
-    return response.json()["request_id"] if response.status_code == 200 else None
+    if response.status_code != 200:
+        return None
+    stack.told.add(response.json()["request_id"])
+    return str(response.json()["request_id"])
 
 
 @pytest.mark.chaos
