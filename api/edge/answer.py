@@ -7,7 +7,13 @@ from typing import Any
 
 from starlette.types import Scope, Send
 
-MODELSLAB_PREFIXES = ("/api/v6/", "/api/v1/enterprise/inpaint", "/api/v1/enterprise/image_editing/")
+MODELSLAB_PREFIXES = (
+    "/api/v6/",
+    "/api/v1/enterprise/inpaint",
+    "/api/v1/enterprise/image_editing/",
+    "/api/v1/enterprise/images/inpaint",  # modelslab-py's community API, enterprise mode
+    "/api/v1/enterprise/images/fetch",
+)
 MODELSLAB_FETCH = "/api/v1/enterprise/fetch"
 # One wording for a database that refuses and one that does not answer: clients match on it.
 DATABASE_UNAVAILABLE = "the database is unavailable right now; nothing was stored, try again"
