@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.worker.test_durability import FAST_CLOCKS
+from tests.e2e.worker.test_durability import FAST_CLOCKS, register_tiny_slow
 from tests.support.db import job_row
 from tests.support.images import job_body
 from tests.support.services import MotoServer, PostgresServer, RedisServer
@@ -58,21 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
     env = {**stack_env("production", workdir, services), **FAST_CLOCKS, "INPAINT_SUBMIT_UNSERVABLE": "accept"}
     stack = Stack(name="clock", workdir=workdir, env=env)
     stack.cli("inpaint-admin", "migrate")
-    stack.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "tiny-slow",
-        str(tiny_model_dir),
-        "--family",
-        "sd15",
-        "--max-side",
-        "128",
-        "--default-size",
-        "64",
-        "--steps",
-        "1:500:2",
-    )
+    register_tiny_slow(stack, tiny_model_dir)
     stack.start_all()
     try:
         yield stack

@@ -48,6 +48,13 @@ class ChaosStack(Stack):
     bucket: str = ""
 
 
+def register_tiny_slow(stack: Stack, model_dir: Path) -> None:
+    """Register "tiny-slow": the tiny SD 1.5 model with up to 500 steps, for jobs that run long enough
+    to be killed, timed out or heartbeat-checked mid-run."""
+    limits = ("--max-side", "128", "--default-size", "64", "--steps", "1:500:2")
+    stack.cli("inpaint-admin", "models", "register", "tiny-slow", str(model_dir), "--family", "sd15", *limits)
+
+
 @pytest.fixture(scope="module", params=["embedded", "production"])
 def chaos(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
@@ -74,21 +81,7 @@ def chaos(
         setattr(stack, name, server)
     stack.bucket = env.get("INPAINT_S3_BUCKET", "")
     stack.cli("inpaint-admin", "migrate")
-    stack.cli(
-        "inpaint-admin",
-        "models",
-        "register",
-        "tiny-slow",
-        str(tiny_model_dir),
-        "--family",
-        "sd15",
-        "--max-side",
-        "128",
-        "--default-size",
-        "64",
-        "--steps",
-        "1:500:2",
-    )
+    register_tiny_slow(stack, tiny_model_dir)
     stack.start_all()
     yield stack
     try:  # the whole jobs table, after every test of the module: nothing stuck, lost, untold or doubled
